@@ -1,0 +1,22 @@
+//! rexec's additions to the upstream protocol, by name.
+//!
+//! Every extension is optional: an upstream client never sends the new fields or methods
+//! and ignores the new response fields. The `initialize` result lists these names under
+//! `rexec.extensions` so a rexec-aware client knows what it may use.
+
+/// `process/resize {processId, rows, cols}` for PTY processes.
+pub const PROCESS_RESIZE: &str = "process/resize";
+/// `process/write` accepts `closeStdin: true` to close the child's stdin after the chunk.
+pub const WRITE_CLOSE_STDIN: &str = "process/write.closeStdin";
+/// `process/read` reports `evictedChunks` / `evictedBytes`: output dropped from retention.
+pub const READ_EVICTION_COUNTERS: &str = "process/read.evictionCounters";
+/// Notifications of one process leave the server in sequence order, after the
+/// `process/start` response.
+pub const ORDERED_NOTIFICATIONS: &str = "process/orderedNotifications";
+
+pub const ALL: &[&str] = &[
+    PROCESS_RESIZE,
+    WRITE_CLOSE_STDIN,
+    READ_EVICTION_COUNTERS,
+    ORDERED_NOTIFICATIONS,
+];

@@ -1,0 +1,25 @@
+//! Wire types of the codex exec-server JSON-RPC protocol as rexec speaks it.
+//!
+//! This crate owns the shapes of every message on the wire and nothing else: serde types,
+//! the JSON-RPC envelope (which omits the `jsonrpc` member on output), error codes and the
+//! upstream error texts, `file:` URI paths, base64 byte chunks, and the JSON value budget
+//! applied to untrusted frames. It performs no I/O and knows nothing about tokio.
+//!
+//! rexec's additions are optional fields or new methods that an upstream peer can ignore;
+//! each is listed in [`extensions::ALL`] and advertised in the `initialize` result.
+
+pub mod budget;
+pub mod chunk;
+pub mod environment;
+pub mod error;
+pub mod extensions;
+pub mod jsonrpc;
+pub mod method;
+pub mod path_uri;
+pub mod process;
+
+pub use budget::{ValueBudgetError, check_value_budget, MAX_JSONRPC_VALUE_NODES};
+pub use chunk::ByteChunk;
+pub use error::{ErrorCode, RpcError};
+pub use jsonrpc::{IncomingMessage, RequestId};
+pub use path_uri::PathUri;
