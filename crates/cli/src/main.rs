@@ -1,3 +1,6 @@
+//! The `rexec` binary: thin argument parsing over the library crates.
+
 fn main() {
-    println!("Hello, world!");
+    eprintln!("rexec: not built yet");
+    std::process::exit(2);
 }
