@@ -167,7 +167,10 @@ mod tests {
         // object + id + 1 + method + "x" = the object plus two values (keys are not values)
         assert!(check_value_budget(br#"{"id":1,"method":"x"}"#, 3).is_ok());
         let err = check_value_budget(br#"{"id":1,"method":"x"}"#, 2).expect_err("over");
-        assert!(err.0.contains("exceeds the limit of 2 JSON values"), "{err}");
+        assert!(
+            err.0.contains("exceeds the limit of 2 JSON values"),
+            "{err}"
+        );
     }
 
     #[test]

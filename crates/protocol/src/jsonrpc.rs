@@ -184,7 +184,8 @@ mod tests {
 
     #[test]
     fn classifies_every_message_kind() {
-        let req = br#"{"jsonrpc":"2.0","id":"a","method":"process/read","params":{"processId":"p"}}"#;
+        let req =
+            br#"{"jsonrpc":"2.0","id":"a","method":"process/read","params":{"processId":"p"}}"#;
         assert!(matches!(
             IncomingMessage::parse(req),
             Ok(IncomingMessage::Request { id: RequestId::String(ref s), .. }) if s == "a"
@@ -197,10 +198,16 @@ mod tests {
         let resp = br#"{"id":7,"result":{}}"#;
         assert!(matches!(
             IncomingMessage::parse(resp),
-            Ok(IncomingMessage::Response { id: RequestId::Integer(7), .. })
+            Ok(IncomingMessage::Response {
+                id: RequestId::Integer(7),
+                ..
+            })
         ));
         let err = br#"{"id":7,"error":{"code":-32600,"message":"x"}}"#;
-        assert!(matches!(IncomingMessage::parse(err), Ok(IncomingMessage::Error { .. })));
+        assert!(matches!(
+            IncomingMessage::parse(err),
+            Ok(IncomingMessage::Error { .. })
+        ));
         assert!(IncomingMessage::parse(b"not-json").is_err());
         assert!(IncomingMessage::parse(b"{}").is_err());
     }
@@ -210,7 +217,10 @@ mod tests {
         let frame = response_frame(&RequestId::Integer(1), &serde_json::json!({}));
         assert_eq!(frame, r#"{"id":1,"result":{}}"#);
         let frame = error_frame(&MALFORMED_FRAME_ID, &RpcError::invalid_request("bad"));
-        assert_eq!(frame, r#"{"id":-1,"error":{"code":-32600,"message":"bad"}}"#);
+        assert_eq!(
+            frame,
+            r#"{"id":-1,"error":{"code":-32600,"message":"bad"}}"#
+        );
     }
 
     #[test]

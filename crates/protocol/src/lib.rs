@@ -18,7 +18,7 @@ pub mod method;
 pub mod path_uri;
 pub mod process;
 
-pub use budget::{ValueBudgetError, check_value_budget, MAX_JSONRPC_VALUE_NODES};
+pub use budget::{MAX_JSONRPC_VALUE_NODES, ValueBudgetError, check_value_budget};
 pub use chunk::ByteChunk;
 pub use error::{ErrorCode, RpcError};
 pub use jsonrpc::{IncomingMessage, RequestId};

@@ -90,10 +90,15 @@ mod tests {
             Path::new("/tmp/work")
         );
         assert_eq!(
-            PathUri::parse("file:///tmp/a%20b").expect("escaped").as_path(),
+            PathUri::parse("file:///tmp/a%20b")
+                .expect("escaped")
+                .as_path(),
             Path::new("/tmp/a b")
         );
-        assert_eq!(PathUri::parse("/tmp").expect("native").as_path(), Path::new("/tmp"));
+        assert_eq!(
+            PathUri::parse("/tmp").expect("native").as_path(),
+            Path::new("/tmp")
+        );
     }
 
     #[test]

@@ -1,0 +1,91 @@
+//! `rexec serve`: run the exec server on a WebSocket or on stdio.
+
+use anyhow::Context;
+use rexec_server::transport::listen::{DEFAULT_LISTEN_URL, ListenUrl};
+use rexec_server::transport::{stdio, websocket};
+use rexec_server::{Server, ServerConfig};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Where to listen: `ws://IP:PORT` (port 0 picks one) or `stdio`.
+    #[arg(long, default_value = DEFAULT_LISTEN_URL)]
+    listen: ListenUrl,
+    /// File holding a bearer token that WebSocket clients must present.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// How long a disconnected session keeps its processes, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    session_ttl_ms: u64,
+    /// How long a closed process stays readable, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    closed_retention_ms: u64,
+    /// WebSocket keepalive ping interval, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    ping_interval_ms: u64,
+    /// Largest inbound message accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    max_frame_bytes: usize,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let config = ServerConfig {
+        session_ttl: Duration::from_millis(args.session_ttl_ms),
+        closed_retention: Duration::from_millis(args.closed_retention_ms),
+        ping_interval: Duration::from_millis(args.ping_interval_ms.max(1)),
+        max_frame_bytes: args.max_frame_bytes,
+        token,
+    };
+    let server = Server::new(config);
+    match args.listen {
+        ListenUrl::WebSocket(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("failed to listen on {address}"))?;
+            let bound = listener.local_addr()?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "ws://{bound}")?;
+            stdout.flush()?;
+            drop(stdout);
+            tracing::info!(%bound, "listening");
+            websocket::serve(server.clone(), listener, shutdown_signal()).await?;
+        }
+        ListenUrl::Stdio => {
+            tokio::select! {
+                () = stdio::serve(server.clone()) => {}
+                () = shutdown_signal() => {}
+            }
+        }
+    }
+    server.kill_all_processes();
+    Ok(())
+}
+
+fn read_token(path: &PathBuf) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read token file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
+    Ok(token.to_owned())
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

@@ -1,0 +1,34 @@
+//! Server-wide settings, with the upstream defaults.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How long a session outlives its connection before its processes are killed.
+    pub session_ttl: Duration,
+    /// How long a closed process stays readable before its id is free again.
+    pub closed_retention: Duration,
+    /// WebSocket keepalive ping interval.
+    pub ping_interval: Duration,
+    /// Largest inbound frame (WebSocket message or stdio line) accepted.
+    pub max_frame_bytes: usize,
+    /// Bearer token required on the WebSocket upgrade, if set.
+    pub token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(30),
+            closed_retention: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
+            max_frame_bytes: 64 * 1024 * 1024,
+            token: None,
+        }
+    }
+}
+
+/// Requests handled at once per connection; further frames wait (upstream's capacity).
+pub const MAX_IN_FLIGHT_REQUESTS: usize = 128;
+/// Frames queued for one connection's writer before producers wait (backpressure).
+pub const OUTBOUND_QUEUE_FRAMES: usize = 128;

@@ -1,0 +1,215 @@
+//! One client connection, independent of its transport: the handshake, admission of
+//! requests, and their concurrent execution.
+//!
+//! The transport feeds every inbound frame to [`Connection::handle_frame`] in wire order.
+//! `initialize` and `initialized` are handled inline, so pipelined handshakes work; every
+//! other request is admitted (the handshake check is latched at admission, params are
+//! decoded) inline, then runs in its own task, at most
+//! [`crate::config::MAX_IN_FLIGHT_REQUESTS`] at once. Responses may leave out of order; the
+//! client matches them by id. Bad input is answered and never ends the connection, except
+//! where upstream closes it (`initialized` before `initialize`, unexpected notifications or
+//! responses).
+
+use crate::Server;
+use crate::config::MAX_IN_FLIGHT_REQUESTS;
+use crate::handlers::{self, RequestContext};
+use crate::outbound::{FrameSender, OutboundFrame};
+use crate::session::{ConnectionId, Session};
+use rexec_protocol::environment::{InitializeParams, InitializeResult, RexecServerInfo};
+use rexec_protocol::jsonrpc::{MALFORMED_FRAME_ID, decode_params, error_frame, response_frame};
+use rexec_protocol::{
+    IncomingMessage, MAX_JSONRPC_VALUE_NODES, RequestId, RpcError, check_value_budget, extensions,
+    method,
+};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Whether the transport should keep reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+enum Phase {
+    AwaitingInitialize,
+    AwaitingInitialized(Arc<Session>),
+    Ready(Arc<Session>),
+}
+
+pub struct Connection {
+    server: Arc<Server>,
+    id: ConnectionId,
+    /// Prefix of the error sent for frames that cannot be parsed, naming the peer.
+    parse_error_prefix: String,
+    outbound: FrameSender,
+    phase: Phase,
+    in_flight: JoinSet<()>,
+    permits: Arc<Semaphore>,
+}
+
+impl Connection {
+    pub fn new(server: Arc<Server>, outbound: FrameSender, parse_error_prefix: String) -> Self {
+        Self {
+            server,
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            parse_error_prefix,
+            outbound,
+            phase: Phase::AwaitingInitialize,
+            in_flight: JoinSet::new(),
+            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
+        }
+    }
+
+    pub async fn handle_frame(&mut self, frame: &[u8]) -> Flow {
+        while self.in_flight.try_join_next().is_some() {}
+        if let Err(err) = check_value_budget(frame, MAX_JSONRPC_VALUE_NODES) {
+            self.reply_unparsable(&err.0).await;
+            return Flow::Continue;
+        }
+        match IncomingMessage::parse(frame) {
+            Err(err) => {
+                self.reply_unparsable(&err).await;
+                Flow::Continue
+            }
+            Ok(IncomingMessage::Request { id, method, params }) => {
+                self.on_request(id, &method, params).await;
+                Flow::Continue
+            }
+            Ok(IncomingMessage::Notification { method, .. }) => self.on_notification(&method),
+            Ok(IncomingMessage::Response { .. } | IncomingMessage::Error { .. }) => {
+                tracing::warn!(
+                    connection = self.id,
+                    "closing exec-server connection after unexpected client response"
+                );
+                Flow::Close
+            }
+        }
+    }
+
+    /// Answer a frame that could not be understood at all (id -1, as upstream).
+    pub async fn reply_unparsable(&self, reason: &str) {
+        let error = RpcError::invalid_request(format!("{}: {reason}", self.parse_error_prefix));
+        self.send(error_frame(&MALFORMED_FRAME_ID, &error)).await;
+    }
+
+    async fn send(&self, frame: String) {
+        let _ = self.outbound.send(OutboundFrame(frame)).await;
+    }
+
+    async fn reply_error(&self, id: &RequestId, error: &RpcError) {
+        self.send(error_frame(id, error)).await;
+    }
+
+    async fn on_request(&mut self, id: RequestId, method_name: &str, params: Option<&RawValue>) {
+        if method_name == method::INITIALIZE {
+            return self.initialize(id, params).await;
+        }
+        let session = match &self.phase {
+            Phase::AwaitingInitialize => {
+                return self
+                    .reply_error(&id, &RpcError::not_initialized(method_name))
+                    .await;
+            }
+            Phase::AwaitingInitialized(_) => {
+                let error = RpcError::not_initialized_notification(method_name);
+                return self.reply_error(&id, &error).await;
+            }
+            Phase::Ready(session) => Arc::clone(session),
+        };
+        let request = match handlers::parse(method_name, params) {
+            Ok(request) => request,
+            Err(error) => return self.reply_error(&id, &error).await,
+        };
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return;
+        };
+        let ctx = RequestContext {
+            server: Arc::clone(&self.server),
+            takeovers: session.takeovers(),
+            session,
+        };
+        let outbound = self.outbound.clone();
+        self.in_flight.spawn(async move {
+            let (frame, on_queued) = match handlers::handle(&ctx, request).await {
+                Ok(reply) => (response_frame(&id, &reply.result), reply.on_queued),
+                Err(error) => (error_frame(&id, &error), None),
+            };
+            let _ = outbound.send(OutboundFrame(frame)).await;
+            if let Some(on_queued) = on_queued {
+                let _ = on_queued.send(());
+            }
+            drop(permit);
+        });
+    }
+
+    async fn initialize(&mut self, id: RequestId, params: Option<&RawValue>) {
+        if !matches!(self.phase, Phase::AwaitingInitialize) {
+            return self.reply_error(&id, &RpcError::initialize_twice()).await;
+        }
+        let params: InitializeParams = match decode_params(params) {
+            Ok(params) => params,
+            Err(error) => return self.reply_error(&id, &error).await,
+        };
+        let sessions = &self.server.sessions;
+        let session = match &params.resume_session_id {
+            Some(session_id) => sessions.resume(session_id, self.id, self.outbound.clone()),
+            None => Ok(sessions.create(self.id, self.outbound.clone())),
+        };
+        let session = match session {
+            Ok(session) => session,
+            Err(error) => return self.reply_error(&id, &error).await,
+        };
+        tracing::debug!(connection = self.id, session = %session.id, client = %params.client_name, "initialized");
+        let result = InitializeResult {
+            session_id: session.id.clone(),
+            environment_info: Some(self.server.environment.clone()),
+            rexec: Some(RexecServerInfo {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                extensions: extensions::ALL.iter().map(|&e| e.to_owned()).collect(),
+            }),
+        };
+        self.phase = Phase::AwaitingInitialized(session);
+        self.send(response_frame(&id, &result)).await;
+    }
+
+    fn on_notification(&mut self, method_name: &str) -> Flow {
+        if method_name != method::INITIALIZED {
+            tracing::warn!(
+                connection = self.id,
+                method = method_name,
+                "closing exec-server connection after unexpected notification"
+            );
+            return Flow::Close;
+        }
+        match std::mem::replace(&mut self.phase, Phase::AwaitingInitialize) {
+            Phase::AwaitingInitialize => {
+                tracing::warn!(
+                    connection = self.id,
+                    "received `initialized` notification before `initialize`"
+                );
+                Flow::Close
+            }
+            Phase::AwaitingInitialized(session) | Phase::Ready(session) => {
+                self.phase = Phase::Ready(session);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// The transport is gone: cancel in-flight requests and detach the session.
+    pub fn finish(mut self) {
+        self.in_flight.abort_all();
+        match &self.phase {
+            Phase::AwaitingInitialize => {}
+            Phase::AwaitingInitialized(session) | Phase::Ready(session) => {
+                self.server.sessions.detach(session, self.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Method dispatch after the handshake: parse params in wire order (so malformed requests
+//! are answered at once), then handle each request in its own task.
+
+mod environment;
+mod process;
+
+use crate::Server;
+use crate::session::Session;
+use rexec_protocol::RpcError;
+use rexec_protocol::jsonrpc::decode_params;
+use rexec_protocol::method;
+use rexec_protocol::process::{
+    ReadParams, ResizeParams, SignalParams, StartParams, TerminateParams, WriteParams,
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use tokio::sync::{oneshot, watch};
+
+/// A decoded request.
+pub enum Request {
+    EnvironmentInfo,
+    EnvironmentStatus,
+    Start(Box<StartParams>),
+    Read(ReadParams),
+    Write(WriteParams),
+    Signal(SignalParams),
+    Terminate(TerminateParams),
+    Resize(ResizeParams),
+}
+
+/// What a request runs with.
+pub struct RequestContext {
+    pub server: Arc<Server>,
+    pub session: Arc<Session>,
+    /// Observed at admission: a takeover after it fails long polls.
+    pub takeovers: watch::Receiver<u64>,
+}
+
+/// A successful result, serialized, plus an optional signal fired once it is queued.
+pub struct Reply {
+    pub result: Box<RawValue>,
+    pub on_queued: Option<oneshot::Sender<()>>,
+}
+
+impl Reply {
+    pub fn new<T: Serialize>(result: &T) -> Result<Self, RpcError> {
+        serde_json::value::to_raw_value(result)
+            .map(|result| Self {
+                result,
+                on_queued: None,
+            })
+            .map_err(|err| RpcError::internal(format!("failed to serialize result: {err}")))
+    }
+}
+
+pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<Request, RpcError> {
+    Ok(match method_name {
+        method::ENVIRONMENT_INFO => Request::EnvironmentInfo,
+        method::ENVIRONMENT_STATUS => Request::EnvironmentStatus,
+        method::PROCESS_START => Request::Start(Box::new(decode_params(params)?)),
+        method::PROCESS_READ => Request::Read(decode_params(params)?),
+        method::PROCESS_WRITE => Request::Write(decode_params(params)?),
+        method::PROCESS_SIGNAL => Request::Signal(decode_params(params)?),
+        method::PROCESS_TERMINATE => Request::Terminate(decode_params(params)?),
+        method::PROCESS_RESIZE => Request::Resize(decode_params(params)?),
+        other => return Err(RpcError::method_not_found(other)),
+    })
+}
+
+pub async fn handle(ctx: &RequestContext, request: Request) -> Result<Reply, RpcError> {
+    match request {
+        Request::EnvironmentInfo => Reply::new(&ctx.server.environment),
+        Request::EnvironmentStatus => environment::status(),
+        Request::Start(params) => process::start(ctx, *params),
+        Request::Read(params) => process::read(ctx, params).await,
+        Request::Write(params) => process::write(ctx, params).await,
+        Request::Signal(params) => process::signal(ctx, params),
+        Request::Terminate(params) => process::terminate(ctx, params),
+        Request::Resize(params) => process::resize(ctx, params),
+    }
+}

@@ -1,0 +1,215 @@
+//! `process/start`, `read`, `write`, `signal`, `terminate` and rexec's `resize`.
+
+use super::{Reply, RequestContext};
+use crate::process::Process;
+use crate::process::env::child_env;
+use crate::process::pump::Pump;
+use crate::process::read::long_poll;
+use crate::process::spawn::{SpawnRequest, spawn};
+use crate::process::stdin::{StdinPort, WriteOutcome};
+use crate::process::table::Lookup;
+use rexec_protocol::RpcError;
+use rexec_protocol::process::{
+    EmptyResult, ReadParams, ResizeParams, SandboxType, SignalParams, StartParams, StartResult,
+    TerminateParams, TerminateResult, WriteParams, WriteResult, WriteStatus,
+};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+pub fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, RpcError> {
+    if params.argv.is_empty() {
+        return Err(RpcError::invalid_params("argv must not be empty"));
+    }
+    reject_unenforceable(&params)?;
+    let table = &ctx.session.processes;
+    table.reserve(&params.process_id)?;
+    let process = match launch(ctx, &params) {
+        Ok(process) => process,
+        Err(err) => {
+            table.release_reservation(&params.process_id);
+            return Err(err);
+        }
+    };
+    let Some((process, release)) = process else {
+        return Err(RpcError::start_cancelled(&params.process_id));
+    };
+    let mut reply = Reply::new(&StartResult {
+        process_id: process.id.clone(),
+        sandbox_type: Some(SandboxType::None),
+    })?;
+    reply.on_queued = Some(release);
+    Ok(reply)
+}
+
+/// A started process and the trigger that lets its pump send notifications.
+type Launched = (Arc<Process>, oneshot::Sender<()>);
+
+/// Spawn the child and start its pump. `None` when a terminate cancelled the start.
+fn launch(ctx: &RequestContext, params: &StartParams) -> Result<Option<Launched>, RpcError> {
+    let env = child_env(&params.env, params.env_policy.as_ref(), server_env());
+    let spawned = spawn(&SpawnRequest {
+        argv: &params.argv,
+        arg0: params.arg0.as_deref(),
+        cwd: params.cwd.as_path(),
+        env: &env,
+        tty: params.tty,
+        pipe_stdin: params.pipe_stdin,
+    })
+    .map_err(|err| RpcError::internal(err.to_string()))?;
+    let stdin = match spawned.stdin {
+        Some(fd) => StdinPort::open(fd, params.tty),
+        None => Ok(StdinPort::closed()),
+    };
+    let process = Arc::new(Process::new(
+        params.process_id.clone(),
+        spawned.pgid,
+        spawned.pty_master,
+        stdin.map_err(|err| RpcError::internal(format!("failed to open process stdin: {err}")))?,
+    ));
+    let table = &ctx.session.processes;
+    if !table.activate(&process) {
+        process.kill_group();
+        return Ok(None);
+    }
+    let (release, released) = oneshot::channel();
+    let pump = Pump {
+        process: Arc::clone(&process),
+        child: spawned.child,
+        outputs: spawned.outputs,
+        route: Arc::clone(&ctx.session.route),
+        table: Arc::clone(table),
+        release: released,
+    };
+    if let Err(err) = pump.start() {
+        process.kill_group();
+        table.remove_closed(&process);
+        return Err(RpcError::internal(format!(
+            "failed to watch process output: {err}"
+        )));
+    }
+    Ok(Some((process, release)))
+}
+
+/// Refuse what this server cannot enforce, rather than silently running without it.
+fn reject_unenforceable(params: &StartParams) -> Result<(), RpcError> {
+    if let Some(sandbox) = &params.sandbox
+        && !sandbox_is_disabled(sandbox)
+    {
+        return Err(RpcError::invalid_params(
+            "sandbox intent cannot be enforced on this executor",
+        ));
+    }
+    if params.enforce_managed_network || params.managed_network.is_some() {
+        return Err(RpcError::invalid_params(
+            "managed network cannot be enforced on this executor",
+        ));
+    }
+    if params.network_proxy.is_some() {
+        return Err(RpcError::invalid_params(
+            "networkProxy is not supported by this executor (capability networkProxyLaunch is false)",
+        ));
+    }
+    if params.shell_snapshot.is_some() {
+        return Err(RpcError::invalid_params(
+            "shellSnapshot is not supported by this executor (capability shellSnapshotV2 is false)",
+        ));
+    }
+    Ok(())
+}
+
+/// A sandbox context that asks for no platform sandbox: the `disabled` and `external`
+/// permission profiles, or the legacy `danger-full-access` / `external-sandbox` policies.
+fn sandbox_is_disabled(sandbox: &serde_json::Value) -> bool {
+    let profile = sandbox
+        .pointer("/permissions/type")
+        .and_then(|t| t.as_str());
+    let legacy = sandbox
+        .pointer("/sandboxPolicy/type")
+        .and_then(|t| t.as_str());
+    matches!(profile, Some("disabled" | "external"))
+        || matches!(legacy, Some("danger-full-access" | "external-sandbox"))
+}
+
+/// The server's own environment, for `envPolicy` inheritance (non-UTF-8 entries skipped).
+fn server_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
+fn running(ctx: &RequestContext, process_id: &str) -> Result<Arc<Process>, RpcError> {
+    match ctx.session.processes.lookup(process_id) {
+        Lookup::Running(process) => Ok(process),
+        Lookup::Starting => Err(RpcError::process_starting(process_id)),
+        Lookup::Unknown => Err(RpcError::unknown_process(process_id)),
+    }
+}
+
+pub async fn read(ctx: &RequestContext, params: ReadParams) -> Result<Reply, RpcError> {
+    let process = running(ctx, &params.process_id)?;
+    let result = long_poll(&process, &params, ctx.takeovers.clone()).await?;
+    Reply::new(&result)
+}
+
+pub async fn write(ctx: &RequestContext, params: WriteParams) -> Result<Reply, RpcError> {
+    if params.write_id.is_empty() {
+        return Err(RpcError::invalid_params("writeId must not be empty"));
+    }
+    let status = match ctx.session.processes.lookup(&params.process_id) {
+        Lookup::Unknown => WriteStatus::UnknownProcess,
+        Lookup::Starting => WriteStatus::Starting,
+        Lookup::Running(process) => {
+            match process
+                .stdin
+                .write(&params.write_id, params.chunk.0, params.close_stdin)
+                .await
+            {
+                WriteOutcome::Accepted => WriteStatus::Accepted,
+                WriteOutcome::StdinClosed => WriteStatus::StdinClosed,
+                WriteOutcome::WriterGone => {
+                    return Err(RpcError::internal("failed to write to process stdin"));
+                }
+            }
+        }
+    };
+    Reply::new(&WriteResult { status })
+}
+
+pub fn signal(ctx: &RequestContext, params: SignalParams) -> Result<Reply, RpcError> {
+    if let Lookup::Running(process) = ctx.session.processes.lookup(&params.process_id) {
+        process
+            .interrupt()
+            .map_err(|err| RpcError::internal(format!("failed to signal process: {err}")))?;
+    }
+    Reply::new(&EmptyResult {})
+}
+
+pub fn terminate(ctx: &RequestContext, params: TerminateParams) -> Result<Reply, RpcError> {
+    let table = &ctx.session.processes;
+    let running = match table.lookup(&params.process_id) {
+        Lookup::Unknown => false,
+        Lookup::Starting => table.cancel_start(&params.process_id),
+        Lookup::Running(process) => {
+            let running = !process.has_exited();
+            // Also reaps descendants still holding the output pipes after an exit.
+            process.kill_group();
+            running
+        }
+    };
+    Reply::new(&TerminateResult { running })
+}
+
+pub fn resize(ctx: &RequestContext, params: ResizeParams) -> Result<Reply, RpcError> {
+    if params.rows == 0 || params.cols == 0 {
+        return Err(RpcError::invalid_params("rows and cols must be at least 1"));
+    }
+    let process = running(ctx, &params.process_id)?;
+    match process.resize(params.rows, params.cols) {
+        None => Err(RpcError::invalid_request(format!(
+            "process {} has no terminal to resize",
+            params.process_id
+        ))),
+        Some(Err(err)) => Err(RpcError::internal(format!(
+            "failed to resize terminal: {err}"
+        ))),
+        Some(Ok(())) => Reply::new(&EmptyResult {}),
+    }
+}

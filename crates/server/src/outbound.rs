@@ -1,0 +1,35 @@
+//! The outbound side of a connection: a bounded queue of serialized frames drained by the
+//! transport's writer task.
+//!
+//! The queue is bounded ([`crate::config::OUTBOUND_QUEUE_FRAMES`]) and producers *wait* when
+//! it is full. A client that stops reading therefore stalls its own processes' output pumps,
+//! which stop reading their pipes, which blocks the children: memory stays bounded and no
+//! byte is dropped. Detached sessions have no queue; their events are only retained.
+
+use tokio::sync::mpsc;
+
+/// One serialized JSON-RPC message.
+#[derive(Debug)]
+pub struct OutboundFrame(pub String);
+
+pub type FrameSender = mpsc::Sender<OutboundFrame>;
+pub type FrameReceiver = mpsc::Receiver<OutboundFrame>;
+
+pub fn channel() -> (FrameSender, FrameReceiver) {
+    mpsc::channel(crate::config::OUTBOUND_QUEUE_FRAMES)
+}
+
+/// Take every frame already queued behind `first`, so the writer sends them with one flush.
+pub fn drain_ready(
+    first: OutboundFrame,
+    receiver: &mut FrameReceiver,
+    batch: &mut Vec<OutboundFrame>,
+) {
+    batch.push(first);
+    while batch.len() < crate::config::OUTBOUND_QUEUE_FRAMES {
+        match receiver.try_recv() {
+            Ok(frame) => batch.push(frame),
+            Err(_) => break,
+        }
+    }
+}

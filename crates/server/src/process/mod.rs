@@ -1,0 +1,140 @@
+//! Processes: spawning, the per-process event log, the output pump, stdin, signals and the
+//! long-poll read.
+//!
+//! A [`Process`] is shared between the handlers (read, write, signal, terminate, resize) and
+//! its pump task, the only writer of its event log. Everything that touches the log holds the
+//! log's mutex briefly and never awaits under it; readers wait on the `changes` watch.
+
+pub mod env;
+pub mod event_log;
+pub mod pump;
+pub mod read;
+pub mod spawn;
+pub mod stdin;
+pub mod table;
+
+use crate::session::lock;
+use bytes::Bytes;
+use event_log::{EventLog, ExitRecord};
+use rexec_protocol::process::OutputStream;
+use rustix::process::{Pid, Signal};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use stdin::StdinPort;
+use tokio::sync::watch;
+
+pub struct Process {
+    pub id: String,
+    /// The child's process group (its pid: every child leads its own group).
+    pgid: Pid,
+    /// The PTY master, for `tty: true` processes.
+    pty_master: Option<Arc<OwnedFd>>,
+    log: Mutex<EventLog>,
+    /// Bumped after every change to the log; long-poll reads wait on it.
+    changes: watch::Sender<()>,
+    pub stdin: StdinPort,
+}
+
+impl Process {
+    pub fn new(id: String, pgid: Pid, pty_master: Option<Arc<OwnedFd>>, stdin: StdinPort) -> Self {
+        Self {
+            id,
+            pgid,
+            pty_master,
+            log: Mutex::default(),
+            changes: watch::Sender::new(()),
+            stdin,
+        }
+    }
+
+    pub fn log(&self) -> MutexGuard<'_, EventLog> {
+        lock(&self.log)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_replace(());
+    }
+
+    pub fn record_output(&self, stream: OutputStream, bytes: Bytes) -> u64 {
+        let seq = self.log().push_output(stream, bytes);
+        self.changed();
+        seq
+    }
+
+    pub fn record_exit(&self, code: i32, sandbox_denied: bool) -> ExitRecord {
+        let record = self.log().record_exit(code, sandbox_denied);
+        self.changed();
+        record
+    }
+
+    pub fn record_closed(&self) -> u64 {
+        let seq = self.log().record_closed();
+        self.changed();
+        seq
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.log().exit().is_some()
+    }
+
+    pub fn is_tty(&self) -> bool {
+        self.pty_master.is_some()
+    }
+
+    /// SIGKILL the whole process group, unless everything in it is already gone.
+    pub fn kill_group(&self) {
+        if self.log().is_closed() {
+            return;
+        }
+        signal_group(self.pgid, Signal::KILL);
+    }
+
+    /// Ctrl-C: SIGINT to the terminal's foreground group for a PTY (what a keyboard
+    /// interrupt reaches), else to the child's group.
+    pub fn interrupt(&self) -> std::io::Result<()> {
+        if self.log().is_closed() {
+            return Ok(());
+        }
+        let group = self
+            .pty_master
+            .as_deref()
+            .and_then(|master| rustix::termios::tcgetpgrp(master).ok())
+            .unwrap_or(self.pgid);
+        match rustix::process::kill_process_group(group, Signal::INT) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Set the PTY window size (the kernel sends SIGWINCH to the foreground group).
+    /// `None` when the process has no PTY.
+    pub fn resize(&self, rows: u16, cols: u16) -> Option<std::io::Result<()>> {
+        let master = self.pty_master.as_deref()?;
+        let size = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        Some(rustix::termios::tcsetwinsize(master, size).map_err(Into::into))
+    }
+}
+
+fn signal_group(pgid: Pid, signal: Signal) {
+    if let Err(err) = rustix::process::kill_process_group(pgid, signal)
+        && err != rustix::io::Errno::SRCH
+    {
+        tracing::warn!(pgid = pgid.as_raw_nonzero().get(), %err, "failed to signal process group");
+    }
+}
+
+/// Register an owned descriptor with the reactor.
+pub(crate) fn register(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` is a valid open descriptor that nothing else closes, and it
+    // returns the same descriptor for as long as the `AsyncFd` owns it.
+    Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
+}

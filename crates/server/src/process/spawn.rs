@@ -1,0 +1,159 @@
+//! Spawning a child: pipes or a PTY, its own process group, exactly the environment asked for.
+//!
+//! Pipe children are spawned without a `pre_exec` hook, so the standard library can use its
+//! `posix_spawn` fast path. PTY children need `setsid` and a controlling terminal, done in a
+//! `pre_exec` hook that only makes two async-signal-safe syscalls.
+
+use rexec_protocol::process::OutputStream;
+use rustix::fs::{Mode, OFlags};
+use rustix::process::Pid;
+use rustix::pty::OpenptFlags;
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::process::{Child, Command};
+
+/// The initial PTY size, as upstream.
+pub const PTY_ROWS: u16 = 24;
+pub const PTY_COLS: u16 = 80;
+
+pub struct SpawnRequest<'a> {
+    pub argv: &'a [String],
+    pub arg0: Option<&'a str>,
+    pub cwd: &'a Path,
+    pub env: &'a BTreeMap<String, String>,
+    pub tty: bool,
+    pub pipe_stdin: bool,
+}
+
+pub struct SpawnedChild {
+    pub child: Child,
+    pub pgid: Pid,
+    /// Non-blocking read ends: stdout and stderr pipes, or the PTY master.
+    pub outputs: Vec<(OutputStream, OwnedFd)>,
+    /// The write end of stdin (a pipe, or a PTY master duplicate), when writable.
+    pub stdin: Option<OwnedFd>,
+    pub pty_master: Option<Arc<OwnedFd>>,
+}
+
+pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<SpawnedChild> {
+    let Some((program, args)) = request.argv.split_first() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "argv must not be empty",
+        ));
+    };
+    let metadata = std::fs::metadata(request.cwd).map_err(|err| {
+        io::Error::new(err.kind(), format!("cwd {}: {err}", request.cwd.display()))
+    })?;
+    if !metadata.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("cwd {} is not a directory", request.cwd.display()),
+        ));
+    }
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(request.cwd)
+        .env_clear()
+        .envs(request.env);
+    if let Some(arg0) = request.arg0 {
+        command.arg0(arg0);
+    }
+    let spawned = if request.tty {
+        spawn_pty(command)
+    } else {
+        spawn_pipes(command, request.pipe_stdin)
+    };
+    spawned.map_err(|err| io::Error::new(err.kind(), format!("failed to spawn `{program}`: {err}")))
+}
+
+fn spawn_pipes(mut command: Command, pipe_stdin: bool) -> io::Result<SpawnedChild> {
+    command
+        .process_group(0)
+        .stdin(if pipe_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn()?;
+    let pgid = child_pid(&child)?;
+    let mut outputs = Vec::with_capacity(2);
+    if let Some(stdout) = child.stdout.take() {
+        outputs.push((OutputStream::Stdout, stdout.into_owned_fd()?));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        outputs.push((OutputStream::Stderr, stderr.into_owned_fd()?));
+    }
+    let stdin = child.stdin.take().map(|s| s.into_owned_fd()).transpose()?;
+    Ok(SpawnedChild {
+        child,
+        pgid,
+        outputs,
+        stdin,
+        pty_master: None,
+    })
+}
+
+fn spawn_pty(mut command: Command) -> io::Result<SpawnedChild> {
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let slave_path = rustix::pty::ptsname(&master, Vec::new())?;
+    let slave: OwnedFd = rustix::fs::open(
+        slave_path.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::termios::tcsetwinsize(
+        &master,
+        rustix::termios::Winsize {
+            ws_row: PTY_ROWS,
+            ws_col: PTY_COLS,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )?;
+    command
+        .stdin(Stdio::from(slave.try_clone()?))
+        .stdout(Stdio::from(slave.try_clone()?))
+        .stderr(Stdio::from(slave));
+    // SAFETY: the hook runs between fork and exec and only makes two syscalls (setsid,
+    // TIOCSCTTY on fd 0, the PTY slave); it allocates nothing and takes no locks.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::setsid()?;
+            rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
+            Ok(())
+        });
+    }
+    let child = command.spawn()?;
+    // The parent's copies of the slave close with `command`, so the master sees EOF (EIO)
+    // once every process holding the terminal is gone.
+    drop(command);
+    let pgid = child_pid(&child)?;
+    rustix::io::ioctl_fionbio(&master, true)?;
+    let writer = rustix::io::dup(&master)?;
+    let control = Arc::new(rustix::io::dup(&master)?);
+    Ok(SpawnedChild {
+        child,
+        pgid,
+        outputs: vec![(OutputStream::Pty, master)],
+        stdin: Some(writer),
+        pty_master: Some(control),
+    })
+}
+
+fn child_pid(child: &Child) -> io::Result<Pid> {
+    child
+        .id()
+        .and_then(|id| Pid::from_raw(id as i32))
+        .ok_or_else(|| io::Error::other("spawned child has no pid"))
+}

@@ -1,0 +1,156 @@
+//! A process's stdin: a bounded queue drained by a writer task, de-duplicated by `writeId`.
+//!
+//! `accepted` means queued, not consumed (as upstream). The last 4096 accepted write ids are
+//! remembered, so a client that retries a write whose response was lost never writes twice.
+//! Writes are applied in the order the server handles them; a client that needs strict order
+//! waits for each write's response before sending the next (as the upstream client does).
+
+use crate::session::lock;
+use std::collections::{HashSet, VecDeque};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+/// Remembered write ids per process.
+pub const WRITE_ID_MEMORY: usize = 4096;
+/// Chunks queued to the writer task before `process/write` waits.
+const STDIN_QUEUE_CHUNKS: usize = 128;
+/// What closing stdin means on a terminal: the EOF character (Ctrl-D).
+const TERMINAL_EOF: u8 = 0x04;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Accepted,
+    StdinClosed,
+    /// The writer task is gone (the child closed its stdin or died).
+    WriterGone,
+}
+
+#[derive(Default)]
+struct WriteIds {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl WriteIds {
+    /// Remember `id`; false if it was already remembered.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.seen.contains(id) {
+            return false;
+        }
+        if self.order.len() == WRITE_ID_MEMORY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        self.seen.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        true
+    }
+}
+
+struct StdinState {
+    writer: Option<mpsc::Sender<Vec<u8>>>,
+    tty: bool,
+    ids: WriteIds,
+}
+
+pub struct StdinPort {
+    state: Mutex<StdinState>,
+}
+
+impl StdinPort {
+    /// A process whose stdin is /dev/null.
+    pub fn closed() -> Self {
+        Self {
+            state: Mutex::new(StdinState {
+                writer: None,
+                tty: false,
+                ids: WriteIds::default(),
+            }),
+        }
+    }
+
+    /// Start the writer task for `fd` (a pipe's write end or a PTY master).
+    pub fn open(fd: OwnedFd, tty: bool) -> io::Result<Self> {
+        rustix::io::ioctl_fionbio(&fd, true)?;
+        let fd = super::register(fd)?;
+        let (sender, receiver) = mpsc::channel(STDIN_QUEUE_CHUNKS);
+        tokio::spawn(run_writer(fd, receiver));
+        Ok(Self {
+            state: Mutex::new(StdinState {
+                writer: Some(sender),
+                tty,
+                ids: WriteIds::default(),
+            }),
+        })
+    }
+
+    pub async fn write(&self, write_id: &str, bytes: Vec<u8>, close_after: bool) -> WriteOutcome {
+        let (writer, tty) = {
+            let mut state = lock(&self.state);
+            let Some(writer) = state.writer.clone() else {
+                return WriteOutcome::StdinClosed;
+            };
+            if !state.ids.insert(write_id) {
+                return WriteOutcome::Accepted;
+            }
+            if close_after {
+                state.writer = None;
+            }
+            (writer, state.tty)
+        };
+        if !bytes.is_empty() && writer.send(bytes).await.is_err() {
+            return WriteOutcome::WriterGone;
+        }
+        if close_after && tty && writer.send(vec![TERMINAL_EOF]).await.is_err() {
+            return WriteOutcome::WriterGone;
+        }
+        // For pipes, dropping the last sender ends the writer task, which closes the pipe.
+        WriteOutcome::Accepted
+    }
+
+    /// The process is gone: stop accepting writes.
+    pub fn shut(&self) {
+        lock(&self.state).writer = None;
+    }
+}
+
+async fn run_writer(fd: AsyncFd<OwnedFd>, mut chunks: mpsc::Receiver<Vec<u8>>) {
+    while let Some(chunk) = chunks.recv().await {
+        if let Err(err) = write_all(&fd, &chunk).await {
+            tracing::debug!(%err, "stdin writer stopped");
+            return;
+        }
+    }
+}
+
+async fn write_all(fd: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let mut guard = fd.writable().await?;
+        match guard.try_io(|inner| rustix::io::write(inner.get_ref(), bytes).map_err(Into::into)) {
+            Ok(Ok(written)) => bytes = &bytes[written..],
+            Ok(Err(err)) => return Err(err),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_ids_are_forgotten_oldest_first() {
+        let mut ids = WriteIds::default();
+        for n in 0..WRITE_ID_MEMORY {
+            assert!(ids.insert(&n.to_string()));
+        }
+        assert!(!ids.insert("0"), "remembered");
+        assert!(ids.insert("new"), "evicts the oldest");
+        assert!(ids.insert("0"), "the oldest was forgotten");
+    }
+}

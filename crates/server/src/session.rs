@@ -1,0 +1,188 @@
+//! Sessions: who owns processes across connections.
+//!
+//! `initialize` creates a session (a UUIDv4) attached to the connection; its processes
+//! belong to the session. When the connection ends the session is *detached*: its processes
+//! keep running and retaining output, and notifications are dropped (their seqs are still
+//! consumed, so a resuming client sees the hole and repairs with `process/read`). Within the
+//! TTL, `initialize {resumeSessionId}` attaches a new connection; after it, the session
+//! expires and every process it owns is killed. Expiry wins at the boundary.
+
+use crate::outbound::FrameSender;
+use crate::process::table::ProcessTable;
+use rexec_protocol::RpcError;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Identifies one transport connection for attach/detach bookkeeping.
+pub type ConnectionId = u64;
+
+/// Where a session's notifications go right now: the attached connection's outbound queue,
+/// or nowhere while detached.
+#[derive(Default)]
+pub struct NotificationRoute {
+    sink: Mutex<Option<FrameSender>>,
+}
+
+impl NotificationRoute {
+    pub fn current(&self) -> Option<FrameSender> {
+        lock(&self.sink).clone()
+    }
+
+    fn set(&self, sink: Option<FrameSender>) {
+        *lock(&self.sink) = sink;
+    }
+}
+
+struct Attachment {
+    connection: Option<ConnectionId>,
+    detached_at: Option<Instant>,
+}
+
+pub struct Session {
+    pub id: String,
+    pub processes: Arc<ProcessTable>,
+    pub route: Arc<NotificationRoute>,
+    attachment: Mutex<Attachment>,
+    /// Bumped whenever another connection takes the session over; long polls admitted
+    /// under an older value fail with "session has been resumed by another connection".
+    takeovers: watch::Sender<u64>,
+}
+
+impl Session {
+    fn new(connection: ConnectionId, sink: FrameSender, closed_retention: Duration) -> Self {
+        let route = Arc::new(NotificationRoute::default());
+        route.set(Some(sink));
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            processes: Arc::new(ProcessTable::new(closed_retention)),
+            route,
+            attachment: Mutex::new(Attachment {
+                connection: Some(connection),
+                detached_at: None,
+            }),
+            takeovers: watch::Sender::new(0),
+        }
+    }
+
+    /// A receiver that changes when another connection resumes this session.
+    pub fn takeovers(&self) -> watch::Receiver<u64> {
+        self.takeovers.subscribe()
+    }
+}
+
+/// All live sessions of the server.
+pub struct SessionRegistry {
+    sessions: Arc<Mutex<HashMap<String, Arc<Session>>>>,
+    ttl: Duration,
+    closed_retention: Duration,
+}
+
+impl SessionRegistry {
+    pub fn new(ttl: Duration, closed_retention: Duration) -> Self {
+        Self {
+            sessions: Arc::default(),
+            ttl,
+            closed_retention,
+        }
+    }
+
+    pub fn create(&self, connection: ConnectionId, sink: FrameSender) -> Arc<Session> {
+        let session = Arc::new(Session::new(connection, sink, self.closed_retention));
+        lock(&self.sessions).insert(session.id.clone(), Arc::clone(&session));
+        tracing::debug!(session = %session.id, "session created");
+        session
+    }
+
+    /// Attach `connection` to a detached session.
+    pub fn resume(
+        &self,
+        id: &str,
+        connection: ConnectionId,
+        sink: FrameSender,
+    ) -> Result<Arc<Session>, RpcError> {
+        let mut sessions = lock(&self.sessions);
+        let session = sessions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RpcError::unknown_session(id))?;
+        let mut attachment = lock(&session.attachment);
+        if attachment.connection.is_some() {
+            return Err(RpcError::session_already_attached(id));
+        }
+        if attachment
+            .detached_at
+            .is_some_and(|at| at.elapsed() >= self.ttl)
+        {
+            drop(attachment);
+            sessions.remove(id);
+            expire(&session);
+            return Err(RpcError::unknown_session(id));
+        }
+        attachment.connection = Some(connection);
+        attachment.detached_at = None;
+        session.route.set(Some(sink));
+        session.takeovers.send_modify(|n| *n += 1);
+        drop(attachment);
+        tracing::debug!(session = %id, "session resumed");
+        Ok(session)
+    }
+
+    /// The connection ended: stop routing notifications and start the expiry clock.
+    pub fn detach(&self, session: &Arc<Session>, connection: ConnectionId) {
+        let detached_at = {
+            let mut attachment = lock(&session.attachment);
+            if attachment.connection != Some(connection) {
+                return;
+            }
+            attachment.connection = None;
+            let now = Instant::now();
+            attachment.detached_at = Some(now);
+            session.route.set(None);
+            now
+        };
+        tracing::debug!(session = %session.id, "session detached");
+        let sessions = Arc::clone(&self.sessions);
+        let session = Arc::clone(session);
+        let ttl = self.ttl;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(detached_at + ttl).await;
+            let mut sessions = lock(&sessions);
+            let still_detached = lock(&session.attachment).detached_at == Some(detached_at);
+            if still_detached && sessions.remove(&session.id).is_some() {
+                drop(sessions);
+                tracing::debug!(session = %session.id, "detached session expired");
+                expire(&session);
+            }
+        });
+    }
+
+    pub fn kill_all_processes(&self) {
+        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        for session in sessions {
+            session.processes.kill_all();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn expire(session: &Session) {
+    session.processes.kill_all();
+}
+
+/// Lock a mutex, recovering from poisoning: every critical section here leaves its data
+/// consistent, so a panic elsewhere must not take the server down with it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

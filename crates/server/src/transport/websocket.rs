@@ -1,0 +1,151 @@
+//! The WebSocket transport: an HTTP router with `/` (the upgrade) and `GET /readyz`.
+//!
+//! Admission: a request carrying an `Origin` header is a browser and gets 403; with a token
+//! configured, an upgrade without `Authorization: Bearer <token>` gets 401 (`/readyz` stays
+//! open). Every accepted socket has TCP_NODELAY. Text and binary frames both carry JSON;
+//! the server writes text frames, batching whatever is queued into one flush, and pings
+//! the client periodically.
+
+use crate::Server;
+use crate::connection::{Connection, Flow};
+use crate::outbound::{self, FrameReceiver};
+use axum::Router;
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::serve::ListenerExt;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/", any(upgrade))
+        .route("/readyz", get(|| async { StatusCode::OK }))
+        .with_state(server);
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(%err, "failed to set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+async fn upgrade(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if headers.contains_key(header::ORIGIN) {
+        return (
+            StatusCode::FORBIDDEN,
+            "requests with an Origin header are refused",
+        )
+            .into_response();
+    }
+    if let Some(token) = &server.config.token
+        && !bearer_matches(&headers, token)
+    {
+        return (StatusCode::UNAUTHORIZED, "a valid bearer token is required").into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let max = server.config.max_frame_bytes;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| run(server, socket, peer))
+}
+
+/// Compare the presented token in constant time.
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let Some(presented) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (presented.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn run(server: Arc<Server>, socket: WebSocket, peer: SocketAddr) {
+    tracing::debug!(%peer, "websocket connected");
+    let (sink, mut stream) = socket.split();
+    let (outbound, queue) = outbound::channel();
+    let writer = tokio::spawn(write_frames(sink, queue, server.config.ping_interval));
+    let prefix =
+        format!("failed to parse websocket JSON-RPC message from exec-server websocket {peer}");
+    let mut connection = Connection::new(server, outbound, prefix);
+    while let Some(message) = stream.next().await {
+        let flow = match message {
+            Ok(Message::Text(text)) => connection.handle_frame(text.as_bytes()).await,
+            Ok(Message::Binary(bytes)) => connection.handle_frame(&bytes).await,
+            Ok(Message::Close(_)) => Flow::Close,
+            Ok(Message::Ping(_) | Message::Pong(_)) => Flow::Continue,
+            Err(err) => {
+                tracing::debug!(%peer, %err, "websocket read failed");
+                Flow::Close
+            }
+        };
+        if flow == Flow::Close {
+            break;
+        }
+    }
+    connection.finish();
+    writer.abort();
+    tracing::debug!(%peer, "websocket disconnected");
+}
+
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: FrameReceiver,
+    ping_interval: Duration,
+) {
+    let mut pings =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            frame = queue.recv() => {
+                let Some(frame) = frame else { break };
+                outbound::drain_ready(frame, &mut queue, &mut batch);
+                for frame in batch.drain(..) {
+                    if sink.feed(Message::Text(frame.0.into())).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+            _ = pings.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
