@@ -1,0 +1,44 @@
+//! Black-box conformance suite for the codex exec-server protocol.
+//!
+//! Every scenario runs twice: against `rexec serve` (the binary of this crate, or
+//! `REXEC_SERVER_CMD`) and against `codex exec-server` 0.169.0 (`REXEC_CODEX_BIN`), as
+//! `rexec_<scenario>` and `codex_<scenario>`. Scenarios that need a rexec extension or a
+//! rexec-only flag print `SKIPPED codex_<scenario>: rexec extension (...)` for codex.
+//! Without `REXEC_CODEX_BIN` the codex tests print a SKIPPED line, or fail when `CI=true`.
+//!
+//! `REXEC_SERVER_CMD` is a whole command line (e.g. `path/to/rexec serve --listen
+//! ws://127.0.0.1:0`); the scenario's flags (`--token-file`, `--session-ttl-ms`, ...) are
+//! appended to it.
+//!
+//! Run: `REXEC_CODEX_BIN=/path/to/codex cargo test -p rexec --test conformance`
+//! (filter with `rexec_` or `codex_`).
+//!
+//! Layout: `server` starts servers, `client` is the raw JSON-RPC client, `harness` has the
+//! `conformance_test!` macro and process helpers; the other modules are scenarios.
+
+#[macro_use]
+#[path = "conformance/harness.rs"]
+mod harness;
+#[path = "conformance/client.rs"]
+mod client;
+#[path = "conformance/server.rs"]
+mod server;
+
+#[path = "conformance/extensions.rs"]
+mod extensions;
+#[path = "conformance/handshake.rs"]
+mod handshake;
+#[path = "conformance/limits.rs"]
+mod limits;
+#[path = "conformance/params.rs"]
+mod params;
+#[path = "conformance/process.rs"]
+mod process;
+#[path = "conformance/read.rs"]
+mod read;
+#[path = "conformance/session.rs"]
+mod session;
+#[path = "conformance/stdin.rs"]
+mod stdin;
+#[path = "conformance/transport.rs"]
+mod transport;

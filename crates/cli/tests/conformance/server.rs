@@ -1,0 +1,317 @@
+//! Starting the server under test: `rexec serve` or `codex exec-server` 0.169.0.
+//!
+//! A [`Server`] is one child process listening on loopback. Its first stdout line is the
+//! bound `ws://IP:PORT`; everything else it prints is kept (last lines only) so a failing
+//! test can show it. Dropping a `Server` asks it to shut down (SIGTERM: both servers then
+//! kill their managed processes) and kills it if it has not gone after a short grace.
+//!
+//! Environment:
+//! - `REXEC_SERVER_CMD`: a shell-words command line used instead of
+//!   `<rexec> serve --listen ws://127.0.0.1:0`; the option flags are appended to it.
+//! - `REXEC_CODEX_BIN`: path of the codex 0.169.0 binary. Unset: codex tests are skipped
+//!   with a printed `SKIPPED` line, or fail when `CI=true`.
+
+use anyhow::{Context, Result, bail};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a server may take to print its URL (codex is a 300 MB binary; the machine is
+/// shared with other builds).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Lines of server output kept for the failure report.
+const LOG_TAIL_LINES: usize = 200;
+
+/// Which implementation a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Rexec,
+    Codex,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Rexec => "rexec",
+            Target::Codex => "codex",
+        }
+    }
+}
+
+/// Server flags. Everything but `token` exists only on rexec.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Bearer token the WebSocket upgrade must carry.
+    pub token: Option<String>,
+    pub session_ttl_ms: Option<u64>,
+    pub closed_retention_ms: Option<u64>,
+    pub ping_interval_ms: Option<u64>,
+    pub max_frame_bytes: Option<u64>,
+}
+
+/// The last lines a server printed (stderr, and stdout after the URL line).
+#[derive(Debug, Default)]
+pub struct LogTail {
+    pub label: String,
+    lines: VecDeque<String>,
+}
+
+impl LogTail {
+    fn push(&mut self, line: String) {
+        if self.lines.len() == LOG_TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = format!("--- last output of {} ---\n", self.label);
+        for line in &self.lines {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+pub type SharedLog = Arc<Mutex<LogTail>>;
+
+/// A running server under test.
+pub struct Server {
+    /// `ws://IP:PORT` as printed by the server.
+    pub url: String,
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+    child: Child,
+    log: SharedLog,
+    _scratch: ScratchDir,
+}
+
+impl Server {
+    /// Starts a server and waits for its `ws://` line.
+    pub async fn spawn(target: Target, options: &ServerOptions) -> Result<Server> {
+        let scratch = ScratchDir::new(target.name())?;
+        let mut command = match target {
+            Target::Rexec => rexec_command(options, &scratch)?,
+            Target::Codex => codex_command(options, &scratch)?,
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("spawning {} server: {command:?}", target.name()))?;
+        let pid = child.id().unwrap_or(0);
+        let log = Arc::new(Mutex::new(LogTail {
+            label: format!("{} server pid {pid}", target.name()),
+            lines: VecDeque::new(),
+        }));
+        let stderr = child.stderr.take().context("server stderr")?;
+        tokio::spawn(keep_lines(stderr, log.clone(), "stderr"));
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut stdout = BufReader::new(stdout).lines();
+
+        let url = tokio::time::timeout(STARTUP_TIMEOUT, async {
+            while let Some(line) = stdout.next_line().await? {
+                if line.starts_with("ws://") {
+                    return Ok(Some(line));
+                }
+                push_line(&log, "stdout", line);
+            }
+            anyhow::Ok(None)
+        })
+        .await;
+        let url = match url {
+            Ok(Ok(Some(url))) => url.trim().to_string(),
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                let status = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await
+                {
+                    Ok(Ok(status)) => status.to_string(),
+                    _ => "still running".to_string(),
+                };
+                tokio::time::sleep(Duration::from_millis(50)).await; // let stderr drain
+                bail!(
+                    "{} server ended its stdout without printing a ws:// URL ({status})\n{}",
+                    target.name(),
+                    lock(&log).render()
+                );
+            }
+            Err(_) => bail!(
+                "{} server printed no ws:// URL within {STARTUP_TIMEOUT:?}\n{}",
+                target.name(),
+                lock(&log).render()
+            ),
+        };
+        let addr: SocketAddr = url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.trim_end_matches('/').parse().ok())
+            .with_context(|| format!("server printed an unparsable URL {url:?}"))?;
+        let log_for_stdout = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                push_line(&log_for_stdout, "stdout", line);
+            }
+        });
+        Ok(Server {
+            url,
+            addr,
+            token: options.token.clone(),
+            child,
+            log,
+            _scratch: scratch,
+        })
+    }
+
+    /// The server's OS process id.
+    pub fn pid(&self) -> Result<u32> {
+        self.child.id().context("server has already exited")
+    }
+
+    pub fn log(&self) -> SharedLog {
+        self.log.clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else { return };
+        // Graceful shutdown first, so the server kills its own children; then SIGKILL.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Command> {
+    let mut argv: Vec<String> = match std::env::var("REXEC_SERVER_CMD") {
+        Ok(cmd) if !cmd.trim().is_empty() => shell_words::split(&cmd)
+            .with_context(|| format!("REXEC_SERVER_CMD is not a valid command line: {cmd:?}"))?,
+        _ => vec![
+            env!("CARGO_BIN_EXE_rexec").to_string(),
+            "serve".into(),
+            "--listen".into(),
+            "ws://127.0.0.1:0".into(),
+        ],
+    };
+    if let Some(token) = &options.token {
+        argv.push("--token-file".into());
+        argv.push(write_token(scratch, token)?.display().to_string());
+    }
+    let numeric = [
+        ("--session-ttl-ms", options.session_ttl_ms),
+        ("--closed-retention-ms", options.closed_retention_ms),
+        ("--ping-interval-ms", options.ping_interval_ms),
+        ("--max-frame-bytes", options.max_frame_bytes),
+    ];
+    for (flag, value) in numeric {
+        if let Some(value) = value {
+            argv.push(flag.into());
+            argv.push(value.to_string());
+        }
+    }
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    Ok(command)
+}
+
+fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Command> {
+    let bin = codex_bin().context("REXEC_CODEX_BIN is not set")?;
+    if options.session_ttl_ms.is_some()
+        || options.closed_retention_ms.is_some()
+        || options.ping_interval_ms.is_some()
+        || options.max_frame_bytes.is_some()
+    {
+        bail!("codex exec-server has no flags for TTL, retention, ping interval or frame size");
+    }
+    let mut command = Command::new(bin);
+    command.args(["exec-server", "--listen", "ws://127.0.0.1:0"]);
+    // codex refuses a CODEX_HOME under /tmp, so the scratch dir lives under $HOME.
+    command.env("CODEX_HOME", scratch.path());
+    command.env_remove("CODEX_EXEC_SERVER_CONNECTION_TOKEN");
+    if let Some(token) = &options.token {
+        // 0.169.0: `--ws-auth capability-token --ws-token-file F`; the client sends
+        // `Authorization: Bearer <token>` on the upgrade.
+        command.args(["--ws-auth", "capability-token", "--ws-token-file"]);
+        command.arg(write_token(scratch, token)?);
+    }
+    Ok(command)
+}
+
+/// `REXEC_CODEX_BIN`, if set and non-empty.
+pub fn codex_bin() -> Option<String> {
+    std::env::var("REXEC_CODEX_BIN")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
+fn write_token(scratch: &ScratchDir, token: &str) -> Result<PathBuf> {
+    let path = scratch.path().join("token");
+    std::fs::write(&path, token).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+async fn keep_lines(stream: impl AsyncRead + Unpin, log: SharedLog, label: &'static str) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        push_line(&log, label, line);
+    }
+}
+
+fn push_line(log: &SharedLog, label: &str, line: String) {
+    lock(log).push(format!("[{label}] {line}"));
+}
+
+pub fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, LogTail> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A directory under `$HOME` (codex refuses /tmp for CODEX_HOME), removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(label: &str) -> Result<ScratchDir> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let base = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|home| home.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            ".rexec-conformance-{label}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = base.join(name);
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(ScratchDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
