@@ -3,16 +3,16 @@
 //!
 //! The transport feeds every inbound frame to [`Connection::handle_frame`] in wire order.
 //! `initialize` and `initialized` are handled inline, so pipelined handshakes work; every
-//! other request is admitted (the handshake check is latched at admission, params are
-//! decoded) inline, then runs in its own task, at most
-//! [`crate::config::MAX_IN_FLIGHT_REQUESTS`] at once. Responses may leave out of order; the
-//! client matches them by id. Bad input is answered and never ends the connection, except
+//! other request is admitted inline (the handshake check is latched at admission, params are
+//! decoded, and requests that never wait are handled), and requests that may wait run in
+//! their own task, at most [`crate::config::MAX_IN_FLIGHT_REQUESTS`] at once. Responses may
+//! therefore leave out of order; the client matches them by id. Bad input is answered and never ends the connection, except
 //! where upstream closes it (`initialized` before `initialize`, unexpected notifications or
 //! responses).
 
 use crate::Server;
 use crate::config::MAX_IN_FLIGHT_REQUESTS;
-use crate::handlers::{self, RequestContext};
+use crate::handlers::{self, Admitted, Reply, RequestContext};
 use crate::outbound::{FrameSender, OutboundFrame};
 use crate::session::{ConnectionId, Session};
 use rexec_protocol::environment::{InitializeParams, InitializeResult, RexecServerInfo};
@@ -126,26 +126,28 @@ impl Connection {
             Ok(request) => request,
             Err(error) => return self.reply_error(&id, &error).await,
         };
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-            return;
-        };
         let ctx = RequestContext {
             server: Arc::clone(&self.server),
             takeovers: session.takeovers(),
             session,
         };
+        let deferred = match handlers::admit(&ctx, request) {
+            Admitted::Done(outcome) => return self.respond(&id, outcome).await,
+            Admitted::Deferred(deferred) => deferred,
+        };
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return;
+        };
         let outbound = self.outbound.clone();
         self.in_flight.spawn(async move {
-            let (frame, on_queued) = match handlers::handle(&ctx, request).await {
-                Ok(reply) => (response_frame(&id, &reply.result), reply.on_queued),
-                Err(error) => (error_frame(&id, &error), None),
-            };
-            let _ = outbound.send(OutboundFrame(frame)).await;
-            if let Some(on_queued) = on_queued {
-                let _ = on_queued.send(());
-            }
+            let outcome = handlers::handle_deferred(&ctx, deferred).await;
+            send_response(&outbound, &id, outcome).await;
             drop(permit);
         });
+    }
+
+    async fn respond(&self, id: &RequestId, outcome: Result<Reply, RpcError>) {
+        send_response(&self.outbound, id, outcome).await;
     }
 
     async fn initialize(&mut self, id: RequestId, params: Option<&RawValue>) {
@@ -211,5 +213,18 @@ impl Connection {
                 self.server.sessions.detach(session, self.id);
             }
         }
+    }
+}
+
+/// Queue a response, then fire the reply's `on_queued` signal (a process's pump waits for
+/// it so its notifications follow the start response).
+async fn send_response(outbound: &FrameSender, id: &RequestId, outcome: Result<Reply, RpcError>) {
+    let (frame, on_queued) = match outcome {
+        Ok(reply) => (response_frame(id, &reply.result), reply.on_queued),
+        Err(error) => (error_frame(id, &error), None),
+    };
+    let _ = outbound.send(OutboundFrame(frame)).await;
+    if let Some(on_queued) = on_queued {
+        let _ = on_queued.send(());
     }
 }

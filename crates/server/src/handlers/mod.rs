@@ -1,5 +1,9 @@
-//! Method dispatch after the handshake: parse params in wire order (so malformed requests
-//! are answered at once), then handle each request in its own task.
+//! Method dispatch after the handshake. Params are parsed in wire order, so malformed
+//! requests are answered at once. Requests that never wait (start, signal, terminate,
+//! resize, environment) are handled inline too, so their effects happen in wire order: a
+//! `process/read` pipelined right behind its `process/start` finds the process. Requests that
+//! may wait (`process/read` long-polls, `process/write` into a full stdin queue) run in their
+//! own task.
 
 mod environment;
 mod process;
@@ -68,15 +72,34 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<Request, Rp
     })
 }
 
-pub async fn handle(ctx: &RequestContext, request: Request) -> Result<Reply, RpcError> {
-    match request {
+/// A request that may wait, to run in its own task.
+pub enum Deferred {
+    Read(ReadParams),
+    Write(WriteParams),
+}
+
+pub enum Admitted {
+    Done(Result<Reply, RpcError>),
+    Deferred(Deferred),
+}
+
+/// Handle a request now if it never waits; otherwise hand it back for a task.
+pub fn admit(ctx: &RequestContext, request: Request) -> Admitted {
+    Admitted::Done(match request {
         Request::EnvironmentInfo => Reply::new(&ctx.server.environment),
         Request::EnvironmentStatus => environment::status(),
         Request::Start(params) => process::start(ctx, *params),
-        Request::Read(params) => process::read(ctx, params).await,
-        Request::Write(params) => process::write(ctx, params).await,
         Request::Signal(params) => process::signal(ctx, params),
         Request::Terminate(params) => process::terminate(ctx, params),
         Request::Resize(params) => process::resize(ctx, params),
+        Request::Read(params) => return Admitted::Deferred(Deferred::Read(params)),
+        Request::Write(params) => return Admitted::Deferred(Deferred::Write(params)),
+    })
+}
+
+pub async fn handle_deferred(ctx: &RequestContext, request: Deferred) -> Result<Reply, RpcError> {
+    match request {
+        Deferred::Read(params) => process::read(ctx, params).await,
+        Deferred::Write(params) => process::write(ctx, params).await,
     }
 }

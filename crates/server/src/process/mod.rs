@@ -132,8 +132,11 @@ fn signal_group(pgid: Pid, signal: Signal) {
     }
 }
 
-/// Register an owned descriptor with the reactor.
+/// Make a descriptor non-blocking and register it with the reactor. (tokio hands pipe
+/// descriptors back from `into_owned_fd` in blocking mode; a blocking read would stall a
+/// runtime thread.)
 pub(crate) fn register(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    rustix::io::ioctl_fionbio(&fd, true)?;
     // SAFETY: an `OwnedFd` is a valid open descriptor that nothing else closes, and it
     // returns the same descriptor for as long as the `AsyncFd` owns it.
     Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)

@@ -139,7 +139,6 @@ fn spawn_pty(mut command: Command) -> io::Result<SpawnedChild> {
     // once every process holding the terminal is gone.
     drop(command);
     let pgid = child_pid(&child)?;
-    rustix::io::ioctl_fionbio(&master, true)?;
     let writer = rustix::io::dup(&master)?;
     let control = Arc::new(rustix::io::dup(&master)?);
     Ok(SpawnedChild {

@@ -75,7 +75,6 @@ impl StdinPort {
 
     /// Start the writer task for `fd` (a pipe's write end or a PTY master).
     pub fn open(fd: OwnedFd, tty: bool) -> io::Result<Self> {
-        rustix::io::ioctl_fionbio(&fd, true)?;
         let fd = super::register(fd)?;
         let (sender, receiver) = mpsc::channel(STDIN_QUEUE_CHUNKS);
         tokio::spawn(run_writer(fd, receiver));
