@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the exec server.
     Serve(serve::ServeArgs),
+    /// Measure a server (rexec or any exec-server) side by side with others.
+    Bench(rexec_bench::cli::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Bench(args) => rexec_bench::cli::run(args).await,
         }
     })
 }
