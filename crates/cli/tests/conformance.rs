@@ -28,6 +28,8 @@ mod server;
 mod extensions;
 #[path = "conformance/handshake.rs"]
 mod handshake;
+#[path = "conformance/lifecycle.rs"]
+mod lifecycle;
 #[path = "conformance/limits.rs"]
 mod limits;
 #[path = "conformance/params.rs"]

@@ -88,7 +88,7 @@ where
             return;
         }
         if server::codex_bin().is_none() {
-            let hint = "set REXEC_CODEX_BIN to codex 0.169.0 (npm install @openai/codex@0.169.0)";
+            let hint = "set REXEC_CODEX_BIN to codex 0.169.0 (or run scripts/install-codex)";
             if std::env::var("CI").is_ok_and(|ci| ci == "true") {
                 panic!("{test_name}: {hint}; codex tests may not be skipped when CI=true");
             }

@@ -178,6 +178,20 @@ impl Server {
     pub fn log(&self) -> SharedLog {
         self.log.clone()
     }
+
+    /// Send SIGTERM and wait (up to `timeout`) for the server to exit.
+    pub async fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let pid = self.pid()?;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .with_context(|| format!("the server did not exit within {timeout:?} of SIGTERM"))?
+            .context("waiting for the server")
+    }
 }
 
 impl Drop for Server {
@@ -253,11 +267,20 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
     Ok(command)
 }
 
-/// `REXEC_CODEX_BIN`, if set and non-empty.
+/// `REXEC_CODEX_BIN` if set and non-empty, else the binary `scripts/install-codex` puts
+/// under `$HOME/.cache/rexec` when it is there.
 pub fn codex_bin() -> Option<String> {
-    std::env::var("REXEC_CODEX_BIN")
+    if let Some(bin) = std::env::var("REXEC_CODEX_BIN")
         .ok()
         .filter(|value| !value.trim().is_empty())
+    {
+        return Some(bin);
+    }
+    let home = std::env::var_os("HOME")?;
+    let installed = Path::new(&home).join(
+        ".cache/rexec/codex-0.169.0/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
+    );
+    installed.is_file().then(|| installed.display().to_string())
 }
 
 fn write_token(scratch: &ScratchDir, token: &str) -> Result<PathBuf> {

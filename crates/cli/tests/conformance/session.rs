@@ -177,7 +177,7 @@ async fn resume_unknown_session(ctx: Ctx) -> Result<()> {
 conformance_test!(resume_unknown_session => rexec_resume_unknown_session, codex_resume_unknown_session);
 
 /// True once `/proc/<pid>` is gone or the process is a zombie.
-fn process_gone(pid: u32) -> bool {
+pub fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         // Field 3, after the parenthesised command name, is the state.

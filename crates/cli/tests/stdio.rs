@@ -1,0 +1,188 @@
+//! The stdio transport (`--listen stdio`): one JSON message per line each way. Runs against
+//! rexec and, when available, codex exec-server 0.169.0 (see the conformance suite for how
+//! codex is found). rexec also exits when stdin closes, killing its children.
+
+use anyhow::{Context, Result, ensure};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+struct StdioServer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Lines<BufReader<ChildStdout>>,
+    _codex_home: Option<tempdir::Home>,
+}
+
+mod tempdir {
+    /// A CODEX_HOME under $HOME (codex refuses /tmp), removed on drop.
+    pub struct Home(pub std::path::PathBuf);
+    impl Drop for Home {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl StdioServer {
+    fn spawn(mut command: Command, codex_home: Option<tempdir::Home>) -> Result<Self> {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command.spawn().context("starting the stdio server")?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("no stdout")?;
+        Ok(Self {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            _codex_home: codex_home,
+        })
+    }
+
+    async fn send(&mut self, message: Value) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin already closed")?;
+        stdin.write_all(format!("{message}\n").as_bytes()).await?;
+        stdin.flush().await?;
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Result<Value> {
+        let line = tokio::time::timeout(DEADLINE, self.lines.next_line())
+            .await
+            .context("no line from the server in time")??
+            .context("the server closed stdout")?;
+        serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))
+    }
+
+    /// Read until `process/closed` for `id`; returns (stdout bytes, exit code).
+    async fn run_to_close(&mut self, id: &str) -> Result<(Vec<u8>, i64)> {
+        let (mut out, mut code) = (Vec::new(), None);
+        loop {
+            let message = self.next().await?;
+            match message["method"].as_str() {
+                Some("process/output") if message["params"]["processId"] == id => {
+                    let chunk = message["params"]["chunk"].as_str().unwrap_or_default();
+                    out.extend(base64::engine::general_purpose::STANDARD.decode(chunk)?);
+                }
+                Some("process/exited") => code = message["params"]["exitCode"].as_i64(),
+                Some("process/closed") => return Ok((out, code.context("closed before exited")?)),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn start(id: &str, script: &str) -> Value {
+    json!({"id": 2, "method": "process/start", "params": {"processId": id,
+        "argv": ["sh", "-c", script], "cwd": "file:///tmp",
+        "env": {"PATH": "/usr/bin:/bin"}, "tty": false, "pipeStdin": false, "arg0": null}})
+}
+
+async fn exchange(mut server: StdioServer) -> Result<StdioServer> {
+    // Pipelined handshake and start, as a command-backed client would send them.
+    server
+        .send(json!({"id": 1, "method": "initialize", "params": {"clientName": "stdio-test"}}))
+        .await?;
+    server
+        .send(json!({"method": "initialized", "params": {}}))
+        .await?;
+    server.send(start("p", "echo over-stdio; exit 4")).await?;
+    let init = server.next().await?;
+    ensure!(
+        init["id"] == 1 && init["result"]["sessionId"].is_string(),
+        "initialize: {init}"
+    );
+    let (out, code) = server.run_to_close("p").await?;
+    ensure!(
+        out == b"over-stdio\n",
+        "stdout {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    ensure!(code == 4, "exit code {code}");
+    server.send(json!("not a request")).await?;
+    let error = server.next().await?;
+    ensure!(
+        error["id"] == -1 && error["error"]["code"] == -32600,
+        "malformed line: {error}"
+    );
+    Ok(server)
+}
+
+#[tokio::test]
+async fn rexec_stdio_round_trip_and_exit_on_eof() -> Result<()> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rexec"));
+    command.args(["serve", "--listen", "stdio"]);
+    let mut server = exchange(StdioServer::spawn(command, None)?).await?;
+    server
+        .send(start("sleeper", "echo $$; exec sleep 30"))
+        .await?;
+    let pid = loop {
+        let message = server.next().await?;
+        if message["method"] == "process/output" {
+            let chunk = message["params"]["chunk"].as_str().unwrap_or_default();
+            let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(chunk)?)?;
+            break text.trim().parse::<u32>()?;
+        }
+    };
+    drop(server.stdin.take());
+    let status = tokio::time::timeout(DEADLINE, server.child.wait())
+        .await
+        .context("rexec did not exit after stdin closed")??;
+    ensure!(status.success(), "exit status {status}");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "child {pid} outlived the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[tokio::test]
+async fn codex_stdio_round_trip() -> Result<()> {
+    let bin = std::env::var("REXEC_CODEX_BIN").ok().filter(|b| !b.is_empty()).or_else(|| {
+        let home = std::env::var_os("HOME")?;
+        let path = Path::new(&home).join(".cache/rexec/codex-0.169.0/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex");
+        path.is_file().then(|| path.display().to_string())
+    });
+    let Some(bin) = bin else {
+        ensure!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true requires REXEC_CODEX_BIN"
+        );
+        eprintln!(
+            "SKIPPED codex_stdio_round_trip: set REXEC_CODEX_BIN (or run scripts/install-codex)"
+        );
+        return Ok(());
+    };
+    let home = std::env::var("HOME").context("HOME")?;
+    let codex_home =
+        tempdir::Home(Path::new(&home).join(format!(".rexec-stdio-test-{}", std::process::id())));
+    std::fs::create_dir_all(&codex_home.0)?;
+    let mut command = Command::new(bin);
+    command
+        .args(["exec-server", "--listen", "stdio"])
+        .env("CODEX_HOME", &codex_home.0);
+    exchange(StdioServer::spawn(command, Some(codex_home))?).await?;
+    Ok(())
+}
