@@ -22,8 +22,9 @@ pub struct ServeArgs {
     /// How long a closed process stays readable, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     closed_retention_ms: u64,
-    /// WebSocket keepalive ping interval, in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
+    /// WebSocket keepalive ping interval, in milliseconds. A client silent for a whole
+    /// interval after a ping is dropped as dead (its session is detached, resumable).
+    #[arg(long, default_value_t = 10_000)]
     ping_interval_ms: u64,
     /// Largest inbound message accepted, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]

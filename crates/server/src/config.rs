@@ -8,7 +8,8 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// How long a closed process stays readable before its id is free again.
     pub closed_retention: Duration,
-    /// WebSocket keepalive ping interval.
+    /// WebSocket keepalive ping interval; a peer silent for a whole interval after a ping
+    /// is dropped as dead.
     pub ping_interval: Duration,
     /// Largest inbound frame (WebSocket message or stdio line) accepted.
     pub max_frame_bytes: usize,
@@ -21,7 +22,7 @@ impl Default for ServerConfig {
         Self {
             session_ttl: Duration::from_secs(30),
             closed_retention: Duration::from_secs(30),
-            ping_interval: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024 * 1024,
             token: None,
         }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::client::{Client, Incoming};
 use crate::harness::{Ctx, EVENT_TIMEOUT, poll_until, sh};
-use crate::session::process_gone;
+use crate::server::ServerOptions;
+use crate::session::{process_gone, session_id};
 
 async fn sigterm_kills_children(ctx: Ctx) -> Result<()> {
     let mut server = ctx.server().await?;
@@ -193,3 +194,52 @@ async fn drain(client: &mut Client) -> Result<()> {
         }
     }
 }
+
+/// A client that vanishes without closing its socket (it stops answering pings) must not
+/// keep its session hostage: the server drops it after a silent ping interval, and a new
+/// connection resumes the session well inside the upstream client's 25 s window.
+async fn silent_peer_is_dropped_and_its_session_resumable(ctx: Ctx) -> Result<()> {
+    let options = ServerOptions {
+        ping_interval_ms: Some(200),
+        ..Default::default()
+    };
+    let server = ctx.server_with(&options).await?;
+    let mut vanished = Client::connect(&server).await?;
+    let session = session_id(&vanished.initialize().await?)?;
+    vanished
+        .start(sh("survivor", "echo before; sleep 1; echo after"))
+        .await?;
+    // From here on `vanished` is never read again: no pongs, but the TCP connection stays up.
+    let started = tokio::time::Instant::now();
+    let mut resumed = loop {
+        let mut client = Client::connect(&server).await?;
+        match client
+            .initialize_with(json!({"clientName": "resumer", "resumeSessionId": session}))
+            .await?
+        {
+            Ok(_) => break client,
+            Err(error) if error.code == -32010 => {
+                ensure!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "still attached to the silent peer after 5 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => anyhow::bail!("resume failed: {error:?}"),
+        }
+    };
+    resumed.notify("initialized", json!({})).await?;
+    let read = resumed
+        .call(
+            "process/read",
+            json!({"processId": "survivor", "afterSeq": 0, "waitMs": 5000}),
+        )
+        .await?;
+    ensure!(
+        read["chunks"].as_array().is_some_and(|c| !c.is_empty()),
+        "read: {read}"
+    );
+    drop(vanished);
+    Ok(())
+}
+conformance_test!(rexec_only("--ping-interval-ms") silent_peer_is_dropped_and_its_session_resumable => rexec_silent_peer_is_dropped, codex_silent_peer_is_dropped);

@@ -21,7 +21,7 @@ fn is_uuid(text: &str) -> bool {
             .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-fn session_id(init: &Value) -> Result<String> {
+pub fn session_id(init: &Value) -> Result<String> {
     init["sessionId"]
         .as_str()
         .map(str::to_string)

@@ -4,7 +4,9 @@
 //! configured, an upgrade without `Authorization: Bearer <token>` gets 401 (`/readyz` stays
 //! open). Every accepted socket has TCP_NODELAY. Text and binary frames both carry JSON;
 //! the server writes text frames, batching whatever is queued into one flush, and pings
-//! the client periodically.
+//! the client periodically. A peer that stays silent for a whole ping interval after a ping
+//! (no pong, no frame) is dropped as dead, so its session is detached and can be resumed
+//! promptly instead of answering -32010 until TCP gives up.
 
 use crate::Server;
 use crate::connection::{Connection, Flow};
@@ -23,6 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -94,11 +97,22 @@ async fn run(server: Arc<Server>, socket: WebSocket, peer: SocketAddr) {
     tracing::debug!(%peer, "websocket connected");
     let (sink, mut stream) = socket.split();
     let (outbound, queue) = outbound::channel();
-    let writer = tokio::spawn(write_frames(sink, queue, server.config.ping_interval));
+    let heard = Arc::new(AtomicBool::new(true));
+    let ping_interval = server.config.ping_interval;
+    let mut writer = tokio::spawn(write_frames(sink, queue, ping_interval, Arc::clone(&heard)));
     let prefix =
         format!("failed to parse websocket JSON-RPC message from exec-server websocket {peer}");
     let mut connection = Connection::new(server, outbound, prefix);
-    while let Some(message) = stream.next().await {
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            _ = &mut writer => {
+                tracing::debug!(%peer, "websocket writer ended (peer dead or socket closed)");
+                break;
+            }
+        };
+        let Some(message) = message else { break };
+        heard.store(true, Ordering::Relaxed);
         let flow = match message {
             Ok(Message::Text(text)) => connection.handle_frame(text.as_bytes()).await,
             Ok(Message::Binary(bytes)) => connection.handle_frame(&bytes).await,
@@ -118,10 +132,13 @@ async fn run(server: Arc<Server>, socket: WebSocket, peer: SocketAddr) {
     tracing::debug!(%peer, "websocket disconnected");
 }
 
+/// Drain the outbound queue; ping every `ping_interval`, and give up on a peer that sent
+/// nothing (`heard` still false) during a whole interval after a ping.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: FrameReceiver,
     ping_interval: Duration,
+    heard: Arc<AtomicBool>,
 ) {
     let mut pings =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
@@ -141,6 +158,10 @@ async fn write_frames(
                 }
             }
             _ = pings.tick() => {
+                if !heard.swap(false, Ordering::Relaxed) {
+                    tracing::debug!("websocket peer silent for a ping interval; dropping it");
+                    return;
+                }
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
