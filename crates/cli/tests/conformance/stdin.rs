@@ -4,7 +4,7 @@
 use anyhow::{Result, ensure};
 use serde_json::json;
 
-use crate::harness::{Ctx, EVENT_TIMEOUT, sh, start_params};
+use crate::harness::{Ctx, EVENT_TIMEOUT, encode, sh, start_params};
 
 async fn stdin_closed_without_pipe(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -123,3 +123,37 @@ async fn pty_interrupt(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(pty_interrupt => rexec_pty_interrupt, codex_pty_interrupt);
+
+/// Writes sent back to back without waiting for their responses reach stdin in wire order.
+async fn pipelined_writes_keep_wire_order(ctx: Ctx) -> Result<()> {
+    let (_server, mut client) = ctx.server_and_client().await?;
+    let mut params = start_params("ordered", &["head", "-n200"]);
+    params["pipeStdin"] = json!(true);
+    client.start(params).await?;
+    let lines: Vec<String> = (0..200).map(|n| format!("{n:03}\n")).collect();
+    let burst: Vec<_> = lines
+        .iter()
+        .enumerate()
+        .map(|(n, line)| {
+            let id = 10_000 + n as i64;
+            json!({"id": id, "method": "process/write", "params": {"processId": "ordered",
+                "chunk": encode(line.as_bytes()), "writeId": format!("w{n}")}})
+        })
+        .collect();
+    client.send_burst(&burst).await?;
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    for n in 0..burst.len() {
+        let result = client
+            .wait_response(&json!(10_000 + n as i64), deadline)
+            .await?;
+        ensure!(result.is_ok(), "write {n}: {result:?}");
+    }
+    let events = client.events_until_closed("ordered", EVENT_TIMEOUT).await?;
+    let text = events.output_text("stdout")?;
+    ensure!(
+        text == lines.concat(),
+        "stdin arrived out of order: {text:?}"
+    );
+    Ok(())
+}
+conformance_test!(pipelined_writes_keep_wire_order => rexec_pipelined_writes_keep_wire_order, codex_pipelined_writes_keep_wire_order);

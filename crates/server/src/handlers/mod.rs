@@ -75,7 +75,7 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<Request, Rp
 /// A request that may wait, to run in its own task.
 pub enum Deferred {
     Read(ReadParams),
-    Write(WriteParams),
+    Write(process::PendingWrite),
 }
 
 pub enum Admitted {
@@ -93,13 +93,13 @@ pub fn admit(ctx: &RequestContext, request: Request) -> Admitted {
         Request::Terminate(params) => process::terminate(ctx, params),
         Request::Resize(params) => process::resize(ctx, params),
         Request::Read(params) => return Admitted::Deferred(Deferred::Read(params)),
-        Request::Write(params) => return Admitted::Deferred(Deferred::Write(params)),
+        Request::Write(params) => return process::admit_write(ctx, params),
     })
 }
 
 pub async fn handle_deferred(ctx: &RequestContext, request: Deferred) -> Result<Reply, RpcError> {
     match request {
         Deferred::Read(params) => process::read(ctx, params).await,
-        Deferred::Write(params) => process::write(ctx, params).await,
+        Deferred::Write(pending) => process::write(pending).await,
     }
 }

@@ -1,6 +1,6 @@
 //! `process/start`, `read`, `write`, `signal`, `terminate` and rexec's `resize`.
 
-use super::{Reply, RequestContext};
+use super::{Admitted, Deferred, Reply, RequestContext};
 use crate::process::Process;
 use crate::process::env::child_env;
 use crate::process::pump::Pump;
@@ -8,6 +8,7 @@ use crate::process::read::long_poll;
 use crate::process::spawn::{SpawnRequest, spawn};
 use crate::process::stdin::{StdinPort, WriteOutcome};
 use crate::process::table::Lookup;
+use crate::process::write_order::Turn;
 use rexec_protocol::RpcError;
 use rexec_protocol::process::{
     EmptyResult, ReadParams, ResizeParams, SandboxType, SignalParams, StartParams, StartResult,
@@ -149,25 +150,48 @@ pub async fn read(ctx: &RequestContext, params: ReadParams) -> Result<Reply, Rpc
     Reply::new(&result)
 }
 
-pub async fn write(ctx: &RequestContext, params: WriteParams) -> Result<Reply, RpcError> {
+/// A write admitted for a running process, holding its place in the process's write order.
+pub struct PendingWrite {
+    params: WriteParams,
+    process: Arc<Process>,
+    turn: Turn,
+}
+
+/// Validate a write and, for a running process, take its turn now (wire order).
+pub fn admit_write(ctx: &RequestContext, params: WriteParams) -> Admitted {
     if params.write_id.is_empty() {
-        return Err(RpcError::invalid_params("writeId must not be empty"));
+        return Admitted::Done(Err(RpcError::invalid_params("writeId must not be empty")));
     }
     let status = match ctx.session.processes.lookup(&params.process_id) {
         Lookup::Unknown => WriteStatus::UnknownProcess,
         Lookup::Starting => WriteStatus::Starting,
         Lookup::Running(process) => {
-            match process
-                .stdin
-                .write(&params.write_id, params.chunk.0, params.close_stdin)
-                .await
-            {
-                WriteOutcome::Accepted => WriteStatus::Accepted,
-                WriteOutcome::StdinClosed => WriteStatus::StdinClosed,
-                WriteOutcome::WriterGone => {
-                    return Err(RpcError::internal("failed to write to process stdin"));
-                }
-            }
+            let turn = process.stdin.take_turn();
+            return Admitted::Deferred(Deferred::Write(PendingWrite {
+                params,
+                process,
+                turn,
+            }));
+        }
+    };
+    Admitted::Done(Reply::new(&WriteResult { status }))
+}
+
+pub async fn write(pending: PendingWrite) -> Result<Reply, RpcError> {
+    let PendingWrite {
+        params,
+        process,
+        turn,
+    } = pending;
+    let status = match process
+        .stdin
+        .write(turn, &params.write_id, params.chunk.0, params.close_stdin)
+        .await
+    {
+        WriteOutcome::Accepted => WriteStatus::Accepted,
+        WriteOutcome::StdinClosed => WriteStatus::StdinClosed,
+        WriteOutcome::WriterGone => {
+            return Err(RpcError::internal("failed to write to process stdin"));
         }
     };
     Reply::new(&WriteResult { status })

@@ -12,6 +12,7 @@ pub mod read;
 pub mod spawn;
 pub mod stdin;
 pub mod table;
+pub mod write_order;
 
 use crate::session::lock;
 use bytes::Bytes;

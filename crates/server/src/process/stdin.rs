@@ -2,14 +2,14 @@
 //!
 //! `accepted` means queued, not consumed (as upstream). The last 4096 accepted write ids are
 //! remembered, so a client that retries a write whose response was lost never writes twice.
-//! Writes are applied in the order the server handles them; a client that needs strict order
-//! waits for each write's response before sending the next (as the upstream client does).
+//! Writes take effect in wire order (see `write_order`), so a client may pipeline them.
 
+use super::write_order::{Turn, WriteOrder};
 use crate::session::lock;
 use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
@@ -59,6 +59,7 @@ struct StdinState {
 
 pub struct StdinPort {
     state: Mutex<StdinState>,
+    order: Arc<WriteOrder>,
 }
 
 impl StdinPort {
@@ -70,6 +71,7 @@ impl StdinPort {
                 tty: false,
                 ids: WriteIds::default(),
             }),
+            order: Arc::default(),
         }
     }
 
@@ -84,10 +86,24 @@ impl StdinPort {
                 tty,
                 ids: WriteIds::default(),
             }),
+            order: Arc::default(),
         })
     }
 
-    pub async fn write(&self, write_id: &str, bytes: Vec<u8>, close_after: bool) -> WriteOutcome {
+    /// Reserve this write's place, at admission (in wire order).
+    pub fn take_turn(&self) -> Turn {
+        self.order.take_turn()
+    }
+
+    /// Write once every earlier write has; `turn` finishes when this returns.
+    pub async fn write(
+        &self,
+        turn: Turn,
+        write_id: &str,
+        bytes: Vec<u8>,
+        close_after: bool,
+    ) -> WriteOutcome {
+        turn.wait().await;
         let (writer, tty) = {
             let mut state = lock(&self.state);
             let Some(writer) = state.writer.clone() else {
