@@ -283,3 +283,35 @@ async fn retention_evicts_old_output(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(retention_evicts_old_output => rexec_retention_evicts_old_output, codex_retention_evicts_old_output);
+
+/// A long-poll read in flight does not hold up other requests on the same connection.
+async fn long_read_does_not_block_start(ctx: Ctx) -> Result<()> {
+    let (_server, mut client) = ctx.server_and_client().await?;
+    client.start(sh("idle", "exec sleep 30")).await?;
+    let read_id = client
+        .send_request(
+            "process/read",
+            serde_json::json!({"processId": "idle", "afterSeq": 0, "waitMs": 20_000}),
+        )
+        .await?;
+    let started = Instant::now();
+    client.start(sh("quick", "echo quick")).await?;
+    let events = client.events_until_closed("quick", EVENT_TIMEOUT).await?;
+    ensure!(events.output_text("stdout")? == "quick\n", "{events:?}");
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "a start behind a 20 s read took {:?}",
+        started.elapsed()
+    );
+    ensure!(client.terminate("idle").await?, "idle was not running");
+    let read = client
+        .wait_response(&serde_json::json!(read_id), Instant::now() + EVENT_TIMEOUT)
+        .await?
+        .map_err(|e| anyhow::anyhow!("long read failed: {e}"))?;
+    ensure!(
+        read["exited"] == true,
+        "the read should wake on the exit: {read}"
+    );
+    Ok(())
+}
+conformance_test!(rexec_only("concurrent requests; codex 0.169.0 handles one request at a time by default") long_read_does_not_block_start => rexec_long_read_does_not_block_start, codex_long_read_does_not_block_start);
