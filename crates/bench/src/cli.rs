@@ -20,6 +20,25 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Latency of one-shot `/usr/bin/true` processes: process/start until process/closed.
     Oneshot(OneshotArgs),
+    /// A TCP proxy that adds latency (RTT/2 each way), for a controlled wide-area link.
+    Proxy(ProxyArgs),
+}
+
+/// Options of `rexec bench proxy`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyArgs {
+    /// Address to listen on, e.g. 127.0.0.1:7001.
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    /// The server to forward to, e.g. 127.0.0.1:7000.
+    #[arg(long)]
+    pub upstream: std::net::SocketAddr,
+    /// Round-trip time to add, in milliseconds (half in each direction).
+    #[arg(long, default_value_t = 80)]
+    pub rtt_ms: u64,
+    /// Extra random delay per chunk, 0..=J milliseconds (byte order is kept).
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
 }
 
 /// Options of `rexec bench oneshot`.
@@ -57,7 +76,19 @@ pub struct OneshotArgs {
 pub async fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Oneshot(args) => run_oneshot(args).await,
+        BenchCommand::Proxy(args) => run_proxy(args).await,
     }
+}
+
+async fn run_proxy(args: ProxyArgs) -> Result<()> {
+    let link = crate::proxy::Link {
+        rtt: std::time::Duration::from_millis(args.rtt_ms),
+        jitter: std::time::Duration::from_millis(args.jitter_ms),
+    };
+    let proxy = crate::proxy::start(args.listen, args.upstream, link).await?;
+    println!("{}", proxy.local_addr);
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }
 
 async fn run_oneshot(args: OneshotArgs) -> Result<()> {

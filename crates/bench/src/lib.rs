@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod oneshot;
+pub mod proxy;
 pub mod report;
 pub mod server;
 pub mod stats;
