@@ -9,26 +9,13 @@ use std::time::Duration;
 use crate::client::{Client, Incoming};
 use crate::harness::{Ctx, EVENT_TIMEOUT, poll_until, sh};
 use crate::server::ServerOptions;
-use crate::session::{process_gone, session_id};
+use crate::session::{process_gone, session_id, start_sleeper};
 
 async fn sigterm_kills_children(ctx: Ctx) -> Result<()> {
     let mut server = ctx.server().await?;
     let mut client = Client::connect(&server).await?;
     client.initialize().await?;
-    client
-        .start(sh("sleeper", "echo $$; exec sleep 30"))
-        .await?;
-    let (text, _) = client
-        .wait_output_containing("sleeper", "\n", EVENT_TIMEOUT)
-        .await?;
-    let pid: u32 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("pid line {text:?}"))?;
-    ensure!(
-        !process_gone(pid),
-        "child {pid} is not running before SIGTERM"
-    );
+    let pid = start_sleeper(&mut client, "sleeper").await?;
     server.terminate(Duration::from_secs(10)).await?;
     poll_until(
         "the child died with its server",

@@ -176,6 +176,20 @@ async fn resume_unknown_session(ctx: Ctx) -> Result<()> {
 }
 conformance_test!(resume_unknown_session => rexec_resume_unknown_session, codex_resume_unknown_session);
 
+/// Start `id` as a shell that prints its pid and sleeps 30 s; returns the running pid.
+pub async fn start_sleeper(client: &mut Client, id: &str) -> Result<u32> {
+    client.start(sh(id, "echo $$; exec sleep 30")).await?;
+    let (text, _) = client
+        .wait_output_containing(id, "\n", EVENT_TIMEOUT)
+        .await?;
+    let pid: u32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("pid line {text:?}"))?;
+    ensure!(!process_gone(pid), "child {pid} is not running");
+    Ok(pid)
+}
+
 /// True once `/proc/<pid>` is gone or the process is a zombie.
 pub fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -196,20 +210,7 @@ async fn session_expiry_kills_children(ctx: Ctx) -> Result<()> {
     let server = ctx.server_with(&options).await?;
     let mut client = Client::connect(&server).await?;
     let session = session_id(&client.initialize().await?)?;
-    client
-        .start(sh("sleeper", "echo $$; exec sleep 30"))
-        .await?;
-    let (text, _) = client
-        .wait_output_containing("sleeper", "\n", EVENT_TIMEOUT)
-        .await?;
-    let pid: u32 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("pid line {text:?}"))?;
-    ensure!(
-        !process_gone(pid),
-        "child {pid} is not running before the disconnect"
-    );
+    let pid = start_sleeper(&mut client, "sleeper").await?;
     client.close().await;
 
     poll_until(
