@@ -1,1 +1,85 @@
-//! The rexec client library (issue 3).
+//! The rexec client library: run processes on an exec-server (rexec or codex exec-server)
+//! and follow each one as an ordered, de-duplicated, gap-free event stream.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rexec_client::ClientError> {
+//! use rexec_client::{Client, ClientOptions, Endpoint, ProcessSpec};
+//! let client = Client::connect(
+//!     Endpoint::WebSocket("ws://127.0.0.1:7000".into()),
+//!     ClientOptions::default(),
+//! )
+//! .await?;
+//! let done = client
+//!     .run(ProcessSpec::new(["sh", "-c", "echo hi"]).env("PATH", "/usr/bin:/bin"))
+//!     .await?;
+//! assert_eq!(done.stdout, b"hi\n");
+//! # Ok(()) }
+//! ```
+//!
+//! Module map: `client` (the session, its routes, the public API), `link` (current
+//! connection, handshake, requests), `connection` (one transport connection and its
+//! pending requests), `transport` (WebSocket / stdio bytes),
+//! `dispatch` (inbound frames), `recovery` (reconnect and resume), `shared` (one process's
+//! state), `ordered` + `merge` (the ordered log and its repair), `history` + `stream`
+//! (subscribers and lag repair), `output` (the completion's head + tail), `process` (the
+//! handle), `spec`, `event`, `options`, `error`.
+
+mod client;
+mod connection;
+mod dispatch;
+mod error;
+mod event;
+mod history;
+mod link;
+mod merge;
+mod options;
+mod ordered;
+mod output;
+mod process;
+mod recovery;
+mod shared;
+mod spec;
+mod stream;
+mod transport;
+
+pub use client::Client;
+pub use error::ClientError;
+pub use event::{Completion, GapInfo, ProcessEvent, Timings};
+pub use options::{
+    ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIALIZE_TIMEOUT, DEFAULT_RESUME_WINDOW,
+    Endpoint,
+};
+pub use process::Process;
+pub use rexec_protocol::process::{OutputStream, WriteStatus};
+pub use spec::{DEFAULT_OUTPUT_BUDGET, ProcessSpec};
+pub use stream::EventStream;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+
+    /// Handles cross tasks, and their futures can be spawned.
+    #[allow(dead_code)]
+    async fn handles_and_futures_are_send(
+        client: Client,
+        process: Process,
+        mut events: EventStream,
+    ) {
+        send_sync(&client);
+        send_sync(&process);
+        send(&events);
+        send(&Client::connect(
+            Endpoint::WebSocket(String::new()),
+            ClientOptions::default(),
+        ));
+        send(&client.run(ProcessSpec::new(["true"])));
+        send(&client.start(ProcessSpec::new(["true"])));
+        send(&client.close());
+        send(&process.wait());
+        send(&process.write(b""));
+        send(&events.next());
+    }
+}

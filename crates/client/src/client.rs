@@ -1,0 +1,281 @@
+//! `Client`: one logical connection to an exec-server — a session that outlives any single
+//! transport connection.
+//!
+//! `ClientInner` owns the link state (`Up` on a connection, `Recovering`, or `Down` with the
+//! reason), the session identity from `initialize`, and the routes from `processId` to each
+//! live process's shared state. Requests issued while the link is recovering wait for it;
+//! requests in flight when a connection drops fail at once (see `connection`). The link and
+//! requests are in `link`, inbound frames in `dispatch`, reconnects in `recovery`.
+
+use crate::connection;
+use crate::error::ClientError;
+use crate::event::Completion;
+use crate::link::Link;
+use crate::options::{ClientOptions, Endpoint};
+use crate::process::Process;
+use crate::shared::ProcessShared;
+use crate::spec::ProcessSpec;
+use rexec_protocol::environment::EnvironmentInfo;
+use rexec_protocol::process::{ReadParams, ReadResult, StartResult, TerminateParams};
+use rexec_protocol::{extensions, method};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use tokio::sync::watch;
+
+/// A connection to an exec-server. Cheap to clone; all clones share the session.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+pub(crate) struct SessionInfo {
+    pub session_id: String,
+    pub environment: Option<EnvironmentInfo>,
+    pub extensions: Vec<String>,
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) options: ClientOptions,
+    pub(crate) session: OnceLock<SessionInfo>,
+    pub(crate) link: Mutex<Link>,
+    pub(crate) link_changed: watch::Sender<u64>,
+    routes: Mutex<HashMap<String, Arc<ProcessShared>>>,
+    next_id: AtomicI64,
+    pub(crate) closing: AtomicBool,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.inner.endpoint)
+            .field("session_id", &self.inner.session().session_id)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connect, then `initialize` (with `initialized` pipelined right behind it).
+    pub async fn connect(
+        endpoint: Endpoint,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let inner = Arc::new(ClientInner {
+            endpoint,
+            options,
+            session: OnceLock::new(),
+            link: Mutex::new(Link::Down(ClientError::Disconnected(
+                "not connected yet".to_owned(),
+            ))),
+            link_changed: watch::Sender::new(0),
+            routes: Mutex::new(HashMap::new()),
+            next_id: AtomicI64::new(1),
+            closing: AtomicBool::new(false),
+        });
+        let connection = inner.open_connection(inner.options.connect_timeout).await?;
+        let result = match inner.send_handshake(&connection, None).await {
+            Ok(reply) => {
+                let limit = inner.options.initialize_timeout;
+                inner.await_handshake(reply, limit).await
+            }
+            Err(err) => Err(err),
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(err) => {
+                inner.discard(&connection, "initialize failed");
+                return Err(err);
+            }
+        };
+        let _ = inner.session.set(SessionInfo {
+            session_id: result.session_id,
+            environment: result.environment_info,
+            extensions: result.rexec.map(|r| r.extensions).unwrap_or_default(),
+        });
+        if !inner.set_up(connection, false) {
+            return Err(ClientError::Disconnected(
+                "the connection ended right after initialize".to_owned(),
+            ));
+        }
+        Ok(Client { inner })
+    }
+
+    pub fn session_id(&self) -> String {
+        self.inner.session().session_id.clone()
+    }
+
+    /// The server's environment, from the `initialize` result.
+    pub fn environment_info(&self) -> Option<EnvironmentInfo> {
+        self.inner.session().environment.clone()
+    }
+
+    /// Whether the server advertised a rexec extension (`rexec_protocol::extensions`).
+    pub fn supports(&self, extension: &str) -> bool {
+        self.inner.supports(extension)
+    }
+
+    /// Start a process. Its route exists before `process/start` is sent, so events that
+    /// overtake the response are kept.
+    pub async fn start(&self, spec: ProcessSpec) -> Result<Process, ClientError> {
+        let process_id = spec
+            .process_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let ordered = self.inner.supports(extensions::ORDERED_NOTIFICATIONS);
+        let shared = Arc::new(ProcessShared::new(
+            process_id.clone(),
+            ordered,
+            spec.output_budget,
+        ));
+        {
+            let mut routes = lock(&self.inner.routes);
+            if routes.contains_key(&process_id) {
+                return Err(ClientError::Protocol(format!(
+                    "process id {process_id} is already in use by a live process of this client"
+                )));
+            }
+            routes.insert(process_id.clone(), Arc::clone(&shared));
+        }
+        let params = spec.start_params(
+            process_id.clone(),
+            self.inner.session().environment.as_ref(),
+        );
+        let started: Result<StartResult, ClientError> =
+            self.inner.call(method::PROCESS_START, &params).await;
+        if let Err(err) = started {
+            self.inner.remove_route(&shared);
+            if matches!(err, ClientError::Disconnected(_)) {
+                self.inner.terminate_orphan(process_id);
+            }
+            return Err(err);
+        }
+        let step = shared.on_started();
+        self.inner.after_step(None, &shared, step);
+        Ok(Process::new(self.clone(), shared))
+    }
+
+    /// Start a process and wait for it to finish: the one-shot.
+    pub async fn run(&self, spec: ProcessSpec) -> Result<Completion, ClientError> {
+        self.start(spec).await?.wait().await
+    }
+
+    /// Close the connection: pending calls and live process streams fail with
+    /// "the client closed the connection". The server keeps the session (and its processes)
+    /// for its TTL.
+    pub async fn close(&self) {
+        let reason = "the client closed the connection";
+        self.inner.closing.store(true, Ordering::SeqCst);
+        let previous = std::mem::replace(
+            &mut *lock(&self.inner.link),
+            Link::Down(ClientError::Disconnected(reason.to_owned())),
+        );
+        self.inner.bump();
+        if let Link::Up(connection) = previous {
+            connection::fail_waiting(connection.close(reason), reason);
+            connection.close_gracefully().await;
+        }
+        self.inner
+            .fail_processes(ClientError::Disconnected(reason.to_owned()));
+    }
+
+    /// `process/read {afterSeq, waitMs: 0}` for an event stream that lagged.
+    pub(crate) async fn read_retained(
+        &self,
+        process_id: &str,
+        after_seq: u64,
+    ) -> Result<ReadResult, ClientError> {
+        self.inner
+            .call(method::PROCESS_READ, &read_params(process_id, after_seq))
+            .await
+    }
+}
+
+pub(crate) fn read_params(process_id: &str, after_seq: u64) -> ReadParams {
+    ReadParams {
+        process_id: process_id.to_owned(),
+        after_seq: Some(after_seq),
+        max_bytes: None,
+        wait_ms: Some(0),
+    }
+}
+
+impl ClientInner {
+    pub(crate) fn session(&self) -> &SessionInfo {
+        static UNKNOWN: OnceLock<SessionInfo> = OnceLock::new();
+        self.session.get().unwrap_or_else(|| {
+            UNKNOWN.get_or_init(|| SessionInfo {
+                session_id: String::new(),
+                environment: None,
+                extensions: Vec::new(),
+            })
+        })
+    }
+
+    pub(crate) fn supports(&self, extension: &str) -> bool {
+        self.session().extensions.iter().any(|e| e == extension)
+    }
+
+    pub(crate) fn next_id(&self) -> i64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn bump(&self) {
+        self.link_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn route(&self, process_id: &str) -> Option<Arc<ProcessShared>> {
+        lock(&self.routes).get(process_id).cloned()
+    }
+
+    pub(crate) fn remove_route(&self, process: &Arc<ProcessShared>) {
+        let mut routes = lock(&self.routes);
+        if routes
+            .get(&process.id)
+            .is_some_and(|current| Arc::ptr_eq(current, process))
+        {
+            routes.remove(&process.id);
+        }
+    }
+
+    pub(crate) fn live_processes(&self) -> Vec<Arc<ProcessShared>> {
+        lock(&self.routes).values().cloned().collect()
+    }
+
+    /// End every live process's stream with `error`.
+    pub(crate) fn fail_processes(&self, error: ClientError) {
+        let processes: Vec<_> = lock(&self.routes).drain().map(|(_, p)| p).collect();
+        for process in processes {
+            process.fail(error.clone());
+        }
+    }
+
+    /// A start whose response was lost may have started the process: once the link is
+    /// back, terminate it so nothing runs unobserved.
+    fn terminate_orphan(self: &Arc<Self>, process_id: String) {
+        let inner = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let Some(inner) = inner.upgrade() else { return };
+            let params = TerminateParams { process_id };
+            let result: Result<serde_json::Value, _> =
+                inner.call(method::PROCESS_TERMINATE, &params).await;
+            tracing::debug!(process = %params.process_id, ?result, "terminated a process whose start was ambiguous");
+        });
+    }
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        if let Link::Up(connection) = &*lock(&self.link) {
+            connection.abort();
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! One transport connection ("generation") of a client: its writer and reader tasks and the
+//! table of requests waiting for a response, matched by id.
+//!
+//! Many requests are in flight at once. When the connection ends, every waiting request is
+//! failed at once with the same reason — nothing waits for its own timeout — and nothing is
+//! replayed here: whether a request whose response was lost took effect is unknowable, so
+//! only callers that are safe to retry (writes, with their `writeId`) do so.
+
+use crate::client::ClientInner;
+use crate::error::ClientError;
+use crate::shared::ProcessShared;
+use crate::transport::{self, Outgoing, Transport};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+/// Frames queued for the writer before senders wait.
+pub(crate) const OUTBOUND_QUEUE_FRAMES: usize = 256;
+/// How long a graceful close waits for the writer to say goodbye.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+pub(crate) type Reply = Result<Box<RawValue>, ClientError>;
+
+/// A request waiting for its response.
+pub(crate) enum Pending {
+    Call(oneshot::Sender<Reply>),
+    /// This connection's `initialize`: success marks the connection established.
+    Initialize(oneshot::Sender<Reply>),
+    /// A repair `process/read`, applied by the reader in wire order.
+    Repair(Arc<ProcessShared>),
+}
+
+#[derive(Default)]
+struct Table {
+    closed: Option<String>,
+    waiting: HashMap<i64, Pending>,
+}
+
+pub(crate) struct Connection {
+    outbound: mpsc::Sender<Outgoing>,
+    table: Mutex<Table>,
+    established: AtomicBool,
+    tasks: Mutex<Vec<AbortHandle>>,
+    writer_done: Mutex<Option<oneshot::Receiver<()>>>,
+    _child: Mutex<Option<Child>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Connection {
+    /// Start the writer and reader tasks of a freshly opened transport.
+    pub(crate) fn start(transport: Transport, client: Weak<ClientInner>) -> Arc<Self> {
+        let Transport {
+            sink,
+            source,
+            child,
+        } = transport;
+        let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
+        let (done_tx, done_rx) = oneshot::channel();
+        let connection = Arc::new(Self {
+            outbound,
+            table: Mutex::new(Table::default()),
+            established: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+            writer_done: Mutex::new(Some(done_rx)),
+            _child: Mutex::new(child),
+        });
+        let writer = tokio::spawn(async move {
+            transport::write_loop(sink, queue).await;
+            let _ = done_tx.send(());
+        });
+        let reader = tokio::spawn(read_loop(Arc::clone(&connection), source, client));
+        lock(&connection.tasks).extend([writer.abort_handle(), reader.abort_handle()]);
+        connection
+    }
+
+    /// Why the connection ended, once it has.
+    pub(crate) fn close_reason(&self) -> Option<String> {
+        lock(&self.table).closed.clone()
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        self.established.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn register(&self, id: i64, pending: Pending) -> Result<(), ClientError> {
+        let mut table = lock(&self.table);
+        if let Some(reason) = &table.closed {
+            return Err(ClientError::Disconnected(reason.clone()));
+        }
+        table.waiting.insert(id, pending);
+        Ok(())
+    }
+
+    fn unregister(&self, id: i64) -> Option<Pending> {
+        lock(&self.table).waiting.remove(&id)
+    }
+
+    pub(crate) async fn send(&self, frame: String) -> Result<(), ClientError> {
+        self.outbound
+            .send(Outgoing::Frame(frame))
+            .await
+            .map_err(|_| ClientError::Disconnected("the connection's writer stopped".to_owned()))
+    }
+
+    /// Send a request and wait for its response.
+    pub(crate) async fn call(&self, id: i64, frame: String) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        self.register(id, Pending::Call(tx))?;
+        if let Err(err) = self.send(frame).await {
+            self.unregister(id);
+            return Err(err);
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(ClientError::Disconnected(
+                "the connection ended before the response".to_owned(),
+            ))
+        })
+    }
+
+    /// Queue a repair read without waiting (the reader calls this). `false` if the
+    /// connection is gone.
+    pub(crate) fn send_repair(&self, id: i64, process: Arc<ProcessShared>, frame: String) -> bool {
+        if self.register(id, Pending::Repair(process)).is_err() {
+            return false;
+        }
+        match self.outbound.try_send(Outgoing::Frame(frame)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                let outbound = self.outbound.clone();
+                tokio::spawn(async move { outbound.send(item).await });
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.unregister(id);
+                false
+            }
+        }
+    }
+
+    /// Take the waiter of a response; an `initialize` success marks the connection
+    /// established before anything else from it is handled.
+    pub(crate) fn take(&self, id: i64, success: bool) -> Option<Pending> {
+        let pending = self.unregister(id)?;
+        if success && matches!(pending, Pending::Initialize(_)) {
+            self.established.store(true, Ordering::Release);
+        }
+        Some(pending)
+    }
+
+    /// Mark the connection ended and hand back everything still waiting (first call only).
+    pub(crate) fn close(&self, reason: &str) -> Vec<Pending> {
+        let mut table = lock(&self.table);
+        if table.closed.is_some() {
+            return Vec::new();
+        }
+        table.closed = Some(reason.to_owned());
+        table.waiting.drain().map(|(_, p)| p).collect()
+    }
+
+    /// Stop both tasks at once (the socket or child is dropped with them).
+    pub(crate) fn abort(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Say goodbye to the server, give the writer a moment, then stop.
+    pub(crate) async fn close_gracefully(&self) {
+        let done = lock(&self.writer_done).take();
+        if self.outbound.try_send(Outgoing::Close).is_ok()
+            && let Some(done) = done
+        {
+            let _ = tokio::time::timeout(CLOSE_GRACE, done).await;
+        }
+        self.abort();
+    }
+}
+
+/// Fail what a closed connection left waiting: calls get the reason, repair reads are
+/// marked lost (a resume repairs the process again).
+pub(crate) fn fail_waiting(pending: Vec<Pending>, reason: &str) {
+    for waiting in pending {
+        match waiting {
+            Pending::Call(tx) | Pending::Initialize(tx) => {
+                let _ = tx.send(Err(ClientError::Disconnected(reason.to_owned())));
+            }
+            Pending::Repair(process) => process.on_read_lost(),
+        }
+    }
+}
+
+async fn read_loop(
+    connection: Arc<Connection>,
+    mut source: transport::FrameSource,
+    client: Weak<ClientInner>,
+) {
+    let reason = loop {
+        match source.next().await {
+            Some(Ok(frame)) => {
+                let Some(inner) = client.upgrade() else {
+                    break "the client was dropped".to_owned();
+                };
+                inner.on_frame(&connection, frame.as_ref());
+            }
+            Some(Err(err)) => break err,
+            None => break "the server closed the connection".to_owned(),
+        };
+    };
+    tracing::debug!(%reason, "connection ended");
+    match client.upgrade() {
+        Some(inner) => inner.on_connection_end(&connection, &reason),
+        None => fail_waiting(connection.close(&reason), &reason),
+    }
+    connection.abort();
+}

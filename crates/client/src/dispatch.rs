@@ -1,0 +1,174 @@
+//! Inbound frames: responses to their waiters, notifications to their process's ordered
+//! log, and the repairs those steps ask for.
+//!
+//! Runs on the connection's reader task, so everything here is synchronous: a frame is
+//! handled completely before the next one is read, which keeps repair reads and the
+//! notifications around them in wire order. Repair reads are queued without waiting.
+
+use crate::client::{ClientInner, read_params};
+use crate::connection::{Connection, Pending};
+use crate::error::ClientError;
+use crate::ordered::{Incoming, REORDER_GRACE, Repair};
+use crate::shared::{ProcessShared, Step};
+use bytes::Bytes;
+use rexec_protocol::jsonrpc::request_frame;
+use rexec_protocol::process::{
+    ClosedNotification, ExitedNotification, OutputNotification, ReadResult,
+};
+use rexec_protocol::{IncomingMessage, RequestId, RpcError, method};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+impl ClientInner {
+    pub(crate) fn on_frame(self: &Arc<Self>, connection: &Arc<Connection>, frame: &[u8]) {
+        match IncomingMessage::parse(frame) {
+            Ok(IncomingMessage::Response { id, result }) => {
+                self.complete(connection, &id, Ok(result));
+            }
+            Ok(IncomingMessage::Error {
+                id: Some(id),
+                error,
+            }) => self.complete(connection, &id, Err(error)),
+            Ok(IncomingMessage::Error { id: None, error }) => {
+                tracing::warn!(%error, "the server reported an error without a request id");
+            }
+            Ok(IncomingMessage::Notification { method, params }) => {
+                self.on_notification(connection, &method, params);
+            }
+            Ok(IncomingMessage::Request { method, .. }) => {
+                tracing::debug!(%method, "ignoring a request from the server");
+            }
+            Err(err) => tracing::warn!(%err, "ignoring a message that is not JSON-RPC"),
+        }
+    }
+
+    fn complete(
+        self: &Arc<Self>,
+        connection: &Arc<Connection>,
+        id: &RequestId,
+        result: Result<&RawValue, RpcError>,
+    ) {
+        let RequestId::Integer(id) = id else {
+            tracing::debug!(%id, "response with an id this client never uses");
+            return;
+        };
+        let Some(pending) = connection.take(*id, result.is_ok()) else {
+            tracing::debug!(id, "response to no pending request");
+            return;
+        };
+        match pending {
+            Pending::Call(tx) | Pending::Initialize(tx) => {
+                let _ = tx.send(result.map(ToOwned::to_owned).map_err(ClientError::Rpc));
+            }
+            Pending::Repair(process) => {
+                let step = match result {
+                    Ok(raw) => match serde_json::from_str::<ReadResult>(raw.get()) {
+                        Ok(read) => process.on_read(read),
+                        Err(err) => process
+                            .on_read_failed(format!("cannot decode a process/read result: {err}")),
+                    },
+                    Err(error) if connection.is_established() => process.on_read_failed(format!(
+                        "process/read failed while repairing the stream: {error}"
+                    )),
+                    // A resume attempt whose initialize failed: the next attempt repairs.
+                    Err(_) => return process.on_read_lost(),
+                };
+                self.after_step(Some(connection), &process, step);
+            }
+        }
+    }
+
+    fn on_notification(
+        self: &Arc<Self>,
+        connection: &Arc<Connection>,
+        name: &str,
+        params: Option<&RawValue>,
+    ) {
+        let raw = params.map_or("null", RawValue::get);
+        let decoded = match name {
+            method::PROCESS_OUTPUT => serde_json::from_str::<OutputNotification>(raw).map(|n| {
+                let event = Incoming::Output {
+                    seq: n.seq,
+                    stream: n.stream,
+                    bytes: Bytes::from(n.chunk.0),
+                };
+                (n.process_id, event)
+            }),
+            method::PROCESS_EXITED => serde_json::from_str::<ExitedNotification>(raw).map(|n| {
+                let event = Incoming::Exited {
+                    seq: n.seq,
+                    code: n.exit_code,
+                    sandbox_denied: n.sandbox_denied,
+                };
+                (n.process_id, event)
+            }),
+            method::PROCESS_CLOSED => serde_json::from_str::<ClosedNotification>(raw)
+                .map(|n| (n.process_id, Incoming::Closed { seq: n.seq })),
+            _ => {
+                tracing::debug!(method = name, "ignoring a notification");
+                return;
+            }
+        };
+        let (process_id, event) = match decoded {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                tracing::warn!(method = name, %err, "ignoring an undecodable notification");
+                return;
+            }
+        };
+        let Some(process) = self.route(&process_id) else {
+            tracing::debug!(process = %process_id, "notification for no live process");
+            return;
+        };
+        let step = process.on_event(event);
+        self.after_step(Some(connection), &process, step);
+    }
+
+    /// Carry out what a step of a process's log asked for. `connection` is the one the
+    /// step's input came from (reads go back on it), or `None` for the current link.
+    pub(crate) fn after_step(
+        self: &Arc<Self>,
+        connection: Option<&Arc<Connection>>,
+        process: &Arc<ProcessShared>,
+        step: Step,
+    ) {
+        if step.terminal {
+            self.remove_route(process);
+        }
+        match step.repair {
+            Repair::None => {}
+            Repair::Read { after_seq } => self.send_repair(connection, process, after_seq),
+            Repair::ArmGrace { token } => {
+                let inner = Arc::downgrade(self);
+                let process = Arc::clone(process);
+                tokio::spawn(async move {
+                    tokio::time::sleep(REORDER_GRACE).await;
+                    if let Some(inner) = inner.upgrade() {
+                        let step = process.on_grace_expired(token);
+                        inner.after_step(None, &process, step);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Queue `process/read {afterSeq, waitMs: 0}` whose result the reader applies.
+    pub(crate) fn send_repair(
+        &self,
+        connection: Option<&Arc<Connection>>,
+        process: &Arc<ProcessShared>,
+        after_seq: u64,
+    ) {
+        let Some(connection) = connection.cloned().or_else(|| self.current_connection()) else {
+            // The link is recovering: the resume repairs every live process.
+            return process.on_read_lost();
+        };
+        let id = self.next_id();
+        let params = read_params(&process.id, after_seq);
+        let frame = request_frame(&RequestId::Integer(id), method::PROCESS_READ, &params);
+        tracing::debug!(process = %process.id, after_seq, "repair read");
+        if !connection.send_repair(id, Arc::clone(process), frame) {
+            process.on_read_lost();
+        }
+    }
+}

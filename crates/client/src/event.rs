@@ -1,0 +1,102 @@
+//! What a caller observes of a process: `ProcessEvent` (the ordered stream) and
+//! `Completion` (the finished result).
+
+use bytes::Bytes;
+use rexec_protocol::process::OutputStream;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// One event of a process's ordered log, as delivered to a subscriber.
+///
+/// Sequenced events arrive in strictly increasing seq order with no seq skipped: every seq
+/// is covered by exactly one `Output`, `Exited`, `Closed` or `Gap`. `Closed` (or `Failed`)
+/// is the last event of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessEvent {
+    Output {
+        seq: u64,
+        stream: OutputStream,
+        bytes: Bytes,
+    },
+    /// The exit status together with the server's sandbox-denial verdict.
+    Exited {
+        seq: u64,
+        code: i32,
+        sandbox_denied: bool,
+    },
+    /// All output streams ended: nothing follows.
+    Closed { seq: u64 },
+    /// Output the server no longer retained when the client repaired its stream (for one
+    /// lagging subscriber: or could not be read back at all). `seqs` are the lost events;
+    /// `bytes_lost` is exact when the server reports eviction counters (rexec's
+    /// `process/read.evictionCounters`), and 0 — unknown — when it does not (codex
+    /// exec-server): the seq range is explicit either way.
+    Gap {
+        seqs: RangeInclusive<u64>,
+        bytes_lost: u64,
+    },
+    /// The stream cannot continue (connection lost beyond the resume window, the server
+    /// forgot the process, a protocol violation). Unsequenced; nothing follows.
+    Failed { reason: String },
+}
+
+impl ProcessEvent {
+    /// The first and last seq this event covers; `None` for `Failed`.
+    pub fn seq_range(&self) -> Option<(u64, u64)> {
+        match self {
+            Self::Output { seq, .. } | Self::Exited { seq, .. } | Self::Closed { seq } => {
+                Some((*seq, *seq))
+            }
+            Self::Gap { seqs, .. } => Some((*seqs.start(), *seqs.end())),
+            Self::Failed { .. } => None,
+        }
+    }
+
+    /// Whether nothing can follow this event.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Closed { .. } | Self::Failed { .. })
+    }
+
+    /// Bytes this event holds, for the bounded buffers.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Self::Output { bytes, .. } => bytes.len(),
+            Self::Failed { reason } => reason.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Output the server evicted before the client could read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapInfo {
+    pub seqs: RangeInclusive<u64>,
+    /// Exact with rexec servers; 0 (unknown) with servers that do not count evictions.
+    pub bytes_lost: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// `process/start` request to its response.
+    pub start_rpc: Duration,
+    /// Start response to the process being complete (exit + closed delivered).
+    pub completion_wait: Duration,
+    /// `start` called to complete.
+    pub total: Duration,
+}
+
+/// A finished process: exit status, denial verdict and the kept output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub exit_code: i32,
+    pub sandbox_denied: bool,
+    /// Head + tail of each stream within `ProcessSpec::output_budget`.
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub pty: Vec<u8>,
+    /// Output lost to server-side eviction (never silently).
+    pub gaps: Vec<GapInfo>,
+    /// Bytes delivered but left out between head and tail, summed over the streams.
+    pub omitted_bytes: u64,
+    pub timings: Timings,
+}

@@ -1,0 +1,236 @@
+//! The link of a client to its server: which connection is current (`Up`), whether one is
+//! being re-established (`Recovering`), or why there is none (`Down`); opening connections
+//! and running the `initialize` handshake; and issuing requests on whatever connection is
+//! current.
+//!
+//! A request issued while the link recovers waits for it (bounded by the resume window); a
+//! request in flight when its connection ends fails at once with the reason. Only requests
+//! that are safe to repeat (`call_retrying`, used for writes with their writeId) are sent
+//! again after a resume.
+
+use crate::client::{ClientInner, lock};
+use crate::connection::{self, Connection, Pending, Reply};
+use crate::error::ClientError;
+use crate::recovery;
+use crate::transport;
+use rexec_protocol::environment::{InitializeParams, InitializeResult};
+use rexec_protocol::jsonrpc::{notification_frame, request_frame};
+use rexec_protocol::process::EmptyResult;
+use rexec_protocol::{RequestId, method};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How often a write whose response was lost is retried across reconnects (same writeId).
+const MAX_WRITE_ATTEMPTS: usize = 5;
+
+pub(crate) enum Link {
+    Up(Arc<Connection>),
+    Recovering,
+    Down(ClientError),
+}
+
+impl ClientInner {
+    pub(crate) fn current_connection(&self) -> Option<Arc<Connection>> {
+        match &*lock(&self.link) {
+            Link::Up(connection) => Some(Arc::clone(connection)),
+            _ => None,
+        }
+    }
+
+    /// Open a transport (bounded by `limit`) and start its tasks.
+    pub(crate) async fn open_connection(
+        self: &Arc<Self>,
+        limit: Duration,
+    ) -> Result<Arc<Connection>, ClientError> {
+        let token = self.options.token.as_deref();
+        let transport = tokio::time::timeout(limit, transport::open(&self.endpoint, token))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: format!("connecting to {}", self.endpoint),
+                after: limit,
+            })??;
+        Ok(Connection::start(transport, Arc::downgrade(self)))
+    }
+
+    /// Send `initialize` and, right behind it, `initialized`.
+    pub(crate) async fn send_handshake(
+        &self,
+        connection: &Connection,
+        resume_session_id: Option<&str>,
+    ) -> Result<oneshot::Receiver<Reply>, ClientError> {
+        let id = self.next_id();
+        let params = InitializeParams {
+            client_name: self.options.client_name.clone(),
+            resume_session_id: resume_session_id.map(str::to_owned),
+        };
+        let (tx, rx) = oneshot::channel();
+        connection.register(id, Pending::Initialize(tx))?;
+        connection
+            .send(request_frame(
+                &RequestId::Integer(id),
+                method::INITIALIZE,
+                &params,
+            ))
+            .await?;
+        connection
+            .send(notification_frame(method::INITIALIZED, &EmptyResult {}))
+            .await?;
+        Ok(rx)
+    }
+
+    pub(crate) async fn await_handshake(
+        &self,
+        reply: oneshot::Receiver<Reply>,
+        limit: Duration,
+    ) -> Result<InitializeResult, ClientError> {
+        let raw = match tokio::time::timeout(limit, reply).await {
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    what: format!("initialize on {}", self.endpoint),
+                    after: limit,
+                });
+            }
+            Ok(Err(_)) => {
+                return Err(ClientError::Disconnected(
+                    "the connection ended during initialize".to_owned(),
+                ));
+            }
+            Ok(Ok(reply)) => reply?,
+        };
+        serde_json::from_str(raw.get()).map_err(|err| {
+            ClientError::Protocol(format!("cannot decode the initialize result: {err}"))
+        })
+    }
+
+    /// Install an established connection, unless it already ended or the client closed.
+    pub(crate) fn set_up(&self, connection: Arc<Connection>, resuming: bool) -> bool {
+        let mut link = lock(&self.link);
+        let expected = !resuming || matches!(*link, Link::Recovering);
+        if !expected || self.is_closing() || connection.close_reason().is_some() {
+            drop(link);
+            self.discard(&connection, "superseded");
+            return false;
+        }
+        *link = Link::Up(connection);
+        drop(link);
+        self.bump();
+        true
+    }
+
+    /// Throw away a connection that never became (or no longer is) the link.
+    pub(crate) fn discard(&self, connection: &Connection, reason: &str) {
+        connection::fail_waiting(connection.close(reason), reason);
+        connection.abort();
+    }
+
+    /// The current connection, waiting while the link recovers.
+    pub(crate) async fn link(&self) -> Result<Arc<Connection>, ClientError> {
+        let mut changes = self.link_changed.subscribe();
+        loop {
+            match &*lock(&self.link) {
+                // A connection that just ended is about to be replaced: wait for that.
+                Link::Up(connection) if connection.close_reason().is_none() => {
+                    return Ok(Arc::clone(connection));
+                }
+                Link::Up(_) => {}
+                Link::Down(error) => return Err(error.clone()),
+                Link::Recovering => {}
+            }
+            if changes.changed().await.is_err() {
+                return Err(ClientError::Disconnected(
+                    "the client was dropped".to_owned(),
+                ));
+            }
+        }
+    }
+
+    pub(crate) async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, ClientError> {
+        let connection = self.link().await?;
+        let id = self.next_id();
+        let frame = request_frame(&RequestId::Integer(id), method, params);
+        let raw = connection.call(id, frame).await.map_err(|err| match err {
+            ClientError::Disconnected(reason) => {
+                ClientError::Disconnected(format!("{reason} (while {method} was pending)"))
+            }
+            other => other,
+        })?;
+        serde_json::from_str(raw.get()).map_err(|err| {
+            ClientError::Protocol(format!("cannot decode the {method} result: {err}"))
+        })
+    }
+
+    /// A call that is safe to repeat (a write with its writeId): retried after a resume
+    /// when its response was lost with the connection.
+    pub(crate) async fn call_retrying<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, ClientError> {
+        let mut attempt = 1;
+        loop {
+            match self.call(method, params).await {
+                Err(ClientError::Disconnected(reason))
+                    if attempt < MAX_WRITE_ATTEMPTS
+                        && self.endpoint.can_resume()
+                        && !self.is_closing()
+                        && matches!(*lock(&self.link), Link::Recovering | Link::Up(_)) =>
+                {
+                    tracing::debug!(method, %reason, attempt, "retrying after reconnect");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `connection`'s reader saw it end (EOF, error, close frame): resume or give up.
+    pub(crate) fn on_connection_end(self: &Arc<Self>, connection: &Arc<Connection>, reason: &str) {
+        let waiting = connection.close(reason);
+        let resume = {
+            let mut link = lock(&self.link);
+            if !matches!(&*link, Link::Up(current) if Arc::ptr_eq(current, connection)) {
+                drop(link);
+                return connection::fail_waiting(waiting, reason);
+            }
+            let resume = self.endpoint.can_resume()
+                && !self.options.resume_window.is_zero()
+                && !self.is_closing();
+            *link = if resume {
+                Link::Recovering
+            } else {
+                Link::Down(ClientError::Disconnected(reason.to_owned()))
+            };
+            resume
+        };
+        self.bump();
+        // The link says "recovering" before any waiter hears of the loss, so a retry waits
+        // for the resumed connection instead of finding the dead one.
+        connection::fail_waiting(waiting, reason);
+        if resume {
+            tracing::info!(%reason, endpoint = %self.endpoint, "connection lost; resuming the session");
+            tokio::spawn(recovery::resume(Arc::clone(self), reason.to_owned()));
+        } else {
+            self.fail_processes(ClientError::Disconnected(reason.to_owned()));
+        }
+    }
+
+    /// The session could not be resumed: fail everything with `error`.
+    pub(crate) fn give_up(&self, error: ClientError) {
+        tracing::warn!(%error, "giving up on the session");
+        {
+            let mut link = lock(&self.link);
+            if matches!(*link, Link::Recovering) {
+                *link = Link::Down(error.clone());
+            }
+        }
+        self.bump();
+        self.fail_processes(error);
+    }
+}

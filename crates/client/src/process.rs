@@ -1,0 +1,159 @@
+//! `Process`: the handle of a started process — its event streams, its completion, and the
+//! control requests (write, close stdin, interrupt, terminate, resize).
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::event::Completion;
+use crate::shared::ProcessShared;
+use crate::stream::EventStream;
+use rexec_protocol::ByteChunk;
+use rexec_protocol::process::{
+    EmptyResult, ProcessSignal, ResizeParams, SignalParams, TerminateParams, TerminateResult,
+    WriteParams, WriteResult, WriteStatus,
+};
+use rexec_protocol::{extensions, method};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// A started process. Cheap to clone.
+#[derive(Clone)]
+pub struct Process {
+    client: Client,
+    shared: Arc<ProcessShared>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
+impl Process {
+    pub(crate) fn new(client: Client, shared: Arc<ProcessShared>) -> Self {
+        Self { client, shared }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// A new subscription: replays what the bounded history still holds (256 events /
+    /// 1 MiB), repairs anything older with one read, then follows live events.
+    pub fn events(&self) -> EventStream {
+        EventStream::new(self.client.clone(), Arc::clone(&self.shared))
+    }
+
+    /// Wait until the process is complete: `closed` delivered with every lower seq before
+    /// it, and the exit with its denial verdict known.
+    pub async fn wait(&self) -> Result<Completion, ClientError> {
+        let mut changes = self.shared.subscribe();
+        loop {
+            if let Some(outcome) = self.shared.outcome() {
+                return outcome;
+            }
+            if changes.changed().await.is_err() {
+                return Err(ClientError::Disconnected(
+                    "the process state was dropped".to_owned(),
+                ));
+            }
+        }
+    }
+
+    /// Like `wait`, but gives up at `deadline` with `Ok(None)`; the process keeps running
+    /// and can be waited on again.
+    pub async fn wait_until(&self, deadline: Instant) -> Result<Option<Completion>, ClientError> {
+        match tokio::time::timeout_at(deadline, self.wait()).await {
+            Ok(outcome) => outcome.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Write to the child's stdin. The generated writeId makes the write safe to retry: if
+    /// the connection drops before the answer, the same write is sent again after the
+    /// session resumes and the server applies it at most once.
+    pub async fn write(&self, bytes: &[u8]) -> Result<WriteStatus, ClientError> {
+        self.send_write(bytes, false).await
+    }
+
+    /// Close the child's stdin (EOF; Ctrl-D on a tty). Needs the
+    /// `process/write.closeStdin` extension.
+    pub async fn close_stdin(&self) -> Result<WriteStatus, ClientError> {
+        self.require(extensions::WRITE_CLOSE_STDIN)?;
+        self.send_write(&[], true).await
+    }
+
+    /// SIGINT to the child's process group.
+    pub async fn interrupt(&self) -> Result<(), ClientError> {
+        let params = SignalParams {
+            process_id: self.shared.id.clone(),
+            signal: ProcessSignal::Interrupt,
+        };
+        let _: EmptyResult = self
+            .client
+            .inner
+            .call(method::PROCESS_SIGNAL, &params)
+            .await?;
+        Ok(())
+    }
+
+    /// Kill the process. `true` if it was still running.
+    pub async fn terminate(&self) -> Result<bool, ClientError> {
+        let params = TerminateParams {
+            process_id: self.shared.id.clone(),
+        };
+        let result: TerminateResult = self
+            .client
+            .inner
+            .call(method::PROCESS_TERMINATE, &params)
+            .await?;
+        Ok(result.running)
+    }
+
+    /// Set a tty process's window size. Needs the `process/resize` extension.
+    pub async fn resize(&self, rows: u16, cols: u16) -> Result<(), ClientError> {
+        self.require(extensions::PROCESS_RESIZE)?;
+        let params = ResizeParams {
+            process_id: self.shared.id.clone(),
+            rows,
+            cols,
+        };
+        let _: EmptyResult = self
+            .client
+            .inner
+            .call(method::PROCESS_RESIZE, &params)
+            .await?;
+        Ok(())
+    }
+
+    async fn send_write(
+        &self,
+        bytes: &[u8],
+        close_stdin: bool,
+    ) -> Result<WriteStatus, ClientError> {
+        let params = WriteParams {
+            process_id: self.shared.id.clone(),
+            chunk: ByteChunk(bytes.to_vec()),
+            write_id: uuid::Uuid::new_v4().to_string(),
+            close_stdin,
+        };
+        let result: WriteResult = self
+            .client
+            .inner
+            .call_retrying(method::PROCESS_WRITE, &params)
+            .await?;
+        Ok(result.status)
+    }
+
+    fn require(&self, extension: &str) -> Result<(), ClientError> {
+        if self.client.supports(extension) {
+            Ok(())
+        } else {
+            Err(ClientError::Protocol(format!(
+                "the server does not support {extension} (needed for process {})",
+                self.shared.id
+            )))
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! `ProcessSpec`: what to run, and how it becomes `process/start` params.
+
+use rexec_protocol::PathUri;
+use rexec_protocol::environment::EnvironmentInfo;
+use rexec_protocol::process::StartParams;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Bytes of each output stream a `Completion` keeps by default (head + tail).
+pub const DEFAULT_OUTPUT_BUDGET: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    pub argv: Vec<String>,
+    /// `None`: the server's cwd from `environmentInfo`, else `/`.
+    pub cwd: Option<PathBuf>,
+    /// The child's **whole** environment (exec-server semantics: nothing is inherited from
+    /// the server). Set `PATH` and friends explicitly.
+    pub env: BTreeMap<String, String>,
+    pub tty: bool,
+    /// Give the child a stdin pipe that `Process::write` feeds (always true for a tty).
+    pub pipe_stdin: bool,
+    pub arg0: Option<String>,
+    /// `None`: a generated UUID.
+    pub process_id: Option<String>,
+    /// Bytes kept per output stream in the `Completion`: the first half and the last half;
+    /// everything between is counted in `Completion::omitted_bytes`.
+    pub output_budget: usize,
+}
+
+impl ProcessSpec {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            argv: argv.into_iter().map(Into::into).collect(),
+            cwd: None,
+            env: BTreeMap::new(),
+            tty: false,
+            pipe_stdin: false,
+            arg0: None,
+            process_id: None,
+            output_budget: DEFAULT_OUTPUT_BUDGET,
+        }
+    }
+
+    pub fn cwd(mut self, cwd: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    pub fn tty(mut self, tty: bool) -> Self {
+        self.tty = tty;
+        self
+    }
+
+    pub fn pipe_stdin(mut self, pipe_stdin: bool) -> Self {
+        self.pipe_stdin = pipe_stdin;
+        self
+    }
+
+    pub fn arg0(mut self, arg0: impl Into<String>) -> Self {
+        self.arg0 = Some(arg0.into());
+        self
+    }
+
+    pub fn process_id(mut self, process_id: impl Into<String>) -> Self {
+        self.process_id = Some(process_id.into());
+        self
+    }
+
+    pub fn output_budget(mut self, bytes: usize) -> Self {
+        self.output_budget = bytes;
+        self
+    }
+
+    /// The `process/start` params, with the id and cwd decided.
+    pub(crate) fn start_params(
+        &self,
+        process_id: String,
+        environment: Option<&EnvironmentInfo>,
+    ) -> StartParams {
+        let cwd = match (&self.cwd, environment.and_then(|e| e.cwd.as_ref())) {
+            (Some(cwd), _) => PathUri::from_path(cwd.clone()),
+            (None, Some(server_cwd)) => server_cwd.clone(),
+            (None, None) => PathUri::from_path("/"),
+        };
+        StartParams {
+            process_id,
+            argv: self.argv.clone(),
+            cwd,
+            env: self.env.clone(),
+            env_policy: None,
+            tty: self.tty,
+            pipe_stdin: self.pipe_stdin,
+            arg0: self.arg0.clone(),
+            sandbox: None,
+            enforce_managed_network: false,
+            managed_network: None,
+            network_proxy: None,
+            shell_snapshot: None,
+            metadata: None,
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Byte transports under a connection: a WebSocket (TCP_NODELAY, optional bearer token) or
+//! a spawned program's stdin/stdout with one JSON message per line.
+//!
+//! This module turns an `Endpoint` into a frame source and a frame sink and owns the writer
+//! task, which sends whatever is queued and flushes once per batch. It knows nothing about
+//! JSON-RPC.
+
+use crate::error::ClientError;
+use crate::options::Endpoint;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::process::Stdio;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+
+/// Largest inbound message accepted (the server's default `--max-frame-bytes`).
+pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+/// Frames the writer sends before it flushes, at most.
+const MAX_BATCH_FRAMES: usize = 64;
+
+type WsStream = WebSocketStream<TcpStream>;
+
+/// One inbound message.
+pub(crate) enum Frame {
+    Text(Utf8Bytes),
+    Binary(bytes::Bytes),
+    Line(String),
+}
+
+impl AsRef<[u8]> for Frame {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Self::Text(text) => text.as_ref(),
+            Self::Binary(bytes) => bytes,
+            Self::Line(line) => line.as_bytes(),
+        }
+    }
+}
+
+/// What the writer task is asked to do.
+pub(crate) enum Outgoing {
+    Frame(String),
+    /// Say goodbye (WebSocket close frame, or close the child's stdin) and stop.
+    Close,
+}
+
+pub(crate) struct Transport {
+    pub sink: FrameSink,
+    pub source: FrameSource,
+    /// The stdio server; killed when the connection is dropped.
+    pub child: Option<Child>,
+}
+
+pub(crate) enum FrameSink {
+    WebSocket(SplitSink<WsStream, Message>),
+    Stdio(BufWriter<ChildStdin>),
+}
+
+pub(crate) enum FrameSource {
+    WebSocket(SplitStream<WsStream>),
+    Stdio(FramedRead<ChildStdout, LinesCodec>),
+}
+
+pub(crate) async fn open(
+    endpoint: &Endpoint,
+    token: Option<&str>,
+) -> Result<Transport, ClientError> {
+    match endpoint {
+        Endpoint::WebSocket(url) => open_websocket(url, token).await,
+        Endpoint::Stdio { program, args } => {
+            let mut child = Command::new(program)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|err| connect_error(endpoint, format!("cannot spawn: {err}")))?;
+            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+                return Err(connect_error(endpoint, "no stdio pipes".to_owned()));
+            };
+            let codec = LinesCodec::new_with_max_length(MAX_FRAME_BYTES);
+            Ok(Transport {
+                sink: FrameSink::Stdio(BufWriter::new(stdin)),
+                source: FrameSource::Stdio(FramedRead::new(stdout, codec)),
+                child: Some(child),
+            })
+        }
+    }
+}
+
+fn connect_error(endpoint: &Endpoint, reason: String) -> ClientError {
+    ClientError::Connect {
+        endpoint: endpoint.to_string(),
+        reason,
+    }
+}
+
+async fn open_websocket(url: &str, token: Option<&str>) -> Result<Transport, ClientError> {
+    let fail = |reason: String| ClientError::Connect {
+        endpoint: url.to_owned(),
+        reason,
+    };
+    let mut request = url
+        .into_client_request()
+        .map_err(|err| fail(format!("invalid URL: {err}")))?;
+    if request.uri().scheme_str() != Some("ws") {
+        return Err(fail("only ws:// URLs are supported".to_owned()));
+    }
+    if let Some(token) = token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| fail("the token is not a valid HTTP header value".to_owned()))?;
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    let host = request
+        .uri()
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .ok_or_else(|| fail("the URL has no host".to_owned()))?;
+    let port = request.uri().port_u16().unwrap_or(80);
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|err| fail(err.to_string()))?;
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::warn!(%err, "failed to set TCP_NODELAY");
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    match tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await {
+        Ok((socket, _response)) => {
+            let (sink, source) = socket.split();
+            Ok(Transport {
+                sink: FrameSink::WebSocket(sink),
+                source: FrameSource::WebSocket(source),
+                child: None,
+            })
+        }
+        Err(tungstenite::Error::Http(response))
+            if response.status() == StatusCode::UNAUTHORIZED =>
+        {
+            Err(ClientError::Unauthorized {
+                endpoint: url.to_owned(),
+            })
+        }
+        Err(tungstenite::Error::Http(response)) => Err(fail(format!(
+            "the WebSocket upgrade was answered with HTTP {}",
+            response.status()
+        ))),
+        Err(err) => Err(fail(err.to_string())),
+    }
+}
+
+impl FrameSource {
+    /// The next message; `None` when the peer closed; `Err` with the reason on failure.
+    pub(crate) async fn next(&mut self) -> Option<Result<Frame, String>> {
+        match self {
+            Self::WebSocket(stream) => loop {
+                return match stream.next().await? {
+                    Ok(Message::Text(text)) => Some(Ok(Frame::Text(text))),
+                    Ok(Message::Binary(bytes)) => Some(Ok(Frame::Binary(bytes))),
+                    Ok(Message::Close(_)) => None,
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                    Err(err) => Some(Err(err.to_string())),
+                };
+            },
+            Self::Stdio(lines) => loop {
+                return match lines.next().await? {
+                    Ok(line) if line.trim().is_empty() => continue,
+                    Ok(mut line) => {
+                        if line.ends_with('\r') {
+                            line.pop();
+                        }
+                        Some(Ok(Frame::Line(line)))
+                    }
+                    Err(LinesCodecError::MaxLineLengthExceeded) => Some(Err(format!(
+                        "the server sent a line over {MAX_FRAME_BYTES} bytes"
+                    ))),
+                    Err(LinesCodecError::Io(err)) => Some(Err(err.to_string())),
+                };
+            },
+        }
+    }
+}
+
+impl FrameSink {
+    async fn feed(&mut self, frame: String) -> Result<(), String> {
+        match self {
+            Self::WebSocket(sink) => sink
+                .feed(Message::text(frame))
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Stdio(out) => {
+                out.write_all(frame.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                out.write_all(b"\n").await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        match self {
+            Self::WebSocket(sink) => sink.flush().await.map_err(|e| e.to_string()),
+            Self::Stdio(out) => out.flush().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Self::WebSocket(sink) => {
+                let _ = sink.send(Message::Close(None)).await;
+                let _ = sink.close().await;
+            }
+            Self::Stdio(out) => {
+                let _ = out.shutdown().await;
+            }
+        }
+    }
+}
+
+/// The writer task: send what is queued, flush once per batch, stop on `Close`, when every
+/// sender is gone, or on the first write error (the reader then sees the connection end).
+pub(crate) async fn write_loop(mut sink: FrameSink, mut queue: mpsc::Receiver<Outgoing>) {
+    while let Some(first) = queue.recv().await {
+        let mut item = Some(first);
+        let mut sent = 0;
+        let mut close = false;
+        while let Some(current) = item.take() {
+            match current {
+                Outgoing::Frame(frame) => {
+                    if let Err(err) = sink.feed(frame).await {
+                        tracing::debug!(%err, "write failed");
+                        return;
+                    }
+                }
+                Outgoing::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            sent += 1;
+            if sent < MAX_BATCH_FRAMES {
+                item = queue.try_recv().ok();
+            }
+        }
+        if let Err(err) = sink.flush().await {
+            tracing::debug!(%err, "flush failed");
+            return;
+        }
+        if close {
+            break;
+        }
+    }
+    sink.close().await;
+}

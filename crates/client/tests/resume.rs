@@ -1,0 +1,200 @@
+//! Disconnects: the client resumes its session over a new connection, repairs each live
+//! process with one read, retries writes with their writeId, fails pending calls at once,
+//! and fails the processes (never hangs) when the session cannot be resumed in time.
+
+mod support;
+
+use rexec_client::{ClientError, ClientOptions, ProcessEvent};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use support::proxy::{Proxy, Verdict};
+use support::{PERL_LINE, TestServer, collect, connect, connect_with, lines, perl, sh, within};
+use tokio::time::Instant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_during_10_mb_of_output_loses_and_repeats_nothing() {
+    // 10 MB of numbered lines, paced (~48 KiB per 10 ms) so that what the process writes
+    // while the client is away stays well inside the server's 1 MiB retention.
+    const LINES: u64 = 220_000; // 46 bytes each
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(&server.url).await;
+    let client = connect(&proxy.url).await;
+    let script = format!(
+        "{PERL_LINE} for my $i (1..{LINES}) {{ print line($i); \
+         select(undef, undef, undef, 0.01) if $i % 1000 == 0 }}"
+    );
+    let process = client
+        .start(perl(&script).output_budget(16 << 20))
+        .await
+        .expect("start");
+    proxy
+        .wait_for("2 MB of output", |s| s.output_bytes >= 2_000_000)
+        .await;
+    let cut_at = Instant::now();
+    proxy.cut_all();
+    proxy
+        .wait_for("the resume's repair read", |s| {
+            s.results.get("process/read") == Some(&1)
+        })
+        .await;
+    let outage = cut_at.elapsed();
+    let done = within("wait", process.wait()).await.expect("completion");
+    println!("cut to repair read: {outage:?}; {:?}", done.timings);
+    let expected = lines(1, LINES);
+    assert!(expected.len() > 10_000_000);
+    assert!(
+        done.stdout == expected,
+        "delivered {} but the process wrote {}",
+        support::digest(&done.stdout),
+        support::digest(&expected)
+    );
+    assert!(done.gaps.is_empty(), "gaps: {:?}", done.gaps);
+    // One resume (an attempt refused with -32010 while the server notices the cut may
+    // precede it, its pipelined read refused with it), one repair read per live process.
+    let initializes = proxy.count("initialize");
+    assert_eq!(proxy.results("initialize"), 2);
+    assert_eq!(
+        proxy.results("process/read"),
+        1,
+        "one repair read per live process"
+    );
+    assert!(proxy.count("process/read") < initializes);
+    for read in proxy.requests("process/read") {
+        assert_eq!(read["params"]["waitMs"].as_u64(), Some(0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_was_lost_is_retried_with_the_same_write_id() {
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(&server.url).await;
+    let cut_once = AtomicBool::new(true);
+    proxy.set_rule(move |f| {
+        if f.answers == Some("process/write") && cut_once.swap(false, Ordering::SeqCst) {
+            Verdict::Cut
+        } else {
+            Verdict::Pass
+        }
+    });
+    let client = connect(&proxy.url).await;
+    let process = client
+        .start(sh("cat").pipe_stdin(true))
+        .await
+        .expect("start");
+    let status = within("write", process.write(b"hello\n"))
+        .await
+        .expect("write");
+    assert_eq!(status, rexec_client::WriteStatus::Accepted);
+    process.close_stdin().await.expect("close stdin");
+    let done = within("wait", process.wait()).await.expect("completion");
+    assert_eq!(done.stdout, b"hello\n", "written exactly once");
+    let writes = proxy.requests("process/write");
+    assert_eq!(writes.len(), 3, "write, its retry, close_stdin");
+    assert_eq!(
+        writes[0]["params"]["writeId"],
+        writes[1]["params"]["writeId"]
+    );
+    assert_ne!(
+        writes[1]["params"]["writeId"],
+        writes[2]["params"]["writeId"]
+    );
+    assert_eq!(proxy.results("initialize"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_call_fails_fast_and_the_process_is_still_followed() {
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(&server.url).await;
+    proxy.set_rule(|f| {
+        if f.answers == Some("process/signal") {
+            Verdict::Cut
+        } else {
+            Verdict::Pass
+        }
+    });
+    let client = connect(&proxy.url).await;
+    let process = client
+        .start(sh(
+            "trap 'echo caught; exit 7' INT; echo ready; while :; do sleep 0.05; done",
+        ))
+        .await
+        .expect("start");
+    let mut events = process.events();
+    within("ready", async {
+        while let Some(event) = events.next().await {
+            if matches!(&event, ProcessEvent::Output { bytes, .. } if bytes.as_ref() == b"ready\n")
+            {
+                return;
+            }
+        }
+        panic!("stream ended before ready");
+    })
+    .await;
+    let started = Instant::now();
+    let err = process.interrupt().await.expect_err("the answer was lost");
+    assert!(matches!(err, ClientError::Disconnected(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "must fail fast");
+    // The signal did reach the server; the process's end arrives over the resumed session.
+    let done = within("wait", process.wait()).await.expect("completion");
+    assert_eq!(done.exit_code, 7);
+    assert_eq!(done.stdout, b"ready\ncaught\n");
+    assert_eq!(proxy.results("initialize"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_still_attached_is_retried_until_the_server_lets_go() {
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(&server.url).await;
+    let cut_once = AtomicBool::new(true);
+    proxy.set_rule(move |f| {
+        if f.is("process/output") && cut_once.swap(false, Ordering::SeqCst) {
+            // The server keeps its side for 350 ms: resumes meanwhile get -32010.
+            Verdict::CutClientSide(Duration::from_millis(350))
+        } else {
+            Verdict::Pass
+        }
+    });
+    let client = connect(&proxy.url).await;
+    let done = within("run", client.run(sh("echo a; sleep 0.6; echo b")))
+        .await
+        .expect("completion");
+    assert_eq!(done.stdout, b"a\nb\n");
+    let initializes = proxy.count("initialize");
+    assert!(
+        initializes >= 3,
+        "{initializes} initialize requests: -32010 was not retried"
+    );
+    // Each attempt pipelines its repair read behind initialize; a refused attempt's read
+    // may die with its connection before it reaches the wire.
+    let reads = proxy.count("process/read");
+    assert!((1..initializes).contains(&reads), "{reads} reads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_fail_when_the_session_cannot_be_resumed_in_time() {
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(&server.url).await;
+    let options = ClientOptions {
+        resume_window: Duration::from_millis(800),
+        ..support::options()
+    };
+    let client = connect_with(&proxy.url, options).await;
+    let process = client.start(sh("sleep 30")).await.expect("start");
+    let events = process.events();
+    proxy.refuse(true);
+    proxy.cut_all();
+    let started = Instant::now();
+    let err = within("wait", process.wait())
+        .await
+        .expect_err("cannot complete");
+    assert!(matches!(err, ClientError::Disconnected(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("could not resume session"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let events = collect(events).await;
+    assert!(matches!(events.last(), Some(ProcessEvent::Failed { .. })));
+    let again = client.start(sh("true")).await.expect_err("link is down");
+    assert!(matches!(again, ClientError::Disconnected(_)), "{again:?}");
+}

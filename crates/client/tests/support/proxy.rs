@@ -1,0 +1,343 @@
+//! A fault-injecting WebSocket proxy for tests: sits between the client and a server on
+//! loopback, counts the client's requests by method (the "reads on the wire" the repair
+//! rules are pinned by), and lets a test drop, duplicate, delay, reorder or rewrite any
+//! server message, or cut the connection.
+//!
+//! Each accepted connection is one task relaying both directions; the rule sees every
+//! server→client text message (with the method of the request a response answers) and
+//! returns a [`Verdict`]. `cut_all` ends every current connection at once (both sockets
+//! dropped, no close frames); `refuse` makes new connections fail before the upgrade.
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
+use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
+
+/// What to do with one server→client message.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Pass,
+    Drop,
+    Duplicate,
+    /// Deliver after this long; later messages overtake it.
+    Delay(Duration),
+    /// Deliver right after the next message that passes.
+    HoldForNext,
+    /// Deliver once the gate reads `true`; later messages overtake it.
+    Gate(watch::Receiver<bool>),
+    Replace(Value),
+    /// Swallow this message and cut the connection.
+    Cut,
+    /// Swallow this message, close the client's socket, keep the server's open this long.
+    CutClientSide(Duration),
+}
+
+/// A server→client message as the rule sees it.
+pub struct Frame<'a> {
+    pub value: &'a Value,
+    /// The notification's method.
+    pub method: Option<&'a str>,
+    /// For a response: the method of the request it answers.
+    pub answers: Option<&'a str>,
+}
+
+impl Frame<'_> {
+    pub fn is(&self, method: &str) -> bool {
+        self.method == Some(method)
+    }
+
+    pub fn seq(&self) -> Option<u64> {
+        self.value["params"]["seq"].as_u64()
+    }
+
+    /// Decoded byte length of a `process/output` chunk.
+    pub fn chunk_len(&self) -> usize {
+        let text = self.value["params"]["chunk"].as_str().unwrap_or("");
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_or(0, |b| b.len())
+    }
+}
+
+type Rule = Box<dyn FnMut(&Frame<'_>) -> Verdict + Send>;
+
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Client requests by method, over every connection.
+    pub requests: HashMap<String, usize>,
+    /// Client notifications by method.
+    pub client_notifications: HashMap<String, usize>,
+    /// Successful responses (with a `result`) by the method they answer.
+    pub results: HashMap<String, usize>,
+    /// Server notifications by method (as received from the server).
+    pub notifications: HashMap<String, usize>,
+    /// Decoded `process/output` bytes received from the server.
+    pub output_bytes: u64,
+    pub connections: usize,
+}
+
+struct State {
+    upstream: String,
+    rule: Mutex<Rule>,
+    stats: Mutex<Stats>,
+    requests: Mutex<Vec<Value>>,
+    refuse: AtomicBool,
+    cuts: watch::Sender<u64>,
+    changes: watch::Sender<u64>,
+}
+
+pub struct Proxy {
+    pub url: String,
+    state: Arc<State>,
+    accept: JoinHandle<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Proxy {
+    pub async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let state = Arc::new(State {
+            upstream: upstream.to_owned(),
+            rule: Mutex::new(Box::new(|_: &Frame<'_>| Verdict::Pass)),
+            stats: Mutex::new(Stats::default()),
+            requests: Mutex::new(Vec::new()),
+            refuse: AtomicBool::new(false),
+            cuts: watch::Sender::new(0),
+            changes: watch::Sender::new(0),
+        });
+        let accept_state = Arc::clone(&state);
+        let accept = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                if accept_state.refuse.load(Ordering::SeqCst) {
+                    drop(tcp);
+                    continue;
+                }
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(relay(Arc::clone(&accept_state), tcp));
+            }
+        });
+        Self {
+            url: format!("ws://{addr}"),
+            state,
+            accept,
+        }
+    }
+
+    pub fn set_rule(&self, rule: impl FnMut(&Frame<'_>) -> Verdict + Send + 'static) {
+        *lock(&self.state.rule) = Box::new(rule);
+    }
+
+    pub fn stats(&self) -> Stats {
+        lock(&self.state.stats).clone()
+    }
+
+    /// Requests the client sent with this method.
+    pub fn count(&self, method: &str) -> usize {
+        self.stats().requests.get(method).copied().unwrap_or(0)
+    }
+
+    /// Successful responses to requests with this method.
+    pub fn results(&self, method: &str) -> usize {
+        self.stats().results.get(method).copied().unwrap_or(0)
+    }
+
+    /// Every request the client sent with this method, in order.
+    pub fn requests(&self, method: &str) -> Vec<Value> {
+        lock(&self.state.requests)
+            .iter()
+            .filter(|r| r["method"] == method)
+            .cloned()
+            .collect()
+    }
+
+    pub fn cut_all(&self) {
+        self.state.cuts.send_modify(|n| *n += 1);
+    }
+
+    pub fn refuse(&self, refuse: bool) {
+        self.state.refuse.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Wait (bounded by the test deadline) until `pred` holds for the stats.
+    pub async fn wait_for(&self, what: &str, mut pred: impl FnMut(&Stats) -> bool) {
+        let mut changes = self.state.changes.subscribe();
+        super::within(what, async {
+            loop {
+                changes.borrow_and_update();
+                if pred(&self.stats()) {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut_all();
+    }
+}
+
+enum End {
+    Both,
+    ClientSide(Duration),
+}
+
+#[allow(clippy::result_large_err)] // the handshake callback's signature is tungstenite's
+async fn relay(state: Arc<State>, tcp: TcpStream) {
+    let auth: Arc<Mutex<Option<HeaderValue>>> = Arc::default();
+    let seen = Arc::clone(&auth);
+    let callback = move |request: &Request, response: Response| {
+        *lock(&seen) = request.headers().get(AUTHORIZATION).cloned();
+        Ok(response)
+    };
+    let Ok(client) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+        return;
+    };
+    let Ok(mut request) = state.upstream.as_str().into_client_request() else {
+        return;
+    };
+    if let Some(value) = lock(&auth).take() {
+        request.headers_mut().insert(AUTHORIZATION, value);
+    }
+    let Ok((server, _)) = tokio_tungstenite::connect_async_with_config(request, None, true).await
+    else {
+        return;
+    };
+    lock(&state.stats).connections += 1;
+    let (mut to_client, mut from_client) = client.split();
+    let (mut to_server, mut from_server) = server.split();
+    let (delayed_tx, mut delayed) = mpsc::unbounded_channel::<Message>();
+    let mut cuts = state.cuts.subscribe();
+    let mut methods: HashMap<String, String> = HashMap::new();
+    let mut held: Option<Message> = None;
+    let end = loop {
+        tokio::select! {
+            message = from_client.next() => {
+                let Some(Ok(message)) = message else { break End::Both };
+                if let Message::Text(text) = &message
+                    && let Ok(value) = serde_json::from_str::<Value>(text)
+                    && let Some(method) = value["method"].as_str()
+                {
+                    if let Some(id) = value.get("id") {
+                        methods.insert(id.to_string(), method.to_owned());
+                        *lock(&state.stats).requests.entry(method.to_owned()).or_default() += 1;
+                        lock(&state.requests).push(value.clone());
+                    } else {
+                        *lock(&state.stats)
+                            .client_notifications
+                            .entry(method.to_owned())
+                            .or_default() += 1;
+                    }
+                    state.changes.send_modify(|n| *n += 1);
+                }
+                if matches!(message, Message::Close(_)) || to_server.send(message).await.is_err() {
+                    break End::Both;
+                }
+            }
+            message = from_server.next() => {
+                let Some(Ok(message)) = message else { break End::Both };
+                let Message::Text(text) = &message else {
+                    if matches!(message, Message::Close(_)) { break End::Both }
+                    continue;
+                };
+                let Ok(value) = serde_json::from_str::<Value>(text) else { continue };
+                let verdict = judge(&state, &methods, &value);
+                let mut out = Vec::new();
+                match verdict {
+                    Verdict::Pass => out.push(message),
+                    Verdict::Drop => {}
+                    Verdict::Duplicate => out.extend([message.clone(), message]),
+                    Verdict::Delay(after) => {
+                        let tx = delayed_tx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(after).await;
+                            let _ = tx.send(message);
+                        });
+                    }
+                    Verdict::Gate(mut gate) => {
+                        let tx = delayed_tx.clone();
+                        tokio::spawn(async move {
+                            if gate.wait_for(|open| *open).await.is_ok() {
+                                let _ = tx.send(message);
+                            }
+                        });
+                    }
+                    Verdict::HoldForNext => {
+                        out.extend(held.replace(message));
+                    }
+                    Verdict::Replace(value) => out.push(Message::text(value.to_string())),
+                    Verdict::Cut => break End::Both,
+                    Verdict::CutClientSide(hold) => break End::ClientSide(hold),
+                }
+                if !out.is_empty() {
+                    out.extend(held.take());
+                }
+                for message in out {
+                    if to_client.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Some(message) = delayed.recv() => {
+                if to_client.send(message).await.is_err() {
+                    break End::Both;
+                }
+            }
+            _ = cuts.changed() => break End::Both,
+        }
+    };
+    drop((to_client, from_client));
+    if let End::ClientSide(hold) = end {
+        tokio::time::sleep(hold).await;
+    }
+    drop((to_server, from_server));
+}
+
+fn judge(state: &State, methods: &HashMap<String, String>, value: &Value) -> Verdict {
+    let method = value["method"].as_str();
+    let answers = value
+        .get("id")
+        .filter(|_| method.is_none())
+        .and_then(|id| methods.get(&id.to_string()))
+        .map(String::as_str);
+    let frame = Frame {
+        value,
+        method,
+        answers,
+    };
+    {
+        let mut stats = lock(&state.stats);
+        if let Some(answered) = answers.filter(|_| value.get("result").is_some()) {
+            *stats.results.entry(answered.to_owned()).or_default() += 1;
+        }
+        if let Some(method) = method {
+            *stats.notifications.entry(method.to_owned()).or_default() += 1;
+            if method == "process/output" {
+                stats.output_bytes += frame.chunk_len() as u64;
+            }
+        }
+    }
+    let verdict = (lock(&state.rule))(&frame);
+    state.changes.send_modify(|n| *n += 1);
+    verdict
+}
