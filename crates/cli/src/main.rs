@@ -1,6 +1,14 @@
 //! The `rexec` binary: thin argument parsing over the library crates.
+//!
+//! Exit status: `run` and `shell` leave with the remote command's exit code (128+N when a
+//! signal killed it); when rexec itself fails (unreachable server, refused token, protocol
+//! error) it prints `rexec: …` and exits 255, like ssh.
 
+mod connect;
+mod run;
 mod serve;
+mod shell;
+mod terminal;
 
 use clap::{Parser, Subcommand};
 
@@ -19,11 +27,18 @@ struct Cli {
 enum Command {
     /// Run the exec server.
     Serve(serve::ServeArgs),
+    /// Run one command on a server; its output streams to ours, its exit code is ours.
+    Run(run::RunArgs),
+    /// Open an interactive shell on a server.
+    Shell(shell::ShellArgs),
     /// Measure a server (rexec or any exec-server) side by side with others.
     Bench(rexec_bench::cli::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// rexec's own failure, as opposed to the remote command's exit code.
+const FAILURE_EXIT: i32 = 255;
+
+fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -32,13 +47,32 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Bench(args) => rexec_bench::cli::run(args).await,
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("rexec: failed to start the async runtime: {err}");
+            std::process::exit(FAILURE_EXIT);
         }
-    })
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await.map(|()| 0),
+            Command::Run(args) => run::run(args).await,
+            Command::Shell(args) => shell::run(args).await,
+            Command::Bench(args) => rexec_bench::cli::run(args).await.map(|()| 0),
+        }
+    });
+    // Exit without dropping the runtime: a blocking read of our stdin (forwarded to a remote
+    // process) may still be pending on a runtime thread and must not keep us alive.
+    let code = match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("rexec: {err:#}");
+            FAILURE_EXIT
+        }
+    };
+    std::process::exit(code);
 }

@@ -2,7 +2,7 @@
 
 use rexec_protocol::PathUri;
 use rexec_protocol::environment::EnvironmentInfo;
-use rexec_protocol::process::StartParams;
+use rexec_protocol::process::{EnvPolicy, StartParams};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -15,8 +15,11 @@ pub struct ProcessSpec {
     /// `None`: the server's cwd from `environmentInfo`, else `/`.
     pub cwd: Option<PathBuf>,
     /// The child's **whole** environment (exec-server semantics: nothing is inherited from
-    /// the server). Set `PATH` and friends explicitly.
+    /// the server) unless `env_policy` says otherwise. Set `PATH` and friends explicitly.
     pub env: BTreeMap<String, String>,
+    /// Inherit from the server's own environment first (e.g. `inherit: core` for its HOME,
+    /// PATH, USER, SHELL, TMPDIR), then apply `env` on top.
+    pub env_policy: Option<EnvPolicy>,
     pub tty: bool,
     /// Give the child a stdin pipe that `Process::write` feeds (always true for a tty).
     pub pipe_stdin: bool,
@@ -38,6 +41,7 @@ impl ProcessSpec {
             argv: argv.into_iter().map(Into::into).collect(),
             cwd: None,
             env: BTreeMap::new(),
+            env_policy: None,
             tty: false,
             pipe_stdin: false,
             arg0: None,
@@ -64,6 +68,11 @@ impl ProcessSpec {
     {
         self.env
             .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    pub fn env_policy(mut self, policy: EnvPolicy) -> Self {
+        self.env_policy = Some(policy);
         self
     }
 
@@ -108,7 +117,7 @@ impl ProcessSpec {
             argv: self.argv.clone(),
             cwd,
             env: self.env.clone(),
-            env_policy: None,
+            env_policy: self.env_policy.clone(),
             tty: self.tty,
             pipe_stdin: self.pipe_stdin,
             arg0: self.arg0.clone(),

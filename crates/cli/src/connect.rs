@@ -1,0 +1,52 @@
+//! The options every client command shares (`--server`, `--token-file`) and the connection
+//! they open, with errors a person can act on.
+
+use anyhow::Context;
+use rexec_client::{Client, ClientError, ClientOptions, Endpoint};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The server's WebSocket URL, as printed by `rexec serve` (e.g. ws://127.0.0.1:7000).
+    #[arg(long, env = "REXEC_SERVER")]
+    pub server: String,
+    /// File holding the bearer token the server requires (`rexec serve --token-file`).
+    #[arg(long, env = "REXEC_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    pub async fn connect(&self, client_name: &str) -> anyhow::Result<Client> {
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("failed to read token file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let options = ClientOptions {
+            client_name: client_name.to_owned(),
+            token,
+            ..ClientOptions::default()
+        };
+        Client::connect(Endpoint::WebSocket(self.server.clone()), options)
+            .await
+            .map_err(|err| match err {
+                ClientError::Unauthorized { .. } => anyhow::anyhow!(
+                    "the server at {} refused the connection: missing or wrong token (HTTP 401); pass --token-file",
+                    self.server
+                ),
+                other => anyhow::Error::new(other),
+            })
+    }
+}
+
+/// `K=V` from the command line.
+pub fn parse_env_pair(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got `{pair}`")),
+    }
+}

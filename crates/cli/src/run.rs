@@ -1,0 +1,150 @@
+//! `rexec run`: run one command on the server, stream its stdout and stderr to ours as they
+//! arrive, forward our stdin when it is not a terminal, and exit with its exit code.
+
+use crate::connect::{ServerArgs, parse_env_pair};
+use anyhow::Context;
+use rexec_client::{Process, ProcessEvent, ProcessSpec};
+use rexec_protocol::extensions;
+use rexec_protocol::process::{EnvInherit, EnvPolicy, OutputStream};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use tokio::io::AsyncReadExt;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Run the command in a pseudo-terminal (output arrives as one stream).
+    #[arg(long)]
+    pub tty: bool,
+    /// Working directory on the server (default: the server's own).
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set NAME=VALUE in the remote environment (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
+    /// Start from an empty environment instead of the server's HOME, PATH, USER, SHELL, TMPDIR.
+    #[arg(long)]
+    pub clean_env: bool,
+    /// The command and its arguments.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// The environment a command-line user expects: the server's core variables (so `PATH`
+/// and `HOME` are the remote machine's), then the `--env` overrides.
+pub fn spec_environment(spec: &mut ProcessSpec, env: &[(String, String)], clean: bool) {
+    if !clean {
+        spec.env_policy = Some(EnvPolicy {
+            inherit: EnvInherit::Core,
+            ignore_default_excludes: false,
+            exclude: Vec::new(),
+            set: Default::default(),
+            include_only: Vec::new(),
+        });
+    }
+    spec.env.extend(env.iter().cloned());
+}
+
+/// Run the command; the exit code to leave with.
+pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let client = args.server.connect("rexec-run").await?;
+    let mut spec = ProcessSpec::new(args.command.clone());
+    spec.tty = args.tty;
+    spec.cwd = args.cwd.clone();
+    spec_environment(&mut spec, &args.env, args.clean_env);
+    if args.tty
+        && let Ok(term) = std::env::var("TERM")
+    {
+        spec.env.entry("TERM".to_owned()).or_insert(term);
+    }
+    let forward_stdin = !args.tty
+        && !std::io::stdin().is_terminal()
+        && client.supports(extensions::WRITE_CLOSE_STDIN);
+    spec.pipe_stdin = forward_stdin;
+    let process = client
+        .start(spec)
+        .await
+        .with_context(|| format!("failed to start `{}`", args.command.join(" ")))?;
+    if forward_stdin {
+        tokio::spawn(forward_local_stdin(process.clone()));
+    }
+    let code = stream_until_closed(&process).await;
+    client.close().await;
+    code
+}
+
+/// Copy our stdin to the process, then close its stdin.
+async fn forward_local_stdin(process: Process) {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if process.write(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = process.close_stdin().await;
+}
+
+/// Print output as it arrives until `closed`; Ctrl-C interrupts the remote command, a
+/// second Ctrl-C kills it.
+async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
+    let mut events = process.events();
+    let mut interrupts = signal(SignalKind::interrupt())?;
+    let mut interrupted = false;
+    let mut exit_code = None;
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            _ = interrupts.recv() => {
+                if interrupted {
+                    process.terminate().await?;
+                } else {
+                    interrupted = true;
+                    process.interrupt().await?;
+                }
+                continue;
+            }
+        };
+        match event {
+            Some(ProcessEvent::Output { stream, bytes, .. }) => write_local(stream, &bytes)?,
+            Some(ProcessEvent::Exited { code, .. }) => exit_code = Some(code),
+            Some(ProcessEvent::Gap { seqs, bytes_lost }) => eprintln!(
+                "rexec: {bytes_lost} bytes of output were lost in transit (events {}..={})",
+                seqs.start(),
+                seqs.end()
+            ),
+            Some(ProcessEvent::Closed { .. }) => break,
+            Some(ProcessEvent::Failed { reason }) => {
+                anyhow::bail!("the remote command failed: {reason}")
+            }
+            None => anyhow::bail!("the connection ended before the command finished"),
+        }
+    }
+    Ok(local_exit_code(
+        exit_code.context("the command closed without an exit status")?,
+    ))
+}
+
+fn write_local(stream: OutputStream, bytes: &[u8]) -> std::io::Result<()> {
+    if stream == OutputStream::Stderr {
+        let mut err = std::io::stderr().lock();
+        err.write_all(bytes)?;
+        err.flush()
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()
+    }
+}
+
+/// Remote exit codes are 0..=255 (128+N after signal N); anything else is reported as 255.
+pub fn local_exit_code(code: i32) -> i32 {
+    if (0..=255).contains(&code) { code } else { 255 }
+}

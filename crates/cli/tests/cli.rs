@@ -1,0 +1,358 @@
+//! The `rexec run` and `rexec shell` commands, end to end: a real `rexec` binary against a
+//! real server (rexec, and codex exec-server 0.169.0 where noted), as a user would run them.
+//! `rexec shell` is driven through tmux, like a person at a terminal.
+
+// Shared with the conformance suite; not every helper in it is used here.
+#[allow(dead_code)]
+#[path = "conformance/server.rs"]
+mod server;
+
+use anyhow::{Context, Result, ensure};
+use server::{Server, ServerOptions, Target};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn rexec() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rexec"));
+    command.kill_on_drop(true);
+    command
+}
+
+async fn run_cli(args: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+    let mut command = rexec();
+    command
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().context("starting rexec")?;
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().context("stdin")?;
+        pipe.write_all(bytes).await?;
+    }
+    tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .context("rexec did not finish in time")?
+        .context("waiting for rexec")
+}
+
+/// None (with a SKIPPED line) when codex is not installed; an error under CI=true.
+async fn server(target: Target, options: &ServerOptions) -> Result<Option<Server>> {
+    if target == Target::Codex && server::codex_bin().is_none() {
+        ensure!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true requires REXEC_CODEX_BIN"
+        );
+        eprintln!("SKIPPED codex cli test: set REXEC_CODEX_BIN (or run scripts/install-codex)");
+        return Ok(None);
+    }
+    Server::spawn(target, options).await.map(Some)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn streams_and_exit_code(target: Target) -> Result<()> {
+    let Some(server) = server(target, &ServerOptions::default()).await? else {
+        return Ok(());
+    };
+    let script = "echo out; echo err >&2; exit 3";
+    let output = run_cli(
+        &["run", "--server", &server.url, "--", "sh", "-c", script],
+        None,
+    )
+    .await?;
+    ensure!(
+        output.stdout == b"out\n",
+        "stdout {:?}",
+        text(&output.stdout)
+    );
+    ensure!(
+        output.stderr == b"err\n",
+        "stderr {:?}",
+        text(&output.stderr)
+    );
+    ensure!(
+        output.status.code() == Some(3),
+        "status {:?}",
+        output.status
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn rexec_run_streams_and_exit_code() -> Result<()> {
+    streams_and_exit_code(Target::Rexec).await
+}
+
+#[tokio::test]
+async fn codex_run_streams_and_exit_code() -> Result<()> {
+    streams_and_exit_code(Target::Codex).await
+}
+
+#[tokio::test]
+async fn run_reports_signal_deaths_as_128_plus_n() -> Result<()> {
+    let server = Server::spawn(Target::Rexec, &ServerOptions::default()).await?;
+    let output = run_cli(
+        &[
+            "run",
+            "--server",
+            &server.url,
+            "--",
+            "sh",
+            "-c",
+            "kill -TERM $$",
+        ],
+        None,
+    )
+    .await?;
+    ensure!(
+        output.status.code() == Some(143),
+        "status {:?}",
+        output.status
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn run_forwards_piped_stdin_and_env_and_tty() -> Result<()> {
+    let server = Server::spawn(Target::Rexec, &ServerOptions::default()).await?;
+    let output = run_cli(
+        &["run", "--server", &server.url, "--", "sort"],
+        Some(b"b\na\n"),
+    )
+    .await?;
+    ensure!(
+        output.stdout == b"a\nb\n",
+        "sorted stdin {:?}",
+        text(&output.stdout)
+    );
+    let output = run_cli(
+        &[
+            "run",
+            "--server",
+            &server.url,
+            "--env",
+            "GREETING=hi there",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$GREETING\" $HOME",
+        ],
+        None,
+    )
+    .await?;
+    let home = std::env::var("HOME").unwrap_or_default();
+    ensure!(
+        text(&output.stdout) == format!("hi there {home}\n"),
+        "env {:?}",
+        text(&output.stdout)
+    );
+    let output = run_cli(
+        &[
+            "run",
+            "--server",
+            &server.url,
+            "--tty",
+            "--",
+            "sh",
+            "-c",
+            "test -t 1 && echo on-a-tty",
+        ],
+        None,
+    )
+    .await?;
+    ensure!(
+        output.stdout == b"on-a-tty\r\n",
+        "tty {:?}",
+        text(&output.stdout)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn run_fails_clearly_when_unreachable_or_refused() -> Result<()> {
+    let output = run_cli(&["run", "--server", "ws://127.0.0.1:9", "--", "true"], None).await?;
+    ensure!(
+        output.status.code() == Some(255),
+        "status {:?}",
+        output.status
+    );
+    ensure!(
+        text(&output.stderr).contains("cannot connect to ws://127.0.0.1:9"),
+        "stderr {:?}",
+        text(&output.stderr)
+    );
+
+    let options = ServerOptions {
+        token: Some("s3cret".into()),
+        ..Default::default()
+    };
+    let server = Server::spawn(Target::Rexec, &options).await?;
+    let output = run_cli(&["run", "--server", &server.url, "--", "true"], None).await?;
+    ensure!(
+        output.status.code() == Some(255),
+        "status {:?}",
+        output.status
+    );
+    ensure!(
+        text(&output.stderr).contains("401"),
+        "stderr {:?}",
+        text(&output.stderr)
+    );
+
+    let dir = std::env::temp_dir().join(format!("rexec-cli-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "s3cret\n")?;
+    let token_path = token_file.display().to_string();
+    let output = run_cli(
+        &[
+            "run",
+            "--server",
+            &server.url,
+            "--token-file",
+            &token_path,
+            "--",
+            "echo",
+            "ok",
+        ],
+        None,
+    )
+    .await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    ensure!(
+        output.stdout == b"ok\n" && output.status.success(),
+        "with token: {output:?}"
+    );
+    Ok(())
+}
+
+/// A tmux session running `rexec shell`, read through capture-pane.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    async fn tmux(&self, args: &[&str]) -> Result<String> {
+        let output = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .await?;
+        ensure!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            text(&output.stderr)
+        );
+        Ok(text(&output.stdout))
+    }
+
+    async fn type_line(&self, line: &str) -> Result<()> {
+        self.tmux(&["send-keys", "-t", "t", "-l", line]).await?;
+        self.tmux(&["send-keys", "-t", "t", "Enter"])
+            .await
+            .map(drop)
+    }
+
+    async fn wait_for(&self, needle: &str) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let screen = self.tmux(&["capture-pane", "-p", "-t", "t"]).await?;
+            if screen.contains(needle) {
+                return Ok(screen);
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "never saw {needle:?}; screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn shell_through_tmux_types_resizes_and_interrupts() -> Result<()> {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        ensure!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true requires tmux"
+        );
+        eprintln!("SKIPPED shell_through_tmux: tmux is not installed");
+        return Ok(());
+    }
+    let server = Server::spawn(Target::Rexec, &ServerOptions::default()).await?;
+    let tmux = Tmux {
+        socket: format!("rexec-test-{}", std::process::id()),
+    };
+    let command = format!(
+        "{} shell --server {} --shell /bin/sh",
+        env!("CARGO_BIN_EXE_rexec"),
+        server.url
+    );
+    tmux.tmux(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ])
+    .await?;
+    tmux.tmux(&["set-option", "-t", "t", "status", "off"])
+        .await?;
+    tmux.type_line("echo hello-$((6*7))").await?;
+    tmux.wait_for("hello-42").await?;
+
+    tmux.tmux(&["resize-window", "-t", "t", "-x", "90", "-y", "25"])
+        .await?;
+    tmux.type_line("clear; stty size").await?;
+    tmux.wait_for("25 90").await?;
+
+    tmux.type_line("sleep 30; echo slept-$((2+2))").await?;
+    tmux.tmux(&["send-keys", "-t", "t", "C-c"]).await?;
+    tmux.type_line("echo after-$((1+1))-interrupt").await?;
+    let screen = tmux.wait_for("after-2-interrupt").await?;
+    ensure!(
+        !screen.contains("slept-4"),
+        "Ctrl-C did not reach the remote sleep:\n{screen}"
+    );
+
+    tmux.type_line("exit").await?;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tmux.tmux(&["has-session", "-t", "t"]).await.is_ok() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "rexec shell did not exit after `exit`"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
