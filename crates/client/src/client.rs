@@ -16,9 +16,11 @@ use crate::process::Process;
 use crate::shared::ProcessShared;
 use crate::spec::ProcessSpec;
 use rexec_protocol::environment::EnvironmentInfo;
+use rexec_protocol::jsonrpc::request_frame;
 use rexec_protocol::process::{ReadParams, ReadResult, StartResult, TerminateParams};
-use rexec_protocol::{extensions, method};
-use std::collections::HashMap;
+use rexec_protocol::{RequestId, extensions, method};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use tokio::sync::watch;
@@ -44,6 +46,22 @@ pub(crate) struct ClientInner {
     routes: Mutex<HashMap<String, Arc<ProcessShared>>>,
     next_id: AtomicI64,
     pub(crate) closing: AtomicBool,
+    /// Requests sent, by method (what `Client::stats` reports).
+    sent: Mutex<BTreeMap<String, u64>>,
+}
+
+/// What a client has sent so far: a benchmark or a test can check that the happy path made
+/// no `process/read` at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Requests sent, by method name, including repair reads and re-sent writes.
+    pub requests: BTreeMap<String, u64>,
+}
+
+impl ClientStats {
+    pub fn requests(&self, method: &str) -> u64 {
+        self.requests.get(method).copied().unwrap_or(0)
+    }
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,6 +94,7 @@ impl Client {
             routes: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(1),
             closing: AtomicBool::new(false),
+            sent: Mutex::default(),
         });
         let connection = inner.open_connection(inner.options.connect_timeout).await?;
         let result = match inner.send_handshake(&connection, None).await {
@@ -167,6 +186,13 @@ impl Client {
     /// Close the connection: pending calls and live process streams fail with
     /// "the client closed the connection". The server keeps the session (and its processes)
     /// for its TTL.
+    /// Requests sent so far, by method.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            requests: lock(&self.inner.sent).clone(),
+        }
+    }
+
     pub async fn close(&self) {
         let reason = "the client closed the connection";
         self.inner.closing.store(true, Ordering::SeqCst);
@@ -220,8 +246,12 @@ impl ClientInner {
         self.session().extensions.iter().any(|e| e == extension)
     }
 
-    pub(crate) fn next_id(&self) -> i64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// A new request id and its frame; counts the request by method.
+    pub(crate) fn request<P: Serialize>(&self, method: &str, params: &P) -> (i64, String) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.sent).entry(method.to_owned()).or_default() += 1;
+        let frame = request_frame(&RequestId::Integer(id), method, params);
+        (id, frame)
     }
 
     pub(crate) fn is_closing(&self) -> bool {

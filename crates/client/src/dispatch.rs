@@ -11,7 +11,6 @@ use crate::error::ClientError;
 use crate::ordered::{Incoming, REORDER_GRACE, Repair};
 use crate::shared::{ProcessShared, Step};
 use bytes::Bytes;
-use rexec_protocol::jsonrpc::request_frame;
 use rexec_protocol::process::{
     ClosedNotification, ExitedNotification, OutputNotification, ReadResult,
 };
@@ -163,9 +162,7 @@ impl ClientInner {
             // The link is recovering: the resume repairs every live process.
             return process.on_read_lost();
         };
-        let id = self.next_id();
-        let params = read_params(&process.id, after_seq);
-        let frame = request_frame(&RequestId::Integer(id), method::PROCESS_READ, &params);
+        let (id, frame) = self.request(method::PROCESS_READ, &read_params(&process.id, after_seq));
         tracing::debug!(process = %process.id, after_seq, "repair read");
         if !connection.send_repair(id, Arc::clone(process), frame) {
             process.on_read_lost();

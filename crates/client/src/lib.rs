@@ -42,7 +42,7 @@ mod spec;
 mod stream;
 mod transport;
 
-pub use client::Client;
+pub use client::{Client, ClientStats};
 pub use error::ClientError;
 pub use event::{Completion, GapInfo, ProcessEvent, Timings};
 pub use options::{

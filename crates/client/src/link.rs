@@ -14,9 +14,9 @@ use crate::error::ClientError;
 use crate::recovery;
 use crate::transport;
 use rexec_protocol::environment::{InitializeParams, InitializeResult};
-use rexec_protocol::jsonrpc::{notification_frame, request_frame};
+use rexec_protocol::jsonrpc::notification_frame;
+use rexec_protocol::method;
 use rexec_protocol::process::EmptyResult;
-use rexec_protocol::{RequestId, method};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -61,20 +61,14 @@ impl ClientInner {
         connection: &Connection,
         resume_session_id: Option<&str>,
     ) -> Result<oneshot::Receiver<Reply>, ClientError> {
-        let id = self.next_id();
         let params = InitializeParams {
             client_name: self.options.client_name.clone(),
             resume_session_id: resume_session_id.map(str::to_owned),
         };
+        let (id, frame) = self.request(method::INITIALIZE, &params);
         let (tx, rx) = oneshot::channel();
         connection.register(id, Pending::Initialize(tx))?;
-        connection
-            .send(request_frame(
-                &RequestId::Integer(id),
-                method::INITIALIZE,
-                &params,
-            ))
-            .await?;
+        connection.send(frame).await?;
         connection
             .send(notification_frame(method::INITIALIZED, &EmptyResult {}))
             .await?;
@@ -153,8 +147,7 @@ impl ClientInner {
         params: &P,
     ) -> Result<R, ClientError> {
         let connection = self.link().await?;
-        let id = self.next_id();
-        let frame = request_frame(&RequestId::Integer(id), method, params);
+        let (id, frame) = self.request(method, params);
         let raw = connection.call(id, frame).await.map_err(|err| match err {
             ClientError::Disconnected(reason) => {
                 ClientError::Disconnected(format!("{reason} (while {method} was pending)"))

@@ -8,8 +8,8 @@ use crate::shared::ProcessShared;
 use crate::stream::EventStream;
 use rexec_protocol::ByteChunk;
 use rexec_protocol::process::{
-    EmptyResult, ProcessSignal, ResizeParams, SignalParams, TerminateParams, TerminateResult,
-    WriteParams, WriteResult, WriteStatus,
+    EmptyResult, ProcessSignal, ReadParams, ReadResult, ResizeParams, SignalParams,
+    TerminateParams, TerminateResult, WriteParams, WriteResult, WriteStatus,
 };
 use rexec_protocol::{extensions, method};
 use std::sync::Arc;
@@ -43,6 +43,24 @@ impl Process {
     /// 1 MiB), repairs anything older with one read, then follows live events.
     pub fn events(&self) -> EventStream {
         EventStream::new(self.client.clone(), Arc::clone(&self.shared))
+    }
+
+    /// An explicit `process/read` of the server's retained output. Following a process never
+    /// needs it (`events` and `wait` repair by themselves); it is here to inspect what the
+    /// server retains, and to measure the old read-to-complete pattern.
+    pub async fn read(
+        &self,
+        after_seq: Option<u64>,
+        max_bytes: Option<u64>,
+        wait_ms: Option<u64>,
+    ) -> Result<ReadResult, ClientError> {
+        let params = ReadParams {
+            process_id: self.shared.id.clone(),
+            after_seq,
+            max_bytes,
+            wait_ms,
+        };
+        self.client.inner.call(method::PROCESS_READ, &params).await
     }
 
     /// Wait until the process is complete: `closed` delivered with every lower seq before

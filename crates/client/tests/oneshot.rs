@@ -50,6 +50,10 @@ async fn one_shots_without_reads(label: &str, upstream: &str) {
     );
     assert_eq!(proxy.count("process/start"), RUNS + true_runs);
     assert_eq!(reads, 0, "a complete in-order stream needs no process/read");
+    // The client's own count agrees with the wire.
+    let stats = client.stats();
+    assert_eq!(stats.requests("process/read"), 0);
+    assert_eq!(stats.requests("process/start"), proxy.count("process/start"));
     client.close().await;
 }
 
