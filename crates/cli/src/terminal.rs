@@ -22,13 +22,13 @@ impl RawMode {
         let saved = termios::tcgetattr(stdin_fd())?;
         let mut raw = saved.clone();
         raw.make_raw();
-        termios::tcsetattr(stdin_fd(), OptionalActions::Flush, &raw)?;
+        termios::tcsetattr(stdin_fd(), OptionalActions::Drain, &raw)?;
         Ok(Self { saved: Some(saved) })
     }
 
     pub fn restore(&mut self) {
         if let Some(saved) = self.saved.take() {
-            let _ = termios::tcsetattr(stdin_fd(), OptionalActions::Flush, &saved);
+            let _ = termios::tcsetattr(stdin_fd(), OptionalActions::Drain, &saved);
         }
     }
 }

@@ -266,15 +266,19 @@ impl Tmux {
     }
 
     async fn wait_for(&self, needle: &str) -> Result<String> {
+        self.wait_for_any(&[needle]).await
+    }
+
+    async fn wait_for_any(&self, needles: &[&str]) -> Result<String> {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let screen = self.tmux(&["capture-pane", "-p", "-t", "t"]).await?;
-            if screen.contains(needle) {
+            if needles.iter().any(|needle| screen.contains(needle)) {
                 return Ok(screen);
             }
             ensure!(
                 tokio::time::Instant::now() < deadline,
-                "never saw {needle:?}; screen:\n{screen}"
+                "never saw {needles:?}; screen:\n{screen}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -328,6 +332,9 @@ async fn shell_through_tmux_types_resizes_and_interrupts() -> Result<()> {
     .await?;
     tmux.tmux(&["set-option", "-t", "t", "status", "off"])
         .await?;
+    // Like a person: wait for the remote prompt (`sh` prints `#` for root, `$` otherwise;
+    // capture-pane trims the trailing space).
+    tmux.wait_for_any(&["#", "$"]).await?;
     tmux.type_line("echo hello-$((6*7))").await?;
     tmux.wait_for("hello-42").await?;
 
