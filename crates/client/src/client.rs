@@ -100,7 +100,7 @@ impl Client {
         let result = match inner.send_handshake(&connection, None).await {
             Ok(reply) => {
                 let limit = inner.options.initialize_timeout;
-                inner.await_handshake(reply, limit).await
+                inner.await_handshake(&connection, reply, limit).await
             }
             Err(err) => Err(err),
         };
@@ -131,6 +131,15 @@ impl Client {
     /// The server's environment, from the `initialize` result.
     pub fn environment_info(&self) -> Option<EnvironmentInfo> {
         self.inner.session().environment.clone()
+    }
+
+    /// Whether the current connection receives process output as binary frames: asked for
+    /// with [`ClientOptions::binary_output`] and granted by the server. `false` while the
+    /// link is recovering.
+    pub fn binary_output(&self) -> bool {
+        self.inner
+            .current_connection()
+            .is_some_and(|connection| connection.binary_output())
     }
 
     /// Whether the server advertised a rexec extension (`rexec_protocol::extensions`).

@@ -45,6 +45,9 @@ pub(crate) struct Connection {
     outbound: mpsc::Sender<Outgoing>,
     table: Mutex<Table>,
     established: AtomicBool,
+    /// The server granted `process/output.binary` on this connection (informational: the
+    /// reader recognises binary output frames by their first byte either way).
+    binary_output: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
     writer_done: Mutex<Option<oneshot::Receiver<()>>>,
     _child: Mutex<Option<Child>>,
@@ -68,6 +71,7 @@ impl Connection {
             outbound,
             table: Mutex::new(Table::default()),
             established: AtomicBool::new(false),
+            binary_output: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             writer_done: Mutex::new(Some(done_rx)),
             _child: Mutex::new(child),
@@ -88,6 +92,14 @@ impl Connection {
 
     pub(crate) fn is_established(&self) -> bool {
         self.established.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn binary_output(&self) -> bool {
+        self.binary_output.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_binary_output(&self, granted: bool) {
+        self.binary_output.store(granted, Ordering::Release);
     }
 
     pub(crate) fn register(&self, id: i64, pending: Pending) -> Result<(), ClientError> {
@@ -208,7 +220,7 @@ async fn read_loop(
                 let Some(inner) = client.upgrade() else {
                     break "the client was dropped".to_owned();
                 };
-                inner.on_frame(&connection, frame.as_ref());
+                inner.on_frame(&connection, frame);
             }
             Some(Err(err)) => break err,
             None => break "the server closed the connection".to_owned(),

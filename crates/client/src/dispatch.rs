@@ -1,6 +1,14 @@
 //! Inbound frames: responses to their waiters, notifications to their process's ordered
 //! log, and the repairs those steps ask for.
 //!
+//! Output arrives either as a `process/output` notification (JSON, base64 chunk) or as a
+//! binary output frame (`rexec_protocol::binary_output`, raw bytes) on a connection that
+//! negotiated it; both become the same `Incoming::Output`, so ordering, repair, history and
+//! completion do not know the difference. A binary message is an output frame when its
+//! first byte is the format byte (never the start of JSON), otherwise JSON as before; the
+//! grant is not consulted, because on a resume the server may redirect output to the new
+//! connection before the `initialize` response that reports the grant.
+//!
 //! Runs on the connection's reader task, so everything here is synchronous: a frame is
 //! handled completely before the next one is read, which keeps repair reads and the
 //! notifications around them in wire order. Repair reads are queued without waiting.
@@ -10,7 +18,9 @@ use crate::connection::{Connection, Pending};
 use crate::error::ClientError;
 use crate::ordered::{Incoming, REORDER_GRACE, Repair};
 use crate::shared::{ProcessShared, Step};
+use crate::transport::Frame;
 use bytes::Bytes;
+use rexec_protocol::binary_output;
 use rexec_protocol::process::{
     ClosedNotification, ExitedNotification, OutputNotification, ReadResult,
 };
@@ -19,8 +29,13 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 
 impl ClientInner {
-    pub(crate) fn on_frame(self: &Arc<Self>, connection: &Arc<Connection>, frame: &[u8]) {
-        match IncomingMessage::parse(frame) {
+    pub(crate) fn on_frame(self: &Arc<Self>, connection: &Arc<Connection>, frame: Frame) {
+        if let Frame::Binary(message) = &frame
+            && binary_output::is_output_frame(message)
+        {
+            return self.on_binary_output(connection, message);
+        }
+        match IncomingMessage::parse(frame.as_ref()) {
             Ok(IncomingMessage::Response { id, result }) => {
                 self.complete(connection, &id, Ok(result));
             }
@@ -115,7 +130,32 @@ impl ClientInner {
                 return;
             }
         };
-        let Some(process) = self.route(&process_id) else {
+        self.deliver(connection, &process_id, event);
+    }
+
+    /// A binary output frame: the same event as a `process/output` notification, with the
+    /// payload sliced out of the message without a copy.
+    fn on_binary_output(self: &Arc<Self>, connection: &Arc<Connection>, message: &Bytes) {
+        let frame = match binary_output::decode(message) {
+            Ok(frame) => frame,
+            Err(err) => {
+                tracing::warn!(%err, "ignoring an undecodable binary output frame");
+                return;
+            }
+        };
+        // The payload is the message's tail, so this range is always in bounds.
+        let bytes = message.slice(message.len() - frame.chunk.len()..);
+        let event = Incoming::Output {
+            seq: frame.seq,
+            stream: frame.stream,
+            bytes,
+        };
+        self.deliver(connection, frame.process_id, event);
+    }
+
+    /// Feed one event to its process's ordered log.
+    fn deliver(self: &Arc<Self>, connection: &Arc<Connection>, process_id: &str, event: Incoming) {
+        let Some(process) = self.route(process_id) else {
             tracing::debug!(process = %process_id, "notification for no live process");
             return;
         };

@@ -11,9 +11,10 @@
 use crate::client::{ClientInner, lock};
 use crate::connection::{self, Connection, Pending, Reply};
 use crate::error::ClientError;
+use crate::options::Endpoint;
 use crate::recovery;
 use crate::transport;
-use rexec_protocol::environment::{InitializeParams, InitializeResult};
+use rexec_protocol::environment::{InitializeParams, InitializeResult, RexecClientRequest};
 use rexec_protocol::jsonrpc::notification_frame;
 use rexec_protocol::method;
 use rexec_protocol::process::EmptyResult;
@@ -61,9 +62,15 @@ impl ClientInner {
         connection: &Connection,
         resume_session_id: Option<&str>,
     ) -> Result<oneshot::Receiver<Reply>, ClientError> {
+        // Only a WebSocket can carry binary frames; upstream servers ignore the field.
+        let binary_output =
+            self.options.binary_output && matches!(self.endpoint, Endpoint::WebSocket(_));
         let params = InitializeParams {
             client_name: self.options.client_name.clone(),
             resume_session_id: resume_session_id.map(str::to_owned),
+            rexec: binary_output.then_some(RexecClientRequest {
+                binary_output: true,
+            }),
         };
         let (id, frame) = self.request(method::INITIALIZE, &params);
         let (tx, rx) = oneshot::channel();
@@ -75,8 +82,10 @@ impl ClientInner {
         Ok(rx)
     }
 
+    /// Wait for the `initialize` result of `connection` and note what it granted.
     pub(crate) async fn await_handshake(
         &self,
+        connection: &Connection,
         reply: oneshot::Receiver<Reply>,
         limit: Duration,
     ) -> Result<InitializeResult, ClientError> {
@@ -94,9 +103,11 @@ impl ClientInner {
             }
             Ok(Ok(reply)) => reply?,
         };
-        serde_json::from_str(raw.get()).map_err(|err| {
+        let result: InitializeResult = serde_json::from_str(raw.get()).map_err(|err| {
             ClientError::Protocol(format!("cannot decode the initialize result: {err}"))
-        })
+        })?;
+        connection.set_binary_output(result.rexec.as_ref().is_some_and(|r| r.binary_output));
+        Ok(result)
     }
 
     /// Install an established connection, unless it already ended or the client closed.

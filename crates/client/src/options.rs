@@ -22,6 +22,11 @@ pub struct ClientOptions {
     pub initialize_timeout: Duration,
     /// Zero disables reconnecting: a lost connection fails every live process at once.
     pub resume_window: Duration,
+    /// Ask the server for process output as raw bytes in binary WebSocket frames
+    /// (`process/output.binary`) instead of base64 in JSON. Negotiated on every connection
+    /// (including each resume); a server that does not grant it (codex, stdio) keeps
+    /// sending JSON, which works the same. Default `true`.
+    pub binary_output: bool,
 }
 
 impl Default for ClientOptions {
@@ -32,6 +37,7 @@ impl Default for ClientOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             initialize_timeout: DEFAULT_INITIALIZE_TIMEOUT,
             resume_window: DEFAULT_RESUME_WINDOW,
+            binary_output: true,
         }
     }
 }

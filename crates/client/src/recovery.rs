@@ -85,7 +85,7 @@ async fn attempt(
         inner.send_repair(Some(&connection), process, *after_seq);
     }
     let limit = inner.options.initialize_timeout.min(remaining());
-    let outcome = inner.await_handshake(reply, limit).await;
+    let outcome = inner.await_handshake(&connection, reply, limit).await;
     let failure = match outcome {
         Ok(result) if result.session_id == session_id => return Ok(connection),
         Ok(result) => Attempt::Fatal(ClientError::Protocol(format!(

@@ -3,7 +3,8 @@
 //!
 //! This module turns an `Endpoint` into a frame source and a frame sink and owns the writer
 //! task, which sends whatever is queued and flushes once per batch. It knows nothing about
-//! JSON-RPC.
+//! JSON-RPC. Inbound binary messages are handed on as they are: they carry JSON or, when
+//! negotiated, binary output frames (told apart in `dispatch`); outbound frames are text.
 
 use crate::error::ClientError;
 use crate::options::Endpoint;

@@ -203,6 +203,8 @@ async fn a_stdio_endpoint_runs_processes() {
         .await
         .expect("connect over stdio");
     assert!(client.supports(extensions::ORDERED_NOTIFICATIONS));
+    // Lines are text: output stays JSON even though binary output is on by default.
+    assert!(support::options().binary_output && !client.binary_output());
     let done = within("run", client.run(sh("echo over stdio; exit 4")))
         .await
         .expect("run");

@@ -53,7 +53,10 @@ async fn one_shots_without_reads(label: &str, upstream: &str) {
     // The client's own count agrees with the wire.
     let stats = client.stats();
     assert_eq!(stats.requests("process/read"), 0);
-    assert_eq!(stats.requests("process/start") as usize, proxy.count("process/start"));
+    assert_eq!(
+        stats.requests("process/start") as usize,
+        proxy.count("process/start")
+    );
     client.close().await;
 }
 

@@ -9,6 +9,18 @@ pub struct InitializeParams {
     pub client_name: String,
     #[serde(default)]
     pub resume_session_id: Option<String>,
+    /// rexec extension: what the client asks of a rexec server. Upstream servers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rexec: Option<RexecClientRequest>,
+}
+
+/// What a rexec-aware client asks for in `initialize` (every field optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RexecClientRequest {
+    /// Send this connection's `process/output` as binary frames
+    /// ([`crate::binary_output`]). Granted on WebSocket connections only.
+    pub binary_output: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +41,10 @@ pub struct RexecServerInfo {
     pub version: String,
     /// Names from [`crate::extensions`].
     pub extensions: Vec<String>,
+    /// Whether this connection's `process/output` travels as binary frames: the client
+    /// asked (`rexec.binaryOutput` in the params) and the transport is a WebSocket.
+    #[serde(default)]
+    pub binary_output: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -73,4 +89,42 @@ pub struct EnvironmentCapabilities {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EnvironmentStatus {
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initialize_params_without_the_rexec_request_stay_upstream_shaped() {
+        let params: InitializeParams =
+            serde_json::from_str(r#"{"clientName":"codex"}"#).expect("decode");
+        assert_eq!(params.rexec, None);
+        let json = serde_json::to_value(&params).expect("encode");
+        assert!(json.get("rexec").is_none(), "{json}");
+    }
+
+    #[test]
+    fn initialize_params_carry_the_binary_output_request() {
+        let params: InitializeParams = serde_json::from_str(
+            r#"{"clientName":"c","rexec":{"binaryOutput":true,"futureField":1}}"#,
+        )
+        .expect("decode");
+        assert_eq!(
+            params.rexec,
+            Some(RexecClientRequest {
+                binary_output: true
+            })
+        );
+        let empty: InitializeParams =
+            serde_json::from_str(r#"{"clientName":"c","rexec":{}}"#).expect("decode");
+        assert_eq!(empty.rexec, Some(RexecClientRequest::default()));
+    }
+
+    #[test]
+    fn server_info_from_an_older_rexec_grants_nothing() {
+        let info: RexecServerInfo =
+            serde_json::from_str(r#"{"version":"0.1.0","extensions":[]}"#).expect("decode");
+        assert!(!info.binary_output);
+    }
 }

@@ -14,9 +14,15 @@ pub const READ_EVICTION_COUNTERS: &str = "process/read.evictionCounters";
 /// `process/start` response.
 pub const ORDERED_NOTIFICATIONS: &str = "process/orderedNotifications";
 
+/// `process/output` as binary WebSocket messages (see [`crate::binary_output`]) for a client
+/// that asks with `rexec.binaryOutput` in `initialize`; granted per connection, WebSocket
+/// only, and reported as `rexec.binaryOutput` in the result.
+pub const BINARY_OUTPUT: &str = "process/output.binary";
+
 pub const ALL: &[&str] = &[
     PROCESS_RESIZE,
     WRITE_CLOSE_STDIN,
     READ_EVICTION_COUNTERS,
     ORDERED_NOTIFICATIONS,
+    BINARY_OUTPUT,
 ];

@@ -8,6 +8,7 @@
 //! rexec's additions are optional fields or new methods that an upstream peer can ignore;
 //! each is listed in [`extensions::ALL`] and advertised in the `initialize` result.
 
+pub mod binary_output;
 pub mod budget;
 pub mod chunk;
 pub mod environment;

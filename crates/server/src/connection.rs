@@ -14,7 +14,7 @@ use crate::Server;
 use crate::config::MAX_IN_FLIGHT_REQUESTS;
 use crate::handlers::{self, Admitted, Reply, RequestContext};
 use crate::outbound::{FrameSender, OutboundFrame};
-use crate::session::{ConnectionId, Session};
+use crate::session::{ConnectionId, NotificationSink, Session};
 use rexec_protocol::environment::{InitializeParams, InitializeResult, RexecServerInfo};
 use rexec_protocol::jsonrpc::{MALFORMED_FRAME_ID, decode_params, error_frame, response_frame};
 use rexec_protocol::{
@@ -48,6 +48,9 @@ pub struct Connection {
     /// Prefix of the error sent for frames that cannot be parsed, naming the peer.
     parse_error_prefix: String,
     outbound: FrameSender,
+    /// The transport can carry binary frames (WebSocket), so `process/output.binary` may be
+    /// granted to a client that asks.
+    binary_capable: bool,
     phase: Phase,
     in_flight: JoinSet<()>,
     permits: Arc<Semaphore>,
@@ -60,10 +63,17 @@ impl Connection {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             parse_error_prefix,
             outbound,
+            binary_capable: false,
             phase: Phase::AwaitingInitialize,
             in_flight: JoinSet::new(),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
         }
+    }
+
+    /// Allow binary output frames on this connection (WebSocket transports).
+    pub fn with_binary_output(mut self) -> Self {
+        self.binary_capable = true;
+        self
     }
 
     pub async fn handle_frame(&mut self, frame: &[u8]) -> Flow {
@@ -99,7 +109,7 @@ impl Connection {
     }
 
     async fn send(&self, frame: String) {
-        let _ = self.outbound.send(OutboundFrame(frame)).await;
+        let _ = self.outbound.send(OutboundFrame::Text(frame)).await;
     }
 
     async fn reply_error(&self, id: &RequestId, error: &RpcError) {
@@ -158,22 +168,30 @@ impl Connection {
             Ok(params) => params,
             Err(error) => return self.reply_error(&id, &error).await,
         };
+        // Negotiated per connection: a resume asks again and may get a different answer.
+        let binary_output =
+            self.binary_capable && params.rexec.as_ref().is_some_and(|r| r.binary_output);
+        let sink = NotificationSink {
+            frames: self.outbound.clone(),
+            binary_output,
+        };
         let sessions = &self.server.sessions;
         let session = match &params.resume_session_id {
-            Some(session_id) => sessions.resume(session_id, self.id, self.outbound.clone()),
-            None => Ok(sessions.create(self.id, self.outbound.clone())),
+            Some(session_id) => sessions.resume(session_id, self.id, sink),
+            None => Ok(sessions.create(self.id, sink)),
         };
         let session = match session {
             Ok(session) => session,
             Err(error) => return self.reply_error(&id, &error).await,
         };
-        tracing::debug!(connection = self.id, session = %session.id, client = %params.client_name, "initialized");
+        tracing::debug!(connection = self.id, session = %session.id, client = %params.client_name, binary_output, "initialized");
         let result = InitializeResult {
             session_id: session.id.clone(),
             environment_info: Some(self.server.environment.clone()),
             rexec: Some(RexecServerInfo {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 extensions: extensions::ALL.iter().map(|&e| e.to_owned()).collect(),
+                binary_output,
             }),
         };
         self.phase = Phase::AwaitingInitialized(session);
@@ -223,8 +241,59 @@ async fn send_response(outbound: &FrameSender, id: &RequestId, outcome: Result<R
         Ok(reply) => (response_frame(id, &reply.result), reply.on_queued),
         Err(error) => (error_frame(id, &error), None),
     };
-    let _ = outbound.send(OutboundFrame(frame)).await;
+    let _ = outbound.send(OutboundFrame::Text(frame)).await;
     if let Some(on_queued) = on_queued {
         let _ = on_queued.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServerConfig;
+    use crate::outbound;
+    use serde_json::Value;
+
+    /// `initialize` with `params` on a fresh connection; the `rexec` object of the result.
+    async fn initialize(binary_capable: bool, params: &str) -> Value {
+        let (frames, mut queue) = outbound::channel();
+        let mut connection =
+            Connection::new(Server::new(ServerConfig::default()), frames, "t".into());
+        if binary_capable {
+            connection = connection.with_binary_output();
+        }
+        let frame = format!(r#"{{"id":1,"method":"initialize","params":{params}}}"#);
+        assert_eq!(
+            connection.handle_frame(frame.as_bytes()).await,
+            Flow::Continue
+        );
+        let Some(OutboundFrame::Text(text)) = queue.recv().await else {
+            panic!("no text response to initialize");
+        };
+        connection.finish();
+        let response: Value = serde_json::from_str(&text).expect("JSON response");
+        response["result"]["rexec"].clone()
+    }
+
+    #[tokio::test]
+    async fn binary_output_is_granted_only_when_asked_on_a_binary_transport() {
+        let asked = r#"{"clientName":"c","rexec":{"binaryOutput":true}}"#;
+        let declined = r#"{"clientName":"c","rexec":{"binaryOutput":false}}"#;
+        let silent = r#"{"clientName":"c"}"#;
+        for (capable, params, granted) in [
+            (true, asked, true),
+            (true, declined, false),
+            (true, silent, false),
+            // stdio: asked, but lines cannot carry binary frames.
+            (false, asked, false),
+        ] {
+            let rexec = initialize(capable, params).await;
+            assert_eq!(
+                rexec["binaryOutput"], granted,
+                "{capable} {params}: {rexec}"
+            );
+            let names = rexec["extensions"].as_array().expect("extensions");
+            assert!(names.iter().any(|n| n == extensions::BINARY_OUTPUT));
+        }
     }
 }

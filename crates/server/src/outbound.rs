@@ -6,11 +6,18 @@
 //! which stop reading their pipes, which blocks the children: memory stays bounded and no
 //! byte is dropped. Detached sessions have no queue; their events are only retained.
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
-/// One serialized JSON-RPC message.
+/// One serialized message.
 #[derive(Debug)]
-pub struct OutboundFrame(pub String);
+pub enum OutboundFrame {
+    /// A JSON-RPC message: a WebSocket text frame or a stdio line.
+    Text(String),
+    /// A binary output frame (`rexec_protocol::binary_output`); only ever queued for a
+    /// WebSocket connection that negotiated it.
+    Binary(Bytes),
+}
 
 pub type FrameSender = mpsc::Sender<OutboundFrame>;
 pub type FrameReceiver = mpsc::Receiver<OutboundFrame>;

@@ -19,19 +19,28 @@ use tokio::time::Instant;
 /// Identifies one transport connection for attach/detach bookkeeping.
 pub type ConnectionId = u64;
 
-/// Where a session's notifications go right now: the attached connection's outbound queue,
-/// or nowhere while detached.
+/// The attached connection's outbound queue and how it wants output.
+#[derive(Clone)]
+pub struct NotificationSink {
+    pub frames: FrameSender,
+    /// The connection negotiated `process/output.binary`: output goes as binary frames.
+    pub binary_output: bool,
+}
+
+/// Where a session's notifications go right now: the attached connection's sink, or
+/// nowhere while detached. A resume replaces the sink, so the output format follows the
+/// connection that is attached now.
 #[derive(Default)]
 pub struct NotificationRoute {
-    sink: Mutex<Option<FrameSender>>,
+    sink: Mutex<Option<NotificationSink>>,
 }
 
 impl NotificationRoute {
-    pub fn current(&self) -> Option<FrameSender> {
+    pub fn current(&self) -> Option<NotificationSink> {
         lock(&self.sink).clone()
     }
 
-    fn set(&self, sink: Option<FrameSender>) {
+    fn set(&self, sink: Option<NotificationSink>) {
         *lock(&self.sink) = sink;
     }
 }
@@ -52,7 +61,7 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(connection: ConnectionId, sink: FrameSender, closed_retention: Duration) -> Self {
+    fn new(connection: ConnectionId, sink: NotificationSink, closed_retention: Duration) -> Self {
         let route = Arc::new(NotificationRoute::default());
         route.set(Some(sink));
         Self {
@@ -89,7 +98,7 @@ impl SessionRegistry {
         }
     }
 
-    pub fn create(&self, connection: ConnectionId, sink: FrameSender) -> Arc<Session> {
+    pub fn create(&self, connection: ConnectionId, sink: NotificationSink) -> Arc<Session> {
         let session = Arc::new(Session::new(connection, sink, self.closed_retention));
         lock(&self.sessions).insert(session.id.clone(), Arc::clone(&session));
         tracing::debug!(session = %session.id, "session created");
@@ -101,7 +110,7 @@ impl SessionRegistry {
         &self,
         id: &str,
         connection: ConnectionId,
-        sink: FrameSender,
+        sink: NotificationSink,
     ) -> Result<Arc<Session>, RpcError> {
         let mut sessions = lock(&self.sessions);
         let session = sessions

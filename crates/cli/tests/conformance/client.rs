@@ -58,6 +58,15 @@ pub enum Incoming {
     Closed(String),
 }
 
+/// One frame read from the server, binary messages left undecoded (rexec's binary output).
+#[derive(Debug)]
+pub enum RawIncoming {
+    /// A text frame, parsed as JSON.
+    Json(Value),
+    Binary(Vec<u8>),
+    Closed(String),
+}
+
 pub struct Client {
     ws: WebSocketStream<TcpStream>,
     next_id: i64,
@@ -291,9 +300,27 @@ impl Client {
 
     /// Reads the next frame without routing it (the caller sees exactly what arrived).
     /// `None` at the deadline. Use only when nothing is buffered that the caller needs.
+    /// Binary frames must carry JSON here; see [`Client::recv_raw_until`].
     pub async fn recv_until(&mut self, deadline: Instant) -> Result<Option<Incoming>> {
+        let bytes = match self.recv_raw_until(deadline).await? {
+            None => return Ok(None),
+            Some(RawIncoming::Json(value)) => return Ok(Some(Incoming::Json(value))),
+            Some(RawIncoming::Closed(why)) => return Ok(Some(Incoming::Closed(why))),
+            Some(RawIncoming::Binary(bytes)) => bytes,
+        };
+        let value: Value = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "server sent a non-JSON binary frame: {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })?;
+        Ok(Some(Incoming::Json(value)))
+    }
+
+    /// Like [`Client::recv_until`], but binary frames come back as they are.
+    pub async fn recv_raw_until(&mut self, deadline: Instant) -> Result<Option<RawIncoming>> {
         if let Some(why) = &self.closed {
-            return Ok(Some(Incoming::Closed(why.clone())));
+            return Ok(Some(RawIncoming::Closed(why.clone())));
         }
         loop {
             let next = match tokio::time::timeout_at(deadline, self.ws.next()).await {
@@ -309,7 +336,7 @@ impl Client {
             };
             let bytes = match message {
                 Message::Text(text) => text.as_bytes().to_vec(),
-                Message::Binary(bytes) => bytes.to_vec(),
+                Message::Binary(bytes) => return Ok(Some(RawIncoming::Binary(bytes.to_vec()))),
                 Message::Close(frame) => {
                     return Ok(Some(self.mark_closed(format!("close frame {frame:?}"))));
                 }
@@ -325,13 +352,13 @@ impl Client {
                     String::from_utf8_lossy(&bytes)
                 )
             })?;
-            return Ok(Some(Incoming::Json(value)));
+            return Ok(Some(RawIncoming::Json(value)));
         }
     }
 
-    fn mark_closed(&mut self, why: String) -> Incoming {
+    fn mark_closed(&mut self, why: String) -> RawIncoming {
         self.closed = Some(why.clone());
-        Incoming::Closed(why)
+        RawIncoming::Closed(why)
     }
 
     /// Routes a received message into the response map or the notification queue.

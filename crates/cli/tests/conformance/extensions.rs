@@ -1,6 +1,7 @@
 //! rexec's protocol extensions (codex 0.169.0 has none of them): the `rexec.extensions`
 //! list in the initialize result, `process/resize`, `process/write` with `closeStdin`,
-//! eviction counters on `process/read`, and per-process notification order.
+//! eviction counters on `process/read`, per-process notification order, and binary output
+//! frames (granted per connection; output stays JSON unless granted, on either server).
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -8,8 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::client::{Client, Incoming, RPC_TIMEOUT};
-use crate::harness::{Ctx, EVENT_TIMEOUT, b64, encode, sh, start_params};
+use crate::client::{Client, Incoming, RPC_TIMEOUT, RawIncoming};
+use crate::harness::{Ctx, EVENT_TIMEOUT, Event, Events, b64, encode, sh, start_params};
+use crate::server::Server;
 
 async fn advertises_extensions(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -193,3 +195,268 @@ async fn ordered_notifications(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(rexec_only("notifications in seq order after the start response") ordered_notifications => rexec_ordered_notifications, codex_ordered_notifications);
+
+// ----- process/output.binary -----
+
+/// `seq first last`, as bytes.
+fn numbers(first: u64, last: u64) -> Vec<u8> {
+    (first..=last)
+        .flat_map(|n| format!("{n}\n").into_bytes())
+        .collect()
+}
+
+/// A binary output frame, decoded by hand from the documented layout
+/// `[format=1][stream][seq u64 BE][len u16 BE][processId][payload]`, as the
+/// `process/output` event it stands for.
+fn binary_output_event(bytes: &[u8]) -> Result<Event> {
+    ensure!(bytes.len() >= 12, "binary frame of {} bytes", bytes.len());
+    ensure!(bytes[0] == 1, "binary frame format byte {}", bytes[0]);
+    let stream = match bytes[1] {
+        0 => "stdout",
+        1 => "stderr",
+        2 => "pty",
+        other => bail!("binary frame stream code {other}"),
+    };
+    let seq = u64::from_be_bytes(bytes[2..10].try_into()?);
+    let id_len = usize::from(u16::from_be_bytes([bytes[10], bytes[11]]));
+    ensure!(
+        bytes.len() >= 12 + id_len,
+        "binary frame cut in its processId"
+    );
+    let process_id = std::str::from_utf8(&bytes[12..12 + id_len])?;
+    let chunk = encode(&bytes[12 + id_len..]);
+    let params = json!({"processId": process_id, "seq": seq, "stream": stream, "chunk": chunk});
+    Ok(Event {
+        method: "process/output".into(),
+        params,
+    })
+}
+
+/// What one process pushed, read frame by frame, with how its output travelled.
+#[derive(Default)]
+struct Pushed {
+    events: Events,
+    binary_frames: usize,
+    json_outputs: usize,
+    responses: Vec<Value>,
+}
+
+impl Pushed {
+    fn stdout(&self) -> Vec<u8> {
+        self.events.output("stdout").unwrap_or_default()
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} binary frames, {} JSON outputs, stdout {} bytes, seqs {:?}, responses {:?}",
+            self.binary_frames,
+            self.json_outputs,
+            self.stdout().len(),
+            self.events.seqs(),
+            self.responses
+        )
+    }
+
+    /// Reads raw frames until `done` holds: events of `process_id`, and responses.
+    async fn read_until(
+        &mut self,
+        client: &mut Client,
+        process_id: &str,
+        done: impl Fn(&Pushed) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        while !done(self) {
+            let (event, binary) = match client.recv_raw_until(deadline).await? {
+                None => bail!(
+                    "{process_id} not done in {EVENT_TIMEOUT:?}: {}",
+                    self.summary()
+                ),
+                Some(RawIncoming::Closed(why)) => bail!("connection closed: {why}"),
+                Some(RawIncoming::Binary(bytes)) => (binary_output_event(&bytes)?, true),
+                Some(RawIncoming::Json(value)) if value.get("id").is_some() => {
+                    self.responses.push(value);
+                    continue;
+                }
+                Some(RawIncoming::Json(value)) => {
+                    let method = value["method"].as_str().unwrap_or_default().to_owned();
+                    let params = value["params"].clone();
+                    (Event { method, params }, false)
+                }
+            };
+            ensure!(
+                event.params["processId"] == process_id,
+                "unexpected {event:?}"
+            );
+            match (event.is("output"), binary) {
+                (true, true) => self.binary_frames += 1,
+                (true, false) => self.json_outputs += 1,
+                _ => {}
+            }
+            self.events.0.push(event);
+        }
+        Ok(())
+    }
+}
+
+fn binary_request(client_name: &str, binary: bool) -> Value {
+    json!({"clientName": client_name, "rexec": {"binaryOutput": binary}})
+}
+
+async fn binary_output_granted(ctx: Ctx) -> Result<()> {
+    let server = ctx.server().await?;
+    let mut client = Client::connect(&server).await?;
+    let init = client
+        .initialize_with(binary_request("rexec-conformance", true))
+        .await?
+        .map_err(|e| anyhow::anyhow!("initialize failed: {e}"))?;
+    ensure!(init["rexec"]["binaryOutput"] == true, "not granted: {init}");
+    let script = "seq 1 50000; echo done >&2";
+    client
+        .send_request("process/start", sh("bo", script))
+        .await?;
+    let mut pushed = Pushed::default();
+    // Nothing of the process may precede its start response.
+    pushed
+        .read_until(&mut client, "bo", |p| !p.responses.is_empty())
+        .await?;
+    ensure!(
+        pushed.events.0.is_empty() && pushed.responses[0].get("result").is_some(),
+        "start: {}",
+        pushed.summary()
+    );
+    pushed
+        .read_until(&mut client, "bo", |p| {
+            p.events.0.last().is_some_and(|e| e.is("closed"))
+        })
+        .await?;
+    let summary = pushed.summary();
+    ensure!(
+        pushed.json_outputs == 0 && pushed.binary_frames >= 2,
+        "{summary}"
+    );
+    ensure!(
+        pushed.stdout() == numbers(1, 50_000),
+        "stdout differs: {summary}"
+    );
+    ensure!(pushed.events.output("stderr")? == b"done\n", "{summary}");
+    // Seqs 1..=n across both forms; exited and closed (JSON) come last.
+    pushed.events.check_sequence()?;
+    ensure!(pushed.events.exit_code()? == 0, "{summary}");
+
+    // process/read, the repair path, stays JSON and returns the same bytes.
+    let read = client.read("bo", Some(0), None, 0).await?;
+    let mut retained = Vec::new();
+    for chunk in read["chunks"].as_array().context("chunks")? {
+        if chunk["stream"] == "stdout" {
+            retained.extend(b64(&chunk["chunk"])?);
+        }
+    }
+    ensure!(retained == numbers(1, 50_000), "process/read differs");
+    Ok(())
+}
+conformance_test!(rexec_only("process/output.binary") binary_output_granted => rexec_binary_output_granted, codex_binary_output_granted);
+
+async fn json_output_unless_granted(ctx: Ctx) -> Result<()> {
+    let server = ctx.server().await?;
+    // Not asking, declining, and asking (which an upstream server ignores).
+    let plain = json!({"clientName": "plain"});
+    for params in [
+        plain,
+        binary_request("no", false),
+        binary_request("yes", true),
+    ] {
+        let mut client = Client::connect(&server).await?;
+        let init = client
+            .initialize_with(params.clone())
+            .await?
+            .map_err(|e| anyhow::anyhow!("initialize with {params} failed: {e}"))?;
+        let granted = init["rexec"]["binaryOutput"] == true;
+        let asked = params["rexec"]["binaryOutput"] == true;
+        ensure!(asked || !granted, "granted without asking: {init}");
+        client.start(sh("jo", "seq 1 50000")).await?;
+        let mut pushed = Pushed::default();
+        pushed
+            .read_until(&mut client, "jo", |p| {
+                p.events.0.last().is_some_and(|e| e.is("closed"))
+            })
+            .await?;
+        let summary = pushed.summary();
+        ensure!(pushed.stdout() == numbers(1, 50_000), "{params}: {summary}");
+        let unexpected = if granted {
+            pushed.json_outputs
+        } else {
+            pushed.binary_frames
+        };
+        ensure!(unexpected == 0, "{params} (granted: {granted}): {summary}");
+        client.close().await;
+    }
+    Ok(())
+}
+conformance_test!(json_output_unless_granted => rexec_json_output_unless_granted, codex_json_output_unless_granted);
+
+/// `initialize {resumeSessionId}`, retried while the server still has the old connection.
+async fn resume_with(server: &Server, session: &str, binary: bool) -> Result<(Client, Value)> {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let mut client = Client::connect(server).await?;
+        let mut params = binary_request("resumer", binary);
+        params["resumeSessionId"] = json!(session);
+        match client.initialize_with(params).await? {
+            Ok(init) => return Ok((client, init)),
+            Err(error) if error.code == -32010 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => bail!("resume failed: {error}"),
+        }
+    }
+}
+
+async fn binary_output_is_per_connection(ctx: Ctx) -> Result<()> {
+    let server = ctx.server().await?;
+    let mut client = Client::connect(&server).await?;
+    let init = client
+        .initialize_with(binary_request("first", true))
+        .await?
+        .map_err(|e| anyhow::anyhow!("initialize failed: {e}"))?;
+    let session = init["sessionId"].as_str().context("sessionId")?.to_owned();
+    // Each phase's output waits for a line on stdin, so all of it reaches the connection
+    // attached in that phase: binary, then JSON after a resume without asking, then binary.
+    let mut params = sh("pc", "seq 1 100; read a; seq 101 200; read b; seq 201 300");
+    params["pipeStdin"] = json!(true);
+    client.send_request("process/start", params).await?;
+    let mut all = Events::default();
+    for (phase, binary) in [true, false, true].into_iter().enumerate() {
+        if phase > 0 {
+            client.close().await;
+            let (resumed, init) = resume_with(&server, &session, binary).await?;
+            ensure!(
+                init["rexec"]["binaryOutput"] == binary,
+                "phase {phase}: {init}"
+            );
+            client = resumed;
+            let write =
+                json!({"processId": "pc", "chunk": encode(b"\n"), "writeId": format!("w{phase}")});
+            client.send_request("process/write", write).await?;
+        }
+        let first = 100 * phase as u64 + 1;
+        let expected = numbers(first, first + 99);
+        let mut pushed = Pushed::default();
+        pushed
+            .read_until(&mut client, "pc", |p| {
+                p.stdout().len() >= expected.len()
+                    && (phase < 2 || p.events.0.last().is_some_and(|e| e.is("closed")))
+            })
+            .await?;
+        let summary = pushed.summary();
+        ensure!(pushed.stdout() == expected, "phase {phase}: {summary}");
+        let unexpected = if binary {
+            pushed.json_outputs
+        } else {
+            pushed.binary_frames
+        };
+        ensure!(unexpected == 0, "phase {phase}, binary {binary}: {summary}");
+        all.0.extend(pushed.events.0);
+    }
+    all.check_sequence()
+}
+conformance_test!(rexec_only("process/output.binary") binary_output_is_per_connection => rexec_binary_output_is_per_connection, codex_binary_output_is_per_connection);

@@ -5,7 +5,9 @@
 //!
 //! Each accepted connection is one task relaying both directions; the rule sees every
 //! server→client text message (with the method of the request a response answers) and
-//! returns a [`Verdict`]. `cut_all` ends every current connection at once (both sockets
+//! returns a [`Verdict`]. A binary output frame (`process/output.binary`) is shown to the
+//! rule as the equivalent `process/output` notification and, when passed on, forwarded as
+//! the original binary message, so every rule works the same for both encodings. `cut_all` ends every current connection at once (both sockets
 //! dropped, no close frames); `refuse` makes new connections fail before the upgrade.
 
 use base64::Engine;
@@ -81,8 +83,10 @@ pub struct Stats {
     pub results: HashMap<String, usize>,
     /// Server notifications by method (as received from the server).
     pub notifications: HashMap<String, usize>,
-    /// Decoded `process/output` bytes received from the server.
+    /// Decoded `process/output` bytes received from the server (JSON or binary).
     pub output_bytes: u64,
+    /// Output frames the server sent as binary messages (counted in `notifications` too).
+    pub binary_frames: usize,
     pub connections: usize,
 }
 
@@ -256,11 +260,13 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
             }
             message = from_server.next() => {
                 let Some(Ok(message)) = message else { break End::Both };
-                let Message::Text(text) = &message else {
-                    if matches!(message, Message::Close(_)) { break End::Both }
-                    continue;
+                let value = match &message {
+                    Message::Text(text) => serde_json::from_str::<Value>(text).ok(),
+                    Message::Binary(bytes) => binary_output_as_json(&state, bytes),
+                    Message::Close(_) => break End::Both,
+                    _ => None,
                 };
-                let Ok(value) = serde_json::from_str::<Value>(text) else { continue };
+                let Some(value) = value else { continue };
                 let verdict = judge(&state, &methods, &value);
                 let mut out = Vec::new();
                 match verdict {
@@ -311,6 +317,21 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
         tokio::time::sleep(hold).await;
     }
     drop((to_server, from_server));
+}
+
+/// A binary output frame as the `process/output` notification it stands for.
+fn binary_output_as_json(state: &State, bytes: &[u8]) -> Option<Value> {
+    let frame = rexec_protocol::binary_output::decode(bytes).ok()?;
+    lock(&state.stats).binary_frames += 1;
+    Some(serde_json::json!({
+        "method": "process/output",
+        "params": {
+            "processId": frame.process_id,
+            "seq": frame.seq,
+            "stream": frame.stream,
+            "chunk": base64::engine::general_purpose::STANDARD.encode(frame.chunk),
+        },
+    }))
 }
 
 fn judge(state: &State, methods: &HashMap<String, String>, value: &Value) -> Verdict {

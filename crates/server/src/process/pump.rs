@@ -6,13 +6,16 @@
 //! when the connection's queue is full, so a client that stops reading stalls this pump and
 //! (through the full pipe) the child, instead of growing memory. The pump starts sending
 //! only after the `process/start` response is queued, so a client always learns of the
-//! process before its events.
+//! process before its events. Output goes as JSON (base64 chunk) or, when the attached
+//! connection negotiated `process/output.binary`, as a binary frame with the raw bytes;
+//! the format is chosen per send, so it follows a resume onto a connection that differs.
 
 use super::Process;
 use super::table::ProcessTable;
 use crate::outbound::OutboundFrame;
 use crate::session::NotificationRoute;
 use bytes::Bytes;
+use rexec_protocol::binary_output::{self, OutputFrame};
 use rexec_protocol::jsonrpc::notification_frame;
 use rexec_protocol::method;
 use rexec_protocol::process::{
@@ -108,14 +111,14 @@ impl Runner {
         let seq = self.process.record_closed();
         self.process.stdin.shut();
         let process_id = self.process.id.as_str();
-        self.send(|| {
-            notification_frame(
+        self.send(|_| {
+            OutboundFrame::Text(notification_frame(
                 method::PROCESS_CLOSED,
                 &ClosedNotification {
                     process_id: process_id.to_owned(),
                     seq,
                 },
-            )
+            ))
         })
         .await;
         tokio::time::sleep(table.closed_retention).await;
@@ -152,24 +155,37 @@ impl Runner {
 
     async fn publish_output(&self, stream: OutputStream, bytes: Bytes) {
         let seq = self.process.record_output(stream, bytes.clone());
-        self.send(|| {
-            notification_frame(
+        let process_id = self.process.id.as_str();
+        self.send(|binary| {
+            if binary {
+                let frame = OutputFrame {
+                    process_id,
+                    seq,
+                    stream,
+                    chunk: &bytes,
+                };
+                // Only a processId over 64 KiB cannot be framed; it falls back to JSON.
+                if let Ok(encoded) = binary_output::encode(&frame) {
+                    return OutboundFrame::Binary(encoded.into());
+                }
+            }
+            OutboundFrame::Text(notification_frame(
                 method::PROCESS_OUTPUT,
                 &OutputNotificationRef {
-                    process_id: &self.process.id,
+                    process_id,
                     seq,
                     stream,
                     chunk: &bytes,
                 },
-            )
+            ))
         })
         .await;
     }
 
     async fn publish_exit(&self, exit_code: i32) {
         let record = self.process.record_exit(exit_code, false);
-        self.send(|| {
-            notification_frame(
+        self.send(|_| {
+            OutboundFrame::Text(notification_frame(
                 method::PROCESS_EXITED,
                 &ExitedNotification {
                     process_id: self.process.id.clone(),
@@ -177,16 +193,17 @@ impl Runner {
                     exit_code: record.code,
                     sandbox_denied: Some(record.sandbox_denied),
                 },
-            )
+            ))
         })
         .await;
     }
 
-    /// Push a notification to the attached connection, if any. Waits while its queue is
-    /// full; a detached session drops the notification (the log keeps the event).
-    async fn send(&self, frame: impl FnOnce() -> String) {
+    /// Push a notification to the attached connection, if any; `frame` is told whether
+    /// that connection takes binary output. Waits while its queue is full; a detached
+    /// session drops the notification (the log keeps the event).
+    async fn send(&self, frame: impl FnOnce(bool) -> OutboundFrame) {
         if let Some(sink) = self.route.current() {
-            let _ = sink.send(OutboundFrame(frame())).await;
+            let _ = sink.frames.send(frame(sink.binary_output)).await;
         }
     }
 }

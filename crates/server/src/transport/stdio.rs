@@ -1,9 +1,10 @@
 //! The stdio transport: one JSON-RPC message per line on stdin and stdout. One connection;
-//! when stdin ends the server ends (its caller kills every child).
+//! when stdin ends the server ends (its caller kills every child). Lines are text, so this
+//! transport never grants `process/output.binary`: output stays JSON.
 
 use crate::Server;
 use crate::connection::{Connection, Flow};
-use crate::outbound::{self, FrameReceiver};
+use crate::outbound::{self, FrameReceiver, OutboundFrame};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
@@ -54,8 +55,12 @@ async fn write_lines(mut out: impl AsyncWrite + Unpin, mut queue: FrameReceiver)
     while let Some(frame) = queue.recv().await {
         outbound::drain_ready(frame, &mut queue, &mut batch);
         for frame in batch.drain(..) {
-            if out.write_all(frame.0.as_bytes()).await.is_err()
-                || out.write_all(b"\n").await.is_err()
+            let OutboundFrame::Text(line) = frame else {
+                // Never queued here: the connection is not binary-capable.
+                tracing::error!("dropping a binary frame queued for stdio");
+                continue;
+            };
+            if out.write_all(line.as_bytes()).await.is_err() || out.write_all(b"\n").await.is_err()
             {
                 return;
             }

@@ -2,15 +2,16 @@
 //!
 //! Admission: a request carrying an `Origin` header is a browser and gets 403; with a token
 //! configured, an upgrade without `Authorization: Bearer <token>` gets 401 (`/readyz` stays
-//! open). Every accepted socket has TCP_NODELAY. Text and binary frames both carry JSON;
-//! the server writes text frames, batching whatever is queued into one flush, and pings
-//! the client periodically. A peer that stays silent for a whole ping interval after a ping
-//! (no pong, no frame) is dropped as dead, so its session is detached and can be resumed
-//! promptly instead of answering -32010 until TCP gives up.
+//! open). Every accepted socket has TCP_NODELAY. Inbound text and binary frames both carry
+//! JSON. The server writes JSON as text frames and, for a client that negotiated
+//! `process/output.binary`, output as binary frames; it batches whatever is queued into one
+//! flush, and pings the client periodically. A peer that stays silent for a whole ping
+//! interval after a ping (no pong, no frame) is dropped as dead, so its session is detached
+//! and can be resumed promptly instead of answering -32010 until TCP gives up.
 
 use crate::Server;
 use crate::connection::{Connection, Flow};
-use crate::outbound::{self, FrameReceiver};
+use crate::outbound::{self, FrameReceiver, OutboundFrame};
 use axum::Router;
 use axum::extract::ws::{
     Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
@@ -102,7 +103,7 @@ async fn run(server: Arc<Server>, socket: WebSocket, peer: SocketAddr) {
     let mut writer = tokio::spawn(write_frames(sink, queue, ping_interval, Arc::clone(&heard)));
     let prefix =
         format!("failed to parse websocket JSON-RPC message from exec-server websocket {peer}");
-    let mut connection = Connection::new(server, outbound, prefix);
+    let mut connection = Connection::new(server, outbound, prefix).with_binary_output();
     loop {
         let message = tokio::select! {
             message = stream.next() => message,
@@ -149,7 +150,11 @@ async fn write_frames(
                 let Some(frame) = frame else { break };
                 outbound::drain_ready(frame, &mut queue, &mut batch);
                 for frame in batch.drain(..) {
-                    if sink.feed(Message::Text(frame.0.into())).await.is_err() {
+                    let message = match frame {
+                        OutboundFrame::Text(text) => Message::Text(text.into()),
+                        OutboundFrame::Binary(bytes) => Message::Binary(bytes),
+                    };
+                    if sink.feed(message).await.is_err() {
                         return;
                     }
                 }
