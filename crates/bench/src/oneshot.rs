@@ -1,216 +1,280 @@
-//! The `oneshot` benchmark: how long a trivial process takes end to end.
+//! The `oneshot` benchmark through the rexec client, in the method of codex PR #30273's
+//! `remote_latency` A/B: one-shot `/usr/bin/true`, 30 measured after 5 warm-ups, 3 runs,
+//! each figure the median of the per-run nearest-rank percentiles. Two arms differ only in
+//! how a one-shot completes:
 //!
-//! Each iteration sends `process/start` for `/usr/bin/true` and stops two clocks: when the
-//! start response arrives, and when the `process/closed` notification for that processId
-//! arrives (events may come before the response; any order is handled). The client completes
-//! from pushed events only and counts the `process/read` requests it sent, which must be 0.
+//! - `read`, the old way: wait for `closed`, then one more `process/read(afterSeq = last
+//!   seq, waitMs = 0)`, timed as the final-read RPC;
+//! - `events`: complete from pushed events alone (`Process::wait`, 0 reads).
 //!
-//! With several servers, each is started once per run and the iterations are interleaved
-//! (iteration i runs on server A, then B, …) so machine noise hits all of them alike.
-
-use std::time::{Duration, Instant};
+//! Every server × arm has its own client connection, and iteration i runs on every one of
+//! them before iteration i+1, so machine noise hits them alike. Servers are started afresh
+//! for every run. `--raw` runs the older raw-wire start → closed measurement instead.
 
 use anyhow::{Context, Result, anyhow, bail};
+use rexec_client::{Client, Process, ProcessEvent, ProcessSpec};
 use rexec_protocol::method;
-use serde_json::json;
+use std::time::{Duration, Instant};
 
-use crate::server::{RunningServer, ServerSpec};
-use crate::stats::Summary;
-use crate::wire::{Connection, Incoming};
+use crate::args::{ServerArgs, emit, pairs};
+use crate::oneshot_report::Report;
+use crate::progress::Progress;
+use crate::target::{self, version_of};
 
 /// The process every iteration starts.
 pub const PROGRAM: &str = "/usr/bin/true";
 /// The working directory it starts in.
-pub const CWD: &str = "file:///tmp";
-/// The `clientName` sent in `initialize`.
-pub const CLIENT_NAME: &str = "rexec-bench";
+pub const CWD: &str = "/tmp";
 /// A single iteration that takes longer than this fails the benchmark.
 const ITERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What to measure.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub servers: Vec<ServerSpec>,
-    pub iterations: usize,
-    pub warmup: usize,
-    pub runs: usize,
-    /// Idle milliseconds before each iteration on each server (not timed).
-    pub pause_ms: u64,
+/// How a one-shot is completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Arm {
+    /// After `closed`, one more `process/read(afterSeq = last seq, waitMs = 0)`.
+    Read,
+    /// From pushed events only.
+    Events,
 }
 
-/// One measured iteration.
-#[derive(Debug, Clone, Copy)]
-pub struct Sample {
-    /// From just before the `process/start` frame was written until its response was read.
-    pub start_to_response_ms: f64,
-    /// From just before the `process/start` frame was written until `process/closed` was read.
-    pub start_to_closed_ms: f64,
-    /// Whether `process/closed` arrived before the start response.
-    pub closed_before_response: bool,
-}
-
-/// One server's measurements in one run.
-#[derive(Debug, Clone)]
-pub struct ServerRun {
-    pub url: String,
-    /// `environmentInfo.executorVersion` from the `initialize` result, if reported.
-    pub executor_version: Option<String>,
-    pub samples: Vec<Sample>,
-    /// `process/read` requests sent on the connection (warm-up included); should be 0.
-    pub process_read_requests: u64,
-}
-
-impl ServerRun {
-    pub fn start_to_closed(&self) -> Summary {
-        summary(self.samples.iter().map(|s| s.start_to_closed_ms))
-    }
-
-    pub fn start_to_response(&self) -> Summary {
-        summary(self.samples.iter().map(|s| s.start_to_response_ms))
-    }
-
-    pub fn closed_before_response(&self) -> usize {
-        self.samples
-            .iter()
-            .filter(|s| s.closed_before_response)
-            .count()
-    }
-}
-
-fn summary(samples: impl Iterator<Item = f64>) -> Summary {
-    Summary::of(&samples.collect::<Vec<_>>()).expect("at least one iteration is measured")
-}
-
-/// Runs the whole benchmark; the result is indexed `[run][server]`.
-pub async fn measure(config: &Config) -> Result<Vec<Vec<ServerRun>>> {
-    if config.servers.is_empty() {
-        bail!("no server to measure: give --server-cmd or --url");
-    }
-    if config.iterations == 0 || config.runs == 0 {
-        bail!("--iterations and --runs must be at least 1");
-    }
-    let mut runs = Vec::with_capacity(config.runs);
-    for run in 0..config.runs {
-        eprintln!("run {}/{}", run + 1, config.runs);
-        runs.push(run_once(config).await?);
-    }
-    Ok(runs)
-}
-
-async fn run_once(config: &Config) -> Result<Vec<ServerRun>> {
-    let mut servers = Vec::with_capacity(config.servers.len());
-    for spec in &config.servers {
-        servers.push(RunningServer::start(spec).await?);
-    }
-    let mut conns = Vec::with_capacity(servers.len());
-    let mut results = Vec::with_capacity(servers.len());
-    for (spec, server) in config.servers.iter().zip(&servers) {
-        let (conn, init) = Connection::connect_initialized(&server.url, CLIENT_NAME)
-            .await
-            .with_context(|| format!("connecting to {} at {}", spec.name, server.url))?;
-        let version = init["environmentInfo"]["executorVersion"]
-            .as_str()
-            .map(str::to_owned);
-        eprintln!(
-            "  {}: {} (executorVersion {})",
-            spec.name,
-            server.url,
-            version.as_deref().unwrap_or("not reported")
-        );
-        conns.push(conn);
-        results.push(ServerRun {
-            url: server.url.clone(),
-            executor_version: version,
-            samples: Vec::with_capacity(config.iterations),
-            process_read_requests: 0,
-        });
-    }
-
-    for i in 0..config.warmup + config.iterations {
-        for (s, conn) in conns.iter_mut().enumerate() {
-            if config.pause_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(config.pause_ms)).await;
-            }
-            let process_id = format!("bench-{}", i + 1);
-            let sample =
-                match tokio::time::timeout(ITERATION_TIMEOUT, one_iteration(conn, &process_id))
-                    .await
-                {
-                    Ok(Ok(sample)) => Ok(sample),
-                    Ok(Err(error)) => Err(error),
-                    Err(_) => Err(anyhow!("no process/closed within {ITERATION_TIMEOUT:?}")),
-                }
-                .with_context(|| {
-                    format!(
-                        "{} iteration {} ({process_id}); server stderr ended with:\n{}",
-                        config.servers[s].name,
-                        i + 1,
-                        servers[s].stderr_tail()
-                    )
-                })?;
-            if i >= config.warmup {
-                results[s].samples.push(sample);
-            }
+impl Arm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Events => "events",
         }
     }
-
-    for ((conn, result), server) in conns.into_iter().zip(&mut results).zip(servers) {
-        result.process_read_requests = conn.process_read_requests();
-        conn.close().await;
-        server.stop().await;
-    }
-    Ok(results)
 }
 
-/// Starts `/usr/bin/true` as `process_id` and waits for both its start response and its
-/// `process/closed` notification, in whichever order they come.
-pub async fn one_iteration(conn: &mut Connection, process_id: &str) -> Result<Sample> {
-    let id = conn.next_request_id();
-    let text = json!({
-        "id": id,
-        "method": method::PROCESS_START,
-        "params": {
-            "processId": process_id,
-            "argv": [PROGRAM],
-            "cwd": CWD,
-            "env": {},
-            "tty": false,
-            "pipeStdin": false,
-            "arg0": null,
-        },
-    })
-    .to_string();
+/// Options of `rexec bench oneshot`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OneshotArgs {
+    #[command(flatten)]
+    pub servers: ServerArgs,
+    /// Completion arms to measure (comma-separated or repeated); default: read,events.
+    #[arg(long = "arm", value_enum, value_delimiter = ',')]
+    pub arms: Vec<Arm>,
+    /// Measured one-shots per server × arm and run.
+    #[arg(long, default_value_t = 30)]
+    pub iterations: usize,
+    /// Unmeasured one-shots per server × arm before measuring, in every run.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Independent runs, each with freshly started servers; figures are medians over runs.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Idle time before each one-shot, outside the clock. Nagle's algorithm on a server's
+    /// socket meets the client's delayed ACK only when requests follow replies closely.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub pause_ms: u64,
+    /// Measure with the raw wire client instead (start → closed, no client library, no
+    /// arms), as the first version of this benchmark did.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+/// One measured one-shot, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// `start` called until complete (for `read`: until the final read answered).
+    pub total_ms: f64,
+    /// The `process/start` request until its response.
+    pub start_ms: f64,
+    /// The start response until complete.
+    pub wait_ms: f64,
+    /// The final `process/read` RPC (`read` arm only).
+    pub read_ms: Option<f64>,
+}
+
+/// One server × arm in one run.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub version: Option<String>,
+    pub samples: Vec<Sample>,
+    /// `process/read` requests the client sent during the measured iterations.
+    pub reads: u64,
+}
+
+/// Everything measured: `runs[run][server * arms.len() + arm]`.
+pub struct Measured {
+    pub names: Vec<String>,
+    pub arms: Vec<Arm>,
+    pub runs: Vec<Vec<Cell>>,
+}
+
+/// Runs `rexec bench oneshot`.
+pub async fn run(args: OneshotArgs) -> Result<()> {
+    if args.raw {
+        return crate::raw::run(args).await;
+    }
+    if args.iterations == 0 || args.runs == 0 {
+        bail!("--iterations and --runs must be at least 1");
+    }
+    let specs = args.servers.specs()?;
+    let mut arms = if args.arms.is_empty() {
+        vec![Arm::Read, Arm::Events]
+    } else {
+        args.arms.clone()
+    };
+    arms.sort();
+    arms.dedup();
+    let per_run = (args.warmup + args.iterations) * specs.len() * arms.len();
+    let progress = Progress::new((per_run * args.runs) as u64, "oneshot");
+    let mut runs = Vec::with_capacity(args.runs);
+    for run in 0..args.runs {
+        progress.note(format!("run {}/{}", run + 1, args.runs));
+        runs.push(run_once(&args, &specs, &arms, &progress).await?);
+    }
+    progress.finish();
+    let measured = Measured {
+        names: specs.iter().map(|s| s.name.clone()).collect(),
+        arms,
+        runs,
+    };
+    let mut words = args.servers.words(&specs);
+    let arms_word: Vec<&str> = measured.arms.iter().map(|a| a.name()).collect();
+    words.extend(pairs(&[
+        ("--arm", arms_word.join(",")),
+        ("--iterations", args.iterations.to_string()),
+        ("--warmup", args.warmup.to_string()),
+        ("--runs", args.runs.to_string()),
+    ]));
+    if args.pause_ms > 0 {
+        words.extend(pairs(&[("--pause-ms", args.pause_ms.to_string())]));
+    }
+    let report = Report {
+        args: &args,
+        measured: &measured,
+        reproduce: crate::table::reproduce_line("oneshot", words),
+    };
+    emit(&report.markdown(), &report.json(), args.servers.json)
+}
+
+async fn run_once(
+    args: &OneshotArgs,
+    specs: &[crate::server::ServerSpec],
+    arms: &[Arm],
+    progress: &Progress,
+) -> Result<Vec<Cell>> {
+    let targets = target::start_all(specs, args.servers.link()).await?;
+    let outcome = measure_cells(args, &targets, arms, progress).await;
+    target::stop_all(targets).await;
+    outcome
+}
+
+async fn measure_cells(
+    args: &OneshotArgs,
+    targets: &[target::Target],
+    arms: &[Arm],
+    progress: &Progress,
+) -> Result<Vec<Cell>> {
+    let mut clients = Vec::new();
+    for target in targets {
+        for _ in arms {
+            clients.push(target.connect().await?);
+        }
+        let version = clients.last().and_then(version_of);
+        progress.note(format!(
+            "  {}: {} (executorVersion {})",
+            target.name,
+            target.url,
+            version.as_deref().unwrap_or("not reported")
+        ));
+    }
+    let mut cells: Vec<Cell> = clients
+        .iter()
+        .map(|client| Cell {
+            version: version_of(client),
+            samples: Vec::with_capacity(args.iterations),
+            reads: 0,
+        })
+        .collect();
+    let reads = |client: &Client| client.stats().requests(method::PROCESS_READ);
+    let mut reads_before = vec![0; clients.len()];
+    for i in 0..args.warmup + args.iterations {
+        if i == args.warmup {
+            for (before, client) in reads_before.iter_mut().zip(&clients) {
+                *before = reads(client);
+            }
+        }
+        for (k, client) in clients.iter().enumerate() {
+            let arm = arms[k % arms.len()];
+            if args.pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+            }
+            let target = &targets[k / arms.len()];
+            let sample = tokio::time::timeout(ITERATION_TIMEOUT, one_shot(client, arm))
+                .await
+                .unwrap_or_else(|_| Err(anyhow!("not complete within {ITERATION_TIMEOUT:?}")))
+                .with_context(|| {
+                    format!(
+                        "{} arm {} iteration {}; server stderr ended with:\n{}",
+                        target.name,
+                        arm.name(),
+                        i + 1,
+                        target.server.stderr_tail()
+                    )
+                })?;
+            if i >= args.warmup {
+                cells[k].samples.push(sample);
+            }
+            progress.inc();
+        }
+    }
+    for (k, client) in clients.iter().enumerate() {
+        cells[k].reads = reads(client) - reads_before[k];
+        client.close().await;
+    }
+    Ok(cells)
+}
+
+/// Starts `/usr/bin/true` and completes it the way `arm` says.
+pub async fn one_shot(client: &Client, arm: Arm) -> Result<Sample> {
+    let spec = ProcessSpec::new([PROGRAM]).cwd(CWD);
     let started = Instant::now();
-    conn.send_request_text(id, method::PROCESS_START, text)
-        .await?;
-    let mut response_at = None;
-    let mut closed_at = None;
-    while response_at.is_none() || closed_at.is_none() {
-        let frame = conn.next_frame().await?;
-        match frame.message {
-            Incoming::Response { id: got, outcome } if got.as_i64() == Some(id) => {
-                outcome.map_err(|error| anyhow!("process/start failed: {error}"))?;
-                response_at = Some(frame.at);
+    let process = client.start(spec).await.context("process/start")?;
+    let answered = Instant::now();
+    let completion = process.wait().await.context("waiting for completion")?;
+    if completion.exit_code != 0 {
+        bail!("{PROGRAM} exited with {}", completion.exit_code);
+    }
+    let (read_ms, done) = match arm {
+        Arm::Events => (None, Instant::now()),
+        Arm::Read => {
+            let after = closed_seq(&process).await?;
+            let sent = Instant::now();
+            let result = process
+                .read(Some(after), None, Some(0))
+                .await
+                .context("the final process/read")?;
+            let done = Instant::now();
+            if !result.closed {
+                bail!("the final process/read does not report the process closed");
             }
-            Incoming::Response {
-                outcome: Err(error),
-                ..
-            } => bail!("server sent an error for no request of ours: {error}"),
-            Incoming::Notification { method, params }
-                if method == method::PROCESS_CLOSED && params["processId"] == process_id =>
-            {
-                closed_at = Some(frame.at);
-            }
+            (Some(ms(done - sent)), done)
+        }
+    };
+    Ok(Sample {
+        total_ms: ms(done - started),
+        start_ms: ms(answered - started),
+        wait_ms: ms(done - answered),
+        read_ms,
+    })
+}
+
+/// The seq of `closed`, from the process's (already complete) local event history.
+async fn closed_seq(process: &Process) -> Result<u64> {
+    let mut events = process.events();
+    while let Some(event) = events.next().await {
+        match event {
+            ProcessEvent::Closed { seq } => return Ok(seq),
+            ProcessEvent::Failed { reason } => bail!("the event stream failed: {reason}"),
             _ => {}
         }
     }
-    let (Some(response_at), Some(closed_at)) = (response_at, closed_at) else {
-        unreachable!("the loop ends only when both are set");
-    };
-    let ms = |at: Instant| at.duration_since(started).as_secs_f64() * 1000.0;
-    Ok(Sample {
-        start_to_response_ms: ms(response_at),
-        start_to_closed_ms: ms(closed_at),
-        closed_before_response: closed_at < response_at,
-    })
+    bail!("the event stream ended without closed")
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }

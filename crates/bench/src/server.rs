@@ -19,6 +19,8 @@ use tokio::process::{Child, Command};
 
 /// How long a server may take to print its URL.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopped server may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 /// How many trailing stderr lines are kept for error messages.
 const STDERR_TAIL_LINES: usize = 20;
 
@@ -198,9 +200,23 @@ impl RunningServer {
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
-    /// Kills a server we started, waits for it, and removes its `CODEX_HOME`.
+    /// The process id of a server we started (`None` for a `--url` server).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Stops a server we started — SIGTERM first, so it can end the children it started,
+    /// then SIGKILL after [`STOP_GRACE`] — and removes its `CODEX_HOME`.
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
+            let pid = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw);
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+            }
             let _ = child.kill().await;
         }
         if let Some(home) = self.codex_home.take() {

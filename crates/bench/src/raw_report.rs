@@ -1,12 +1,13 @@
-//! Rendering `oneshot` results: a markdown table with the command line that reproduces it,
+//! Rendering `oneshot --raw` results: a markdown table with the command line that reproduces it,
 //! and the same data (per-run summaries and raw samples) as JSON.
 
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::oneshot::{CWD, Config, PROGRAM, ServerRun};
+use crate::raw::{CWD, Config, PROGRAM, ServerRun};
 use crate::stats::Summary;
+use crate::table::machine;
 
 /// Everything a `oneshot` report shows.
 pub struct OneshotReport<'a> {
@@ -51,7 +52,7 @@ impl OneshotReport<'_> {
         let c = self.config;
         let aggregates: Vec<_> = (0..c.servers.len()).map(|s| self.aggregate(s)).collect();
         let mut out = String::new();
-        let _ = writeln!(out, "### rexec bench oneshot\n");
+        let _ = writeln!(out, "### rexec bench oneshot --raw\n");
         let _ = writeln!(
             out,
             "`process/start` of `{PROGRAM}` (no tty, empty env, cwd `{CWD}`), timed until its \
@@ -67,10 +68,13 @@ impl OneshotReport<'_> {
             } else {
                 "; each figure is the median over runs of that run's figure"
             },
-            if c.pause_ms == 0 {
-                String::new()
-            } else {
-                format!(", {} ms idle before each iteration", c.pause_ms)
+            match (c.pause_ms, c.link) {
+                (0, None) => String::new(),
+                (0, Some(link)) => format!(", through a proxy adding {link:?}"),
+                (pause, None) => format!(", {pause} ms idle before each iteration"),
+                (pause, Some(link)) => format!(
+                    ", {pause} ms idle before each iteration, through a proxy adding {link:?}"
+                ),
             },
             c.servers[0].name,
             machine()
@@ -145,7 +149,7 @@ impl OneshotReport<'_> {
             counters(&|r| r.closed_before_response().to_string()),
             c.iterations
         );
-        let _ = writeln!(out, "\nReproduce:\n\n```sh\n{}\n```", self.reproduce);
+        out.push_str(&crate::table::reproduce_block(&self.reproduce));
         out
     }
 
@@ -206,22 +210,4 @@ impl OneshotReport<'_> {
 /// Milliseconds with three decimals (microsecond resolution).
 fn ms(value: f64) -> String {
     format!("{value:.3}")
-}
-
-/// CPU count, CPU model and kernel release, as far as `/proc` tells.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("{cpus} CPUs ({model}), Linux {kernel}")
 }
