@@ -212,7 +212,7 @@ async fn transfer(
     let process = client.start(spec).await.context("process/start")?;
     let mut seen = bytes;
     if events {
-        let mut stream = process.events();
+        let mut stream = process.events().lossless();
         let (mut output, mut lost) = (0u64, 0u64);
         while let Some(event) = stream.next().await {
             match event {

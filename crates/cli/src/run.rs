@@ -93,9 +93,11 @@ async fn forward_local_stdin(process: Process) {
 }
 
 /// Print output as it arrives until `closed`; Ctrl-C interrupts the remote command, a
-/// second Ctrl-C kills it.
+/// second Ctrl-C kills it. The stream is lossless: a slow local consumer slows the remote
+/// command down instead of losing output, so control requests are sent from their own
+/// tasks (the loop must keep polling the stream).
 async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
-    let mut events = process.events();
+    let mut events = process.events().lossless();
     let mut interrupts = signal(SignalKind::interrupt())?;
     let mut interrupted = false;
     let mut exit_code = None;
@@ -103,11 +105,12 @@ async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
         let event = tokio::select! {
             event = events.next() => event,
             _ = interrupts.recv() => {
+                let process = process.clone();
                 if interrupted {
-                    process.terminate().await?;
+                    tokio::spawn(async move { process.terminate().await });
                 } else {
                     interrupted = true;
-                    process.interrupt().await?;
+                    tokio::spawn(async move { process.interrupt().await });
                 }
                 continue;
             }

@@ -69,7 +69,9 @@ async fn forward_keys(process: Process) {
 }
 
 async fn relay(process: &Process, resizable: bool) -> anyhow::Result<i32> {
-    let mut events = process.events();
+    // Lossless: a slow terminal slows the remote program instead of dropping output; so
+    // control requests go out from their own tasks and this loop keeps polling.
+    let mut events = process.events().lossless();
     let mut winch = signal(SignalKind::window_change())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -79,12 +81,13 @@ async fn relay(process: &Process, resizable: bool) -> anyhow::Result<i32> {
             event = events.next() => event,
             _ = winch.recv() => {
                 if resizable && let Some((rows, cols)) = window_size() {
-                    process.resize(rows, cols).await?;
+                    let process = process.clone();
+                    tokio::spawn(async move { process.resize(rows, cols).await });
                 }
                 continue;
             }
-            _ = hangup.recv() => { process.terminate().await?; continue; }
-            _ = term.recv() => { process.terminate().await?; continue; }
+            _ = hangup.recv() => { terminate_in_background(process); continue; }
+            _ = term.recv() => { terminate_in_background(process); continue; }
         };
         match event {
             Some(ProcessEvent::Output { bytes, .. }) => {
@@ -104,4 +107,9 @@ async fn relay(process: &Process, resizable: bool) -> anyhow::Result<i32> {
         }
     }
     Ok(local_exit_code(exit_code.unwrap_or(255)))
+}
+
+fn terminate_in_background(process: &Process) {
+    let process = process.clone();
+    tokio::spawn(async move { process.terminate().await });
 }

@@ -99,6 +99,39 @@ async fn codex_run_streams_and_exit_code() -> Result<()> {
     streams_and_exit_code(Target::Codex).await
 }
 
+/// Far more output than the server retains, consumed as fast as the pipe allows: every
+/// byte arrives, no loss line.
+#[tokio::test]
+async fn run_delivers_large_output_completely() -> Result<()> {
+    let server = Server::spawn(Target::Rexec, &ServerOptions::default()).await?;
+    let output = run_cli(
+        &[
+            "run",
+            "--server",
+            &server.url,
+            "--",
+            "head",
+            "-c",
+            "30000000",
+            "/dev/zero",
+        ],
+        None,
+    )
+    .await?;
+    ensure!(output.status.success(), "status {:?}", output.status);
+    ensure!(
+        output.stdout.len() == 30_000_000,
+        "delivered {} bytes",
+        output.stdout.len()
+    );
+    ensure!(
+        output.stderr.is_empty(),
+        "stderr {:?}",
+        text(&output.stderr)
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn run_reports_signal_deaths_as_128_plus_n() -> Result<()> {
     let server = Server::spawn(Target::Rexec, &ServerOptions::default()).await?;

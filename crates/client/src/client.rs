@@ -48,6 +48,9 @@ pub(crate) struct ClientInner {
     pub(crate) closing: AtomicBool,
     /// Requests sent, by method (what `Client::stats` reports).
     sent: Mutex<BTreeMap<String, u64>>,
+    /// Processes whose lossless subscribers the connection reader must wait for before it
+    /// reads the next frame.
+    pub(crate) held_back: Mutex<Vec<Arc<ProcessShared>>>,
 }
 
 /// What a client has sent so far: a benchmark or a test can check that the happy path made
@@ -95,6 +98,7 @@ impl Client {
             next_id: AtomicI64::new(1),
             closing: AtomicBool::new(false),
             sent: Mutex::default(),
+            held_back: Mutex::default(),
         });
         let connection = inner.open_connection(inner.options.connect_timeout).await?;
         let result = match inner.send_handshake(&connection, None).await {

@@ -221,6 +221,13 @@ async fn read_loop(
                     break "the client was dropped".to_owned();
                 };
                 inner.on_frame(&connection, frame);
+                let held_back = std::mem::take(&mut *crate::client::lock(&inner.held_back));
+                drop(inner);
+                // Backpressure for lossless subscribers: read nothing more until they
+                // have room (the server then holds the process's output).
+                for process in held_back {
+                    process.wait_for_lossless_readers().await;
+                }
             }
             Some(Err(err)) => break err,
             None => break "the server closed the connection".to_owned(),

@@ -13,7 +13,7 @@
 //! handled completely before the next one is read, which keeps repair reads and the
 //! notifications around them in wire order. Repair reads are queued without waiting.
 
-use crate::client::{ClientInner, read_params};
+use crate::client::{ClientInner, lock, read_params};
 use crate::connection::{Connection, Pending};
 use crate::error::ClientError;
 use crate::ordered::{Incoming, REORDER_GRACE, Repair};
@@ -161,6 +161,9 @@ impl ClientInner {
         };
         let step = process.on_event(event);
         self.after_step(Some(connection), &process, step);
+        if process.holds_back() {
+            lock(&self.held_back).push(process);
+        }
     }
 
     /// Carry out what a step of a process's log asked for. `connection` is the one the

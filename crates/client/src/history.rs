@@ -18,6 +18,8 @@ use std::collections::VecDeque;
 pub(crate) const HISTORY_MAX_EVENTS: usize = 256;
 /// Output bytes a late or lagging subscriber can replay without a read.
 pub(crate) const HISTORY_MAX_BYTES: usize = 1024 * 1024;
+/// The largest output chunk a server sends (rexec reads 64 KiB at a time; codex 8 KiB).
+const INCOMING_CHUNK_ALLOWANCE: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -72,6 +74,24 @@ impl History {
                 self.front_pos += 1;
             }
         }
+    }
+
+    /// Whether appending one more output chunk (up to [`INCOMING_CHUNK_ALLOWANCE`] bytes)
+    /// would drop the entry at `pos` or a later one.
+    pub(crate) fn would_trim(&self, pos: u64) -> bool {
+        let mut len = self.entries.len() + 1;
+        let mut bytes = self.bytes + INCOMING_CHUNK_ALLOWANCE;
+        for (front, entry) in (self.front_pos..).zip(&self.entries) {
+            if len <= 1 || (len <= HISTORY_MAX_EVENTS && bytes <= HISTORY_MAX_BYTES) {
+                return false;
+            }
+            if front >= pos {
+                return true;
+            }
+            bytes -= entry.event.weight();
+            len -= 1;
+        }
+        false
     }
 
     pub(crate) fn front_pos(&self) -> u64 {

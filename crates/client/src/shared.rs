@@ -12,6 +12,8 @@ use crate::history::History;
 use crate::ordered::{Incoming, OrderedLog, Repair};
 use crate::output::OutputCollector;
 use rexec_protocol::process::ReadResult;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -28,6 +30,9 @@ pub(crate) struct ProcessShared {
     pub(crate) id: String,
     state: Mutex<ProcessState>,
     changes: watch::Sender<u64>,
+    /// Bumped whenever a lossless subscriber moves on or leaves.
+    progress: watch::Sender<u64>,
+    next_reader: AtomicU64,
 }
 
 pub(crate) struct ProcessState {
@@ -38,6 +43,8 @@ pub(crate) struct ProcessState {
     answered_at: Option<Instant>,
     finished_at: Option<Instant>,
     failure: Option<ClientError>,
+    /// Lossless subscribers' next history positions (absent while one repairs a lag).
+    lossless_readers: HashMap<u64, u64>,
 }
 
 impl ProcessShared {
@@ -52,8 +59,57 @@ impl ProcessShared {
                 answered_at: None,
                 finished_at: None,
                 failure: None,
+                lossless_readers: HashMap::new(),
             }),
             changes: watch::Sender::new(0),
+            progress: watch::Sender::new(0),
+            next_reader: AtomicU64::new(0),
+        }
+    }
+
+    /// Register a lossless subscriber at history position `pos`; returns its id.
+    pub(crate) fn add_lossless_reader(&self, pos: u64) -> u64 {
+        let id = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        self.lock().lossless_readers.insert(id, pos);
+        id
+    }
+
+    /// A lossless subscriber moved to `pos`, or (`None`) stopped holding the log back: it
+    /// is repairing a lag, finished, or was dropped.
+    pub(crate) fn set_lossless_reader(&self, id: u64, pos: Option<u64>) {
+        let changed = {
+            let mut state = self.lock();
+            match pos {
+                Some(pos) => state.lossless_readers.insert(id, pos) != Some(pos),
+                None => state.lossless_readers.remove(&id).is_some(),
+            }
+        };
+        if changed {
+            self.progress.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Whether one more output chunk would push an event some lossless subscriber has not
+    /// read yet out of the replay history.
+    pub(crate) fn holds_back(&self) -> bool {
+        let state = self.lock();
+        state
+            .lossless_readers
+            .values()
+            .min()
+            .is_some_and(|&slowest| state.history.would_trim(slowest))
+    }
+
+    /// Wait until no lossless subscriber would lose an event to the next output chunk.
+    pub(crate) async fn wait_for_lossless_readers(&self) {
+        loop {
+            let mut progress = self.progress.subscribe();
+            if !self.holds_back() {
+                return;
+            }
+            if progress.changed().await.is_err() {
+                return;
+            }
         }
     }
 

@@ -27,6 +27,9 @@ pub struct EventStream {
     /// Events rebuilt by a lag repair, delivered before the history resumes.
     rebuilt: VecDeque<ProcessEvent>,
     done: bool,
+    /// Set by [`EventStream::lossless`]: this subscriber's id among the process's lossless
+    /// readers.
+    lossless: Option<u64>,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -57,6 +60,29 @@ impl EventStream {
             cum: 0,
             rebuilt: VecDeque::new(),
             done: false,
+            lossless: None,
+        }
+    }
+
+    /// Make this subscriber lossless: instead of letting it fall behind the bounded replay
+    /// history (and then repair from the server, which may have evicted the output by
+    /// then), the connection stops reading while the next output chunk would push out an
+    /// event it has not read yet. The server then holds the process's output, and the
+    /// child blocks on its pipe — nothing is lost however slow the consumer is.
+    ///
+    /// The price: while this stream is not polled, the whole connection waits. Poll it
+    /// continuously (or drop it), and never await another request of the same client
+    /// between two `next()` calls — spawn such requests instead.
+    pub fn lossless(mut self) -> Self {
+        if self.lossless.is_none() && !self.done {
+            self.lossless = Some(self.process.add_lossless_reader(self.pos));
+        }
+        self
+    }
+
+    fn hold(&self, pos: Option<u64>) {
+        if let Some(id) = self.lossless {
+            self.process.set_lossless_reader(id, pos);
         }
     }
 
@@ -68,6 +94,7 @@ impl EventStream {
                 return Some(event);
             }
             if self.done {
+                self.hold(None);
                 return None;
             }
             self.changes.borrow_and_update();
@@ -75,9 +102,12 @@ impl EventStream {
             match process.with_history(|history| self.advance(history)) {
                 Next::Deliver(event) => {
                     self.done |= event.is_terminal();
+                    self.hold((!self.done).then_some(self.pos));
                     return Some(event);
                 }
                 Next::Lagged(window) => {
+                    // The repair read's answer must get through: stop holding back.
+                    self.hold(None);
                     let read = self
                         .client
                         .read_retained(&self.process.id, window.after_seq)
@@ -90,6 +120,7 @@ impl EventStream {
                     self.cum = window.cum_end;
                 }
                 Next::Wait => {
+                    self.hold(Some(self.pos));
                     if self.changes.changed().await.is_err() {
                         return None;
                     }
@@ -120,5 +151,11 @@ impl EventStream {
             self.cum = entry.cum_before + entry.event.weight() as u64;
             return Next::Deliver(entry.event.clone());
         }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.hold(None);
     }
 }

@@ -215,3 +215,50 @@ async fn a_failed_start_is_an_rpc_error() {
         .expect_err("no such program");
     assert!(matches!(err, rexec_client::ClientError::Rpc(_)), "{err:?}");
 }
+
+/// A lossless subscriber that reads slowly slows the process down instead of falling behind
+/// the replay history: every byte of a stream far larger than the history (and than the
+/// server's 1 MiB retention) arrives, with no gap and no read. A plain subscriber on the same
+/// workload would lag and see gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_lossless_subscriber_loses_nothing() {
+    let (_server, client) = client().await;
+    let script = format!("{PERL_LINE} print line($_) for 1..120000");
+    let process = client.start(perl(&script)).await.expect("start");
+    let mut events = process.events().lossless();
+    let mut stdout = Vec::new();
+    let mut polled = 0u64;
+    let collected = within("slow lossless subscriber", async {
+        while let Some(event) = events.next().await {
+            match event {
+                ProcessEvent::Output { bytes, .. } => stdout.extend_from_slice(&bytes),
+                ProcessEvent::Gap { seqs, bytes_lost } => {
+                    panic!("gap {seqs:?} of {bytes_lost} bytes in a lossless stream")
+                }
+                ProcessEvent::Failed { reason } => panic!("failed: {reason}"),
+                _ => {}
+            }
+            polled += 1;
+            if polled.is_multiple_of(8) {
+                // A consumer much slower than the server (a slow pipe, a terminal).
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        stdout
+    })
+    .await;
+    let expected = lines(1, 120_000);
+    assert!(
+        expected.len() > 5_000_000,
+        "precondition: a stream far over 1 MiB"
+    );
+    assert!(
+        collected == expected,
+        "delivered {} of {} bytes",
+        collected.len(),
+        expected.len()
+    );
+    assert_eq!(client.stats().requests("process/read"), 0);
+    let done = within("wait", process.wait()).await.expect("completion");
+    assert_eq!(done.exit_code, 0);
+}
