@@ -180,7 +180,9 @@ impl Events {
     /// Concatenated bytes of the output events of `stream` (stdout, stderr or pty).
     pub fn output(&self, stream: &str) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        for event in self.0.iter().filter(|e| e.is("output")) {
+        let mut outputs: Vec<&Event> = self.0.iter().filter(|e| e.is("output")).collect();
+        outputs.sort_by_key(|e| e.seq());
+        for event in outputs {
             if event.params["stream"] == stream {
                 bytes.extend(b64(&event.params["chunk"])?);
             }
@@ -196,7 +198,7 @@ impl Events {
         self.0
             .iter()
             .find(|e| e.is("exited"))
-            .context("no process/exited event")
+            .with_context(|| format!("no process/exited event: {self:?}"))
     }
 
     pub fn exit_code(&self) -> Result<i64> {
@@ -204,6 +206,20 @@ impl Events {
         exited.params["exitCode"]
             .as_i64()
             .with_context(|| format!("exited without an integer exitCode: {}", exited.params))
+    }
+
+    /// `closed` has arrived and so has every seq between the first one collected here and
+    /// it (earlier seqs may have been consumed by a previous wait). Codex 0.169 can push
+    /// events out of seq order (`closed` before `exited`), so `closed` alone is not the end.
+    fn complete(&self) -> bool {
+        let Some(last) = self.0.iter().find(|e| e.is("closed")).and_then(Event::seq) else {
+            return false;
+        };
+        let mut seen: Vec<u64> = self.0.iter().filter_map(Event::seq).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let first = seen.first().copied().unwrap_or(last);
+        seen == (first..=last).collect::<Vec<u64>>()
     }
 
     pub fn seqs(&self) -> Vec<Option<u64>> {
@@ -254,9 +270,8 @@ impl Client {
                 method: n["method"].as_str().unwrap_or_default().to_string(),
                 params: n["params"].clone(),
             };
-            let done = event.is("closed");
             events.0.push(event);
-            if done {
+            if events.complete() {
                 return Ok(events);
             }
         }
