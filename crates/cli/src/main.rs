@@ -39,6 +39,14 @@ enum Command {
 const FAILURE_EXIT: i32 = 255;
 
 fn main() {
+    // The sandbox helper runs before anything else: single-threaded, no runtime, no logging.
+    let mut args = std::env::args_os();
+    if args
+        .nth(1)
+        .is_some_and(|a| a == rexec_server::sandbox::helper::HELPER_ARG)
+    {
+        rexec_server::sandbox::helper::main(args.collect());
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

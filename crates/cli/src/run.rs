@@ -4,8 +4,13 @@
 use crate::connect::{ServerArgs, parse_env_pair};
 use anyhow::Context;
 use rexec_client::{Process, ProcessEvent, ProcessSpec};
+use rexec_protocol::PathUri;
 use rexec_protocol::extensions;
 use rexec_protocol::process::{EnvInherit, EnvPolicy, OutputStream};
+use rexec_protocol::sandbox::{
+    AccessMode, DenialRule, FileSystemEntry, FileSystemPath, FileSystemPermissions, NetworkAccess,
+    PermissionProfile, SandboxContext, SandboxDenial, SpecialPath,
+};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
@@ -27,9 +32,70 @@ pub struct RunArgs {
     /// Start from an empty environment instead of the server's HOME, PATH, USER, SHELL, TMPDIR.
     #[arg(long)]
     pub clean_env: bool,
+    /// Run under a sandbox the server enforces: `read-only` (nothing writable) or
+    /// `workspace-write` (the working directory, /tmp, $TMPDIR and every --writable DIR).
+    #[arg(long, value_enum)]
+    pub sandbox: Option<SandboxMode>,
+    /// Another directory the sandboxed command may write (repeatable).
+    #[arg(long, value_name = "DIR", requires = "sandbox")]
+    pub writable: Vec<PathBuf>,
+    /// Network access for the sandboxed command.
+    #[arg(long, value_enum, default_value = "off", requires = "sandbox")]
+    pub network: Network,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxMode {
+    ReadOnly,
+    WorkspaceWrite,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    Off,
+    On,
+}
+
+/// The policy for `--sandbox`: read everything; write what the mode allows.
+fn sandbox_policy(mode: SandboxMode, writable: &[PathBuf], network: Network) -> SandboxContext {
+    let entry = |path: FileSystemPath, access: AccessMode| FileSystemEntry {
+        path,
+        access,
+        missing_path_behavior: None,
+    };
+    let special = |value: SpecialPath| FileSystemPath::Special { value };
+    let mut entries = vec![entry(special(SpecialPath::Root), AccessMode::Read)];
+    if mode == SandboxMode::WorkspaceWrite {
+        for value in [
+            SpecialPath::ProjectRoots { subpath: None },
+            SpecialPath::SlashTmp,
+            SpecialPath::Tmpdir,
+        ] {
+            entries.push(entry(special(value), AccessMode::Write));
+        }
+    }
+    entries.extend(writable.iter().map(|dir| {
+        let path = FileSystemPath::Path {
+            path: PathUri::from_path(dir.clone()),
+        };
+        entry(path, AccessMode::Write)
+    }));
+    SandboxContext {
+        permissions: Some(PermissionProfile::Managed {
+            file_system: FileSystemPermissions::Restricted {
+                entries,
+                glob_scan_max_depth: None,
+            },
+            network: match network {
+                Network::Off => NetworkAccess::Restricted,
+                Network::On => NetworkAccess::Enabled,
+            },
+        }),
+        ..SandboxContext::default()
+    }
 }
 
 /// The environment a command-line user expects: the server's core variables (so `PATH`
@@ -54,6 +120,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     spec.tty = args.tty;
     spec.cwd = args.cwd.clone();
     spec_environment(&mut spec, &args.env, args.clean_env);
+    if let Some(mode) = args.sandbox {
+        spec.sandbox = Some(sandbox_policy(mode, &args.writable, args.network));
+    }
     if args.tty
         && let Ok(term) = std::env::var("TERM")
     {
@@ -117,7 +186,17 @@ async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
         };
         match event {
             Some(ProcessEvent::Output { stream, bytes, .. }) => write_local(stream, &bytes)?,
-            Some(ProcessEvent::Exited { code, .. }) => exit_code = Some(code),
+            Some(ProcessEvent::Exited {
+                code,
+                sandbox_denied,
+                denial,
+                ..
+            }) => {
+                exit_code = Some(code);
+                if sandbox_denied {
+                    eprintln!("rexec: {}", denial_line(denial.as_deref()));
+                }
+            }
             Some(ProcessEvent::Gap { seqs, bytes_lost }) => eprintln!(
                 "rexec: {bytes_lost} bytes of output were lost in transit (events {}..={})",
                 seqs.start(),
@@ -133,6 +212,24 @@ async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
     Ok(local_exit_code(
         exit_code.context("the command closed without an exit status")?,
     ))
+}
+
+/// The line printed when the server blames the sandbox for the command's failure.
+fn denial_line(denial: Option<&SandboxDenial>) -> String {
+    let Some(denial) = denial else {
+        return "the sandbox refused something the command needed".to_owned();
+    };
+    let what = match denial.rule {
+        DenialRule::Network => "network access",
+        DenialRule::FileSystem => "file-system access",
+        DenialRule::Syscall => "a system call",
+    };
+    let how = if denial.exact {
+        ""
+    } else {
+        " (inferred from its output)"
+    };
+    format!("the sandbox refused {what}: {}{how}", denial.detail)
 }
 
 fn write_local(stream: OutputStream, bytes: &[u8]) -> std::io::Result<()> {

@@ -42,6 +42,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ping_interval: Duration::from_millis(args.ping_interval_ms.max(1)),
         max_frame_bytes: args.max_frame_bytes,
         token,
+        // This very binary applies sandbox policies (`rexec __sandbox-exec`).
+        sandbox_helper: std::env::current_exe().ok(),
     };
     let server = Server::new(config);
     match args.listen {

@@ -38,6 +38,8 @@ mod params;
 mod process;
 #[path = "conformance/read.rs"]
 mod read;
+#[path = "conformance/sandbox.rs"]
+mod sandbox;
 #[path = "conformance/session.rs"]
 mod session;
 #[path = "conformance/stdin.rs"]

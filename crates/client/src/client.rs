@@ -173,10 +173,19 @@ impl Client {
             }
             routes.insert(process_id.clone(), Arc::clone(&shared));
         }
-        let params = spec.start_params(
-            process_id.clone(),
-            self.inner.session().environment.as_ref(),
-        );
+        let params = spec
+            .start_params(
+                process_id.clone(),
+                self.inner.session().environment.as_ref(),
+            )
+            .map_err(|err| ClientError::Protocol(format!("encoding the sandbox policy: {err}")));
+        let params = match params {
+            Ok(params) => params,
+            Err(err) => {
+                self.inner.remove_route(&shared);
+                return Err(err);
+            }
+        };
         let started: Result<StartResult, ClientError> =
             self.inner.call(method::PROCESS_START, &params).await;
         if let Err(err) = started {

@@ -113,6 +113,7 @@ impl ClientInner {
                     seq: n.seq,
                     code: n.exit_code,
                     sandbox_denied: n.sandbox_denied,
+                    denial: n.sandbox_denial.map(Box::new),
                 };
                 (n.process_id, event)
             }),

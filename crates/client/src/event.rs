@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use rexec_protocol::process::OutputStream;
+use rexec_protocol::sandbox::SandboxDenial;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -18,11 +19,13 @@ pub enum ProcessEvent {
         stream: OutputStream,
         bytes: Bytes,
     },
-    /// The exit status together with the server's sandbox-denial verdict.
+    /// The exit status together with the server's sandbox-denial verdict, and what the
+    /// sandbox refused when the server says (rexec's `sandboxDenial`).
     Exited {
         seq: u64,
         code: i32,
         sandbox_denied: bool,
+        denial: Option<Box<SandboxDenial>>,
     },
     /// All output streams ended: nothing follows.
     Closed { seq: u64 },
@@ -89,7 +92,10 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     pub exit_code: i32,
+    /// The server blames the sandbox for the failure.
     pub sandbox_denied: bool,
+    /// What the sandbox refused, when the server reports it (rexec does; codex does not).
+    pub sandbox_denial: Option<SandboxDenial>,
     /// Head + tail of each stream within `ProcessSpec::output_budget`.
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,

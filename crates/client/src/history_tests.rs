@@ -32,6 +32,7 @@ fn read(chunks: Vec<OutputChunk>, next_seq: u64) -> ReadResult {
         sandbox_denied: false,
         evicted_chunks: None,
         evicted_bytes: None,
+        sandbox_denial: None,
     }
 }
 
@@ -60,6 +61,7 @@ fn lag_rebuild_takes_output_from_the_read_and_exits_from_the_marks() {
         seq: 3,
         code: 0,
         sandbox_denied: false,
+        denial: None,
     });
     history.push(output(4, 40));
     history.push(ProcessEvent::Closed { seq: 5 });
@@ -115,6 +117,7 @@ fn lag_rebuild_splits_lost_runs_around_an_exit() {
         seq: 2,
         code: 9,
         sandbox_denied: true,
+        denial: None,
     });
     history.push(output(3, 7));
     let next = Entry {
@@ -133,7 +136,8 @@ fn lag_rebuild_splits_lost_runs_around_an_exit() {
             ProcessEvent::Exited {
                 seq: 2,
                 code: 9,
-                sandbox_denied: true
+                sandbox_denied: true,
+                denial: None,
             },
             ProcessEvent::Gap {
                 seqs: 3..=3,

@@ -51,6 +51,7 @@ pub use options::{
 };
 pub use process::Process;
 pub use rexec_protocol::process::{OutputStream, WriteStatus};
+pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, SandboxDenial};
 pub use spec::{DEFAULT_OUTPUT_BUDGET, ProcessSpec};
 pub use stream::EventStream;
 

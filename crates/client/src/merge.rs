@@ -110,6 +110,7 @@ pub(crate) fn plan(merge: ReadMerge) -> Result<Vec<ProcessEvent>, String> {
                 seq,
                 code: result.exit_code.unwrap_or(-1),
                 sandbox_denied: Some(result.sandbox_denied),
+                denial: result.sandbox_denial.clone().map(Box::new),
             },
         );
     }

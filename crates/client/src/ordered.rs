@@ -16,6 +16,7 @@ use crate::event::ProcessEvent;
 use crate::merge::{ReadMerge, plan};
 use bytes::Bytes;
 use rexec_protocol::process::{OutputStream, ReadResult};
+use rexec_protocol::sandbox::SandboxDenial;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ pub(crate) enum Incoming {
         seq: u64,
         code: i32,
         sandbox_denied: Option<bool>,
+        denial: Option<Box<SandboxDenial>>,
     },
     Closed {
         seq: u64,
@@ -77,10 +79,12 @@ impl Incoming {
                 seq,
                 code,
                 sandbox_denied,
+                denial,
             } => ProcessEvent::Exited {
                 seq,
                 code,
                 sandbox_denied: sandbox_denied.unwrap_or(false),
+                denial,
             },
             Self::Closed { seq } => ProcessEvent::Closed { seq },
         }
@@ -197,10 +201,15 @@ impl OrderedLog {
         // A legacy exit held for its verdict gets it from the read (upstream merge rule).
         let verdict = result.exited && result.sandbox_denied;
         for event in self.pending.values_mut() {
-            if let Incoming::Exited { sandbox_denied, .. } = event
+            if let Incoming::Exited {
+                sandbox_denied,
+                denial,
+                ..
+            } = event
                 && sandbox_denied.is_none()
             {
                 *sandbox_denied = Some(verdict);
+                *denial = result.sandbox_denial.clone().map(Box::new);
             }
         }
         let target = result.next_seq.saturating_sub(1);

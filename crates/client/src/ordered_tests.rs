@@ -17,6 +17,7 @@ fn exited(seq: u64, code: i32, sandbox_denied: Option<bool>) -> Incoming {
         seq,
         code,
         sandbox_denied,
+        denial: None,
     }
 }
 
@@ -44,6 +45,7 @@ fn read(
         sandbox_denied: exit.is_some_and(|e| e.1),
         evicted_chunks: None,
         evicted_bytes: None,
+        sandbox_denial: None,
     }
 }
 
@@ -65,6 +67,7 @@ fn render(events: &[ProcessEvent]) -> Vec<String> {
                 seq,
                 code,
                 sandbox_denied,
+                ..
             } => format!("x{seq}:{code}:{sandbox_denied}"),
             ProcessEvent::Closed { seq } => format!("c{seq}"),
             ProcessEvent::Gap { seqs, bytes_lost } => {

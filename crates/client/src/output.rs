@@ -6,6 +6,7 @@
 
 use crate::event::{Completion, GapInfo, ProcessEvent, Timings};
 use rexec_protocol::process::OutputStream;
+use rexec_protocol::sandbox::SandboxDenial;
 use std::collections::VecDeque;
 
 /// The first `head_cap` bytes and the last `tail_cap` bytes of a stream.
@@ -73,7 +74,7 @@ pub(crate) struct OutputCollector {
     stderr: HeadTail,
     pty: HeadTail,
     gaps: Vec<GapInfo>,
-    exit: Option<(i32, bool)>,
+    exit: Option<(i32, bool, Option<SandboxDenial>)>,
 }
 
 impl OutputCollector {
@@ -97,8 +98,9 @@ impl OutputCollector {
             ProcessEvent::Exited {
                 code,
                 sandbox_denied,
+                denial,
                 ..
-            } => self.exit = Some((*code, *sandbox_denied)),
+            } => self.exit = Some((*code, *sandbox_denied, denial.as_deref().cloned())),
             ProcessEvent::Gap { seqs, bytes_lost } => self.gaps.push(GapInfo {
                 seqs: seqs.clone(),
                 bytes_lost: *bytes_lost,
@@ -109,10 +111,11 @@ impl OutputCollector {
 
     /// The completion, once the exit is known.
     pub(crate) fn completion(&self, timings: Timings) -> Option<Completion> {
-        let (exit_code, sandbox_denied) = self.exit?;
+        let (exit_code, sandbox_denied, sandbox_denial) = self.exit.clone()?;
         Some(Completion {
             exit_code,
             sandbox_denied,
+            sandbox_denial,
             stdout: self.stdout.to_vec(),
             stderr: self.stderr.to_vec(),
             pty: self.pty.to_vec(),

@@ -3,6 +3,7 @@
 use rexec_protocol::PathUri;
 use rexec_protocol::environment::EnvironmentInfo;
 use rexec_protocol::process::{EnvPolicy, StartParams};
+use rexec_protocol::sandbox::SandboxContext;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -26,6 +27,9 @@ pub struct ProcessSpec {
     pub arg0: Option<String>,
     /// `None`: a generated UUID.
     pub process_id: Option<String>,
+    /// The policy the server must enforce (`SandboxContext::managed` for the common
+    /// read-everything, write-here case); a server that cannot refuses the start.
+    pub sandbox: Option<SandboxContext>,
     /// Bytes kept per output stream in the `Completion`: the first half and the last half;
     /// everything between is counted in `Completion::omitted_bytes`.
     pub output_budget: usize,
@@ -46,6 +50,7 @@ impl ProcessSpec {
             pipe_stdin: false,
             arg0: None,
             process_id: None,
+            sandbox: None,
             output_budget: DEFAULT_OUTPUT_BUDGET,
         }
     }
@@ -96,6 +101,11 @@ impl ProcessSpec {
         self
     }
 
+    pub fn sandbox(mut self, sandbox: SandboxContext) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
     pub fn output_budget(mut self, bytes: usize) -> Self {
         self.output_budget = bytes;
         self
@@ -106,13 +116,22 @@ impl ProcessSpec {
         &self,
         process_id: String,
         environment: Option<&EnvironmentInfo>,
-    ) -> StartParams {
+    ) -> Result<StartParams, serde_json::Error> {
         let cwd = match (&self.cwd, environment.and_then(|e| e.cwd.as_ref())) {
             (Some(cwd), _) => PathUri::from_path(cwd.clone()),
             (None, Some(server_cwd)) => server_cwd.clone(),
             (None, None) => PathUri::from_path("/"),
         };
-        StartParams {
+        // Project roots default to the process's cwd; say so, since peers differ on it.
+        let sandbox = self.sandbox.clone().map(|mut sandbox| {
+            sandbox.cwd.get_or_insert_with(|| cwd.clone());
+            sandbox
+                .workspace_roots
+                .get_or_insert_with(|| vec![cwd.clone()]);
+            sandbox
+        });
+        let sandbox = sandbox.as_ref().map(serde_json::to_value).transpose()?;
+        Ok(StartParams {
             process_id,
             argv: self.argv.clone(),
             cwd,
@@ -121,12 +140,12 @@ impl ProcessSpec {
             tty: self.tty,
             pipe_stdin: self.pipe_stdin,
             arg0: self.arg0.clone(),
-            sandbox: None,
+            sandbox,
             enforce_managed_network: false,
             managed_network: None,
             network_proxy: None,
             shell_snapshot: None,
             metadata: None,
-        }
+        })
     }
 }

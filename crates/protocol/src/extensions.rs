@@ -19,10 +19,16 @@ pub const ORDERED_NOTIFICATIONS: &str = "process/orderedNotifications";
 /// only, and reported as `rexec.binaryOutput` in the result.
 pub const BINARY_OUTPUT: &str = "process/output.binary";
 
+/// `process/exited` and `process/read` carry `sandboxDenial {rule, exact, detail}` next to
+/// `sandboxDenied: true`: what was refused, and whether the kernel reported it (exact) or
+/// the output suggested it.
+pub const SANDBOX_DENIAL: &str = "process/exited.sandboxDenial";
+
 pub const ALL: &[&str] = &[
     PROCESS_RESIZE,
     WRITE_CLOSE_STDIN,
     READ_EVICTION_COUNTERS,
     ORDERED_NOTIFICATIONS,
     BINARY_OUTPUT,
+    SANDBOX_DENIAL,
 ];

@@ -18,6 +18,7 @@ pub mod jsonrpc;
 pub mod method;
 pub mod path_uri;
 pub mod process;
+pub mod sandbox;
 
 pub use budget::{MAX_JSONRPC_VALUE_NODES, ValueBudgetError, check_value_budget};
 pub use chunk::ByteChunk;

@@ -2,6 +2,7 @@
 
 use crate::chunk::{ByteChunk, serialize_base64};
 use crate::path_uri::PathUri;
+use crate::sandbox::SandboxDenial;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -21,7 +22,8 @@ pub struct StartParams {
     pub pipe_stdin: bool,
     #[serde(default)]
     pub arg0: Option<String>,
-    /// The sandbox context; applied by the sandbox module.
+    /// Kept as JSON here: the server decodes it with errors that name the field, and an
+    /// unparsable context must fail the start, not the whole frame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -123,6 +125,9 @@ pub struct ReadResult {
     /// rexec extension: bytes of those evicted chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evicted_bytes: Option<u64>,
+    /// rexec extension: what the sandbox refused, when `sandbox_denied` and known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_denial: Option<SandboxDenial>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,6 +222,9 @@ pub struct ExitedNotification {
     /// Legacy servers omit it; rexec always sends it.
     #[serde(default)]
     pub sandbox_denied: Option<bool>,
+    /// rexec extension: what the sandbox refused, when `sandbox_denied` and known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_denial: Option<SandboxDenial>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

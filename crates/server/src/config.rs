@@ -15,6 +15,9 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Bearer token required on the WebSocket upgrade, if set.
     pub token: Option<String>,
+    /// The `rexec` executable that applies sandbox policies (run as
+    /// `rexec __sandbox-exec …`). Without it, sandboxed starts are refused.
+    pub sandbox_helper: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -25,6 +28,7 @@ impl Default for ServerConfig {
             ping_interval: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024 * 1024,
             token: None,
+            sandbox_helper: None,
         }
     }
 }

@@ -141,7 +141,7 @@ impl Connection {
             takeovers: session.takeovers(),
             session,
         };
-        let deferred = match handlers::admit(&ctx, request) {
+        let deferred = match handlers::admit(&ctx, request).await {
             Admitted::Done(outcome) => return self.respond(&id, outcome).await,
             Admitted::Deferred(deferred) => deferred,
         };

@@ -13,6 +13,7 @@ pub mod environment;
 pub mod handlers;
 pub mod outbound;
 pub mod process;
+pub mod sandbox;
 pub mod session;
 pub mod transport;
 

@@ -83,12 +83,14 @@ pub enum Admitted {
     Deferred(Deferred),
 }
 
-/// Handle a request now if it never waits; otherwise hand it back for a task.
-pub fn admit(ctx: &RequestContext, request: Request) -> Admitted {
+/// Handle a request now if it never waits; otherwise hand it back for a task. A sandboxed
+/// start waits here (a few milliseconds) for its helper: later requests of the connection
+/// must see the process, as they would an unsandboxed one.
+pub async fn admit(ctx: &RequestContext, request: Request) -> Admitted {
     Admitted::Done(match request {
         Request::EnvironmentInfo => Reply::new(&ctx.server.environment),
         Request::EnvironmentStatus => environment::status(),
-        Request::Start(params) => process::start(ctx, *params),
+        Request::Start(params) => process::start(ctx, *params).await,
         Request::Signal(params) => process::signal(ctx, params),
         Request::Terminate(params) => process::terminate(ctx, params),
         Request::Resize(params) => process::resize(ctx, params),

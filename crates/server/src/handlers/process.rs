@@ -9,22 +9,48 @@ use crate::process::spawn::{SpawnRequest, spawn};
 use crate::process::stdin::{StdinPort, WriteOutcome};
 use crate::process::table::Lookup;
 use crate::process::write_order::Turn;
+use crate::sandbox::{HelperCommand, Plan, Sandbox, SetupError, policy};
 use rexec_protocol::RpcError;
 use rexec_protocol::process::{
     EmptyResult, ReadParams, ResizeParams, SandboxType, SignalParams, StartParams, StartResult,
     TerminateParams, TerminateResult, WriteParams, WriteResult, WriteStatus,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
-pub fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, RpcError> {
+pub async fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, RpcError> {
     if params.argv.is_empty() {
         return Err(RpcError::invalid_params("argv must not be empty"));
     }
     reject_unenforceable(&params)?;
+    let env = child_env(&params.env, params.env_policy.as_ref(), server_env());
+    let plan = match &params.sandbox {
+        Some(sandbox) => policy::resolve(sandbox, params.cwd.as_path(), &env)?,
+        None => None,
+    };
+    let helper = match (&plan, &ctx.server.config.sandbox_helper) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(RpcError::invalid_params(
+                "sandbox runtime paths are not configured",
+            ));
+        }
+        (Some(plan), Some(helper)) => Some((
+            HelperCommand::new(helper, plan, &params.argv, params.arg0.as_deref()).map_err(
+                |err| RpcError::internal(format!("failed to prepare process sandbox: {err}")),
+            )?,
+            plan.clone(),
+        )),
+    };
+    let sandbox_type = if helper.is_some() {
+        SandboxType::LinuxSeccomp
+    } else {
+        SandboxType::None
+    };
     let table = &ctx.session.processes;
     table.reserve(&params.process_id)?;
-    let process = match launch(ctx, &params) {
+    let process = match launch(ctx, &params, &env, helper).await {
         Ok(process) => process,
         Err(err) => {
             table.release_reservation(&params.process_id);
@@ -36,7 +62,7 @@ pub fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, RpcErro
     };
     let mut reply = Reply::new(&StartResult {
         process_id: process.id.clone(),
-        sandbox_type: Some(SandboxType::None),
+        sandbox_type: Some(sandbox_type),
     })?;
     reply.on_queued = Some(release);
     Ok(reply)
@@ -45,18 +71,44 @@ pub fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, RpcErro
 /// A started process and the trigger that lets its pump send notifications.
 type Launched = (Arc<Process>, oneshot::Sender<()>);
 
-/// Spawn the child and start its pump. `None` when a terminate cancelled the start.
-fn launch(ctx: &RequestContext, params: &StartParams) -> Result<Option<Launched>, RpcError> {
-    let env = child_env(&params.env, params.env_policy.as_ref(), server_env());
+/// Spawn the child (through the sandbox helper when there is a plan), wait for the helper
+/// to exec it, and start its pump. `None` when a terminate cancelled the start.
+async fn launch(
+    ctx: &RequestContext,
+    params: &StartParams,
+    env: &BTreeMap<String, String>,
+    helper: Option<(HelperCommand, Plan)>,
+) -> Result<Option<Launched>, RpcError> {
     let spawned = spawn(&SpawnRequest {
         argv: &params.argv,
         arg0: params.arg0.as_deref(),
         cwd: params.cwd.as_path(),
-        env: &env,
+        env,
         tty: params.tty,
         pipe_stdin: params.pipe_stdin,
+        helper: helper.as_ref().map(|(command, _)| command),
     })
     .map_err(|err| RpcError::internal(err.to_string()))?;
+    let sandbox = match helper {
+        None => None,
+        Some((command, plan)) => {
+            match Sandbox::launch(command, plan, params.cwd.as_path()).await {
+                Ok(sandbox) => Some(sandbox),
+                Err(err) => {
+                    // The helper exits by itself after reporting; reap it in the background.
+                    let mut child = spawned.child;
+                    let _ = child.start_kill();
+                    tokio::spawn(async move { child.wait().await });
+                    return Err(match err {
+                        SetupError::Sandbox(why) => RpcError::invalid_params(format!(
+                            "failed to prepare process sandbox: {why}"
+                        )),
+                        SetupError::Spawn(err) => RpcError::internal(err.to_string()),
+                    });
+                }
+            }
+        }
+    };
     let stdin = match spawned.stdin {
         Some(fd) => StdinPort::open(fd, params.tty),
         None => Ok(StdinPort::closed()),
@@ -66,6 +118,7 @@ fn launch(ctx: &RequestContext, params: &StartParams) -> Result<Option<Launched>
         spawned.pgid,
         spawned.pty_master,
         stdin.map_err(|err| RpcError::internal(format!("failed to open process stdin: {err}")))?,
+        sandbox,
     ));
     let table = &ctx.session.processes;
     if !table.activate(&process) {
@@ -93,13 +146,6 @@ fn launch(ctx: &RequestContext, params: &StartParams) -> Result<Option<Launched>
 
 /// Refuse what this server cannot enforce, rather than silently running without it.
 fn reject_unenforceable(params: &StartParams) -> Result<(), RpcError> {
-    if let Some(sandbox) = &params.sandbox
-        && !sandbox_is_disabled(sandbox)
-    {
-        return Err(RpcError::invalid_params(
-            "sandbox intent cannot be enforced on this executor",
-        ));
-    }
     if params.enforce_managed_network || params.managed_network.is_some() {
         return Err(RpcError::invalid_params(
             "managed network cannot be enforced on this executor",
@@ -116,19 +162,6 @@ fn reject_unenforceable(params: &StartParams) -> Result<(), RpcError> {
         ));
     }
     Ok(())
-}
-
-/// A sandbox context that asks for no platform sandbox: the `disabled` and `external`
-/// permission profiles, or the legacy `danger-full-access` / `external-sandbox` policies.
-fn sandbox_is_disabled(sandbox: &serde_json::Value) -> bool {
-    let profile = sandbox
-        .pointer("/permissions/type")
-        .and_then(|t| t.as_str());
-    let legacy = sandbox
-        .pointer("/sandboxPolicy/type")
-        .and_then(|t| t.as_str());
-    matches!(profile, Some("disabled" | "external"))
-        || matches!(legacy, Some("danger-full-access" | "external-sandbox"))
 }
 
 /// The server's own environment, for `envPolicy` inheritance (non-UTF-8 entries skipped).

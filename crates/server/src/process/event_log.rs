@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use rexec_protocol::ByteChunk;
 use rexec_protocol::process::{OutputChunk, OutputStream, ReadResult};
+use rexec_protocol::sandbox::SandboxDenial;
 use std::collections::VecDeque;
 
 pub const RETAINED_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -20,11 +21,12 @@ pub struct RetainedChunk {
     pub bytes: Bytes,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitRecord {
     pub seq: u64,
     pub code: i32,
-    pub sandbox_denied: bool,
+    /// `Some` when the sandbox is blamed for the failure (`sandboxDenied: true`).
+    pub denial: Option<SandboxDenial>,
 }
 
 #[derive(Debug)]
@@ -91,13 +93,13 @@ impl EventLog {
         seq
     }
 
-    pub fn record_exit(&mut self, code: i32, sandbox_denied: bool) -> ExitRecord {
+    pub fn record_exit(&mut self, code: i32, denial: Option<SandboxDenial>) -> ExitRecord {
         let record = ExitRecord {
             seq: self.take_seq(),
             code,
-            sandbox_denied,
+            denial,
         };
-        self.exit = Some(record);
+        self.exit = Some(record.clone());
         record
     }
 
@@ -107,14 +109,15 @@ impl EventLog {
         seq
     }
 
-    pub fn exit(&self) -> Option<ExitRecord> {
-        self.exit
+    pub fn exit(&self) -> Option<&ExitRecord> {
+        self.exit.as_ref()
     }
 
     pub fn is_closed(&self) -> bool {
         self.closed_seq.is_some()
     }
 
+    /// Output still retained, oldest first.
     pub fn retained(&self) -> impl Iterator<Item = &RetainedChunk> {
         self.retained.iter()
     }
@@ -152,12 +155,13 @@ impl EventLog {
                 chunks,
                 next_seq,
                 exited,
-                exit_code: self.exit.map(|e| e.code),
+                exit_code: self.exit.as_ref().map(|e| e.code),
                 closed,
                 failure: None,
-                sandbox_denied: self.exit.is_some_and(|e| e.sandbox_denied),
+                sandbox_denied: self.exit.as_ref().is_some_and(|e| e.denial.is_some()),
                 evicted_chunks: Some(self.evicted_chunks),
                 evicted_bytes: Some(self.evicted_bytes),
+                sandbox_denial: self.exit.as_ref().and_then(|e| e.denial.clone()),
             },
         }
     }
@@ -178,7 +182,7 @@ mod tests {
     fn one_counter_for_output_exit_and_close() {
         let mut log = EventLog::default();
         assert_eq!(out(&mut log, "a"), 1);
-        assert_eq!(log.record_exit(0, false).seq, 2);
+        assert_eq!(log.record_exit(0, None).seq, 2);
         assert_eq!(out(&mut log, "late"), 3);
         assert_eq!(log.record_closed(), 4);
         let read = log.read(0, None).result;
@@ -213,7 +217,7 @@ mod tests {
     fn exit_is_ready_until_the_caller_moves_past_it() {
         let mut log = EventLog::default();
         out(&mut log, "x");
-        log.record_exit(3, false);
+        log.record_exit(3, None);
         assert!(log.read(1, None).ready, "exit not yet observed");
         assert!(!log.read(2, None).ready, "exit observed: wait for close");
         log.record_closed();

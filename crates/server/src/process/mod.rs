@@ -14,6 +14,7 @@ pub mod stdin;
 pub mod table;
 pub mod write_order;
 
+use crate::sandbox::Sandbox;
 use crate::session::lock;
 use bytes::Bytes;
 use event_log::{EventLog, ExitRecord};
@@ -34,10 +35,18 @@ pub struct Process {
     /// Bumped after every change to the log; long-poll reads wait on it.
     changes: watch::Sender<()>,
     pub stdin: StdinPort,
+    /// The policy and filter record of a sandboxed process.
+    sandbox: Option<Sandbox>,
 }
 
 impl Process {
-    pub fn new(id: String, pgid: Pid, pty_master: Option<Arc<OwnedFd>>, stdin: StdinPort) -> Self {
+    pub fn new(
+        id: String,
+        pgid: Pid,
+        pty_master: Option<Arc<OwnedFd>>,
+        stdin: StdinPort,
+        sandbox: Option<Sandbox>,
+    ) -> Self {
         Self {
             id,
             pgid,
@@ -45,6 +54,7 @@ impl Process {
             log: Mutex::default(),
             changes: watch::Sender::new(()),
             stdin,
+            sandbox,
         }
     }
 
@@ -66,10 +76,35 @@ impl Process {
         seq
     }
 
-    pub fn record_exit(&self, code: i32, sandbox_denied: bool) -> ExitRecord {
-        let record = self.log().record_exit(code, sandbox_denied);
+    /// Record the exit with the sandbox's verdict on it (judged from the retained output).
+    pub fn record_exit(&self, code: i32) -> ExitRecord {
+        let denial = self.sandbox.as_ref().and_then(|sandbox| {
+            let output = self.retained_text();
+            sandbox.verdict(code, &output)
+        });
+        let record = self.log().record_exit(code, denial);
         self.changed();
         record
+    }
+
+    /// Retained output, stream by stream (so lines do not interleave), lossily decoded,
+    /// for the denial heuristic.
+    fn retained_text(&self) -> String {
+        let log = self.log();
+        let mut text = String::new();
+        for stream in [
+            OutputStream::Stderr,
+            OutputStream::Stdout,
+            OutputStream::Pty,
+        ] {
+            let mut bytes = Vec::new();
+            for chunk in log.retained().filter(|c| c.stream == stream) {
+                bytes.extend_from_slice(&chunk.bytes);
+            }
+            text.push_str(&String::from_utf8_lossy(&bytes));
+            text.push('\n');
+        }
+        text
     }
 
     pub fn record_closed(&self) -> u64 {

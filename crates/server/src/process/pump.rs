@@ -183,7 +183,7 @@ impl Runner {
     }
 
     async fn publish_exit(&self, exit_code: i32) {
-        let record = self.process.record_exit(exit_code, false);
+        let record = self.process.record_exit(exit_code);
         self.send(|_| {
             OutboundFrame::Text(notification_frame(
                 method::PROCESS_EXITED,
@@ -191,7 +191,8 @@ impl Runner {
                     process_id: self.process.id.clone(),
                     seq: record.seq,
                     exit_code: record.code,
-                    sandbox_denied: Some(record.sandbox_denied),
+                    sandbox_denied: Some(record.denial.is_some()),
+                    sandbox_denial: record.denial.clone(),
                 },
             ))
         })

@@ -2,8 +2,11 @@
 //!
 //! Pipe children are spawned without a `pre_exec` hook, so the standard library can use its
 //! `posix_spawn` fast path. PTY children need `setsid` and a controlling terminal, done in a
-//! `pre_exec` hook that only makes two async-signal-safe syscalls.
+//! `pre_exec` hook that only makes two async-signal-safe syscalls. A sandboxed child is the
+//! sandbox helper, which execs the command itself; its hook only clears close-on-exec on
+//! the helper's report channel.
 
+use crate::sandbox::HelperCommand;
 use rexec_protocol::process::OutputStream;
 use rustix::fs::{Mode, OFlags};
 use rustix::process::Pid;
@@ -27,6 +30,8 @@ pub struct SpawnRequest<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub tty: bool,
     pub pipe_stdin: bool,
+    /// Spawn this sandbox helper, which applies the policy and execs `argv`.
+    pub helper: Option<&'a HelperCommand>,
 }
 
 pub struct SpawnedChild {
@@ -55,21 +60,42 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<SpawnedChild> {
             format!("cwd {} is not a directory", request.cwd.display()),
         ));
     }
-    let mut command = Command::new(program);
+    let mut command = match request.helper {
+        Some(helper) => helper_command(helper),
+        None => {
+            let mut command = Command::new(program);
+            command.args(args);
+            if let Some(arg0) = request.arg0 {
+                command.arg0(arg0);
+            }
+            command
+        }
+    };
     command
-        .args(args)
         .current_dir(request.cwd)
         .env_clear()
         .envs(request.env);
-    if let Some(arg0) = request.arg0 {
-        command.arg0(arg0);
-    }
     let spawned = if request.tty {
         spawn_pty(command)
     } else {
         spawn_pipes(command, request.pipe_stdin)
     };
     spawned.map_err(|err| io::Error::new(err.kind(), format!("failed to spawn `{program}`: {err}")))
+}
+
+fn helper_command(helper: &HelperCommand) -> Command {
+    let mut command = Command::new(&helper.program);
+    command.args(&helper.args);
+    let channel = helper.inherited_fd();
+    // SAFETY: one fcntl on an fd that stays open in the parent until the spawn returns.
+    unsafe {
+        command.pre_exec(move || {
+            let channel = std::os::fd::BorrowedFd::borrow_raw(channel);
+            rustix::io::fcntl_setfd(channel, rustix::io::FdFlags::empty())?;
+            Ok(())
+        });
+    }
+    command
 }
 
 fn spawn_pipes(mut command: Command, pipe_stdin: bool) -> io::Result<SpawnedChild> {

@@ -1,0 +1,275 @@
+//! Sandboxed commands through the client library (`Completion` carries the verdict) and
+//! through `rexec run --sandbox`, against rexec and codex exec-server 0.169.0. The protocol
+//! level checks (every policy, PTY and pipes, symlinks, `.git`) are in the conformance
+//! suite's `sandbox` module.
+
+#[allow(dead_code)]
+#[path = "conformance/server.rs"]
+mod server;
+
+use anyhow::{Context, Result, ensure};
+use rexec_client::{
+    Client, ClientOptions, Completion, DenialRule, Endpoint, NetworkAccess, ProcessSpec,
+    SandboxContext,
+};
+use server::{Server, ServerOptions, Target};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// None (with a SKIPPED line) when codex is not installed; an error under CI=true.
+async fn server(target: Target) -> Result<Option<Server>> {
+    if target == Target::Codex && server::codex_bin().is_none() {
+        ensure!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true requires REXEC_CODEX_BIN"
+        );
+        eprintln!("SKIPPED codex sandbox test: set REXEC_CODEX_BIN (or run scripts/install-codex)");
+        return Ok(None);
+    }
+    Server::spawn(target, &ServerOptions::default())
+        .await
+        .map(Some)
+}
+
+/// A workspace and a sibling outside it, under the target directory rather than /tmp
+/// (which `workspace-write` allows); removed on drop.
+struct Dirs {
+    base: PathBuf,
+    ws: PathBuf,
+    outside: PathBuf,
+}
+
+impl Dirs {
+    fn new() -> Result<Self> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "rexec-sandbox-client-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let (ws, outside) = (base.join("ws"), base.join("outside"));
+        std::fs::create_dir_all(&ws)?;
+        std::fs::create_dir_all(&outside)?;
+        Ok(Self { base, ws, outside })
+    }
+}
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+async fn run(
+    client: &Client,
+    ws: &Path,
+    script: &str,
+    network: NetworkAccess,
+) -> Result<Completion> {
+    let spec = ProcessSpec::new(["bash", "-c", script])
+        .cwd(ws)
+        .env("PATH", "/usr/bin:/bin")
+        .sandbox(SandboxContext::managed(&[ws.to_path_buf()], network));
+    let completion = tokio::time::timeout(DEADLINE, client.run(spec))
+        .await
+        .context("the sandboxed command did not finish")??;
+    Ok(completion)
+}
+
+async fn completion_carries_the_verdict(target: Target) -> Result<()> {
+    let Some(server) = server(target).await? else {
+        return Ok(());
+    };
+    let client = Client::connect(
+        Endpoint::WebSocket(server.url.clone()),
+        ClientOptions::default(),
+    )
+    .await?;
+    let dirs = Dirs::new()?;
+    let restricted = NetworkAccess::Restricted;
+
+    let inside = run(
+        &client,
+        &dirs.ws,
+        "echo hi > inside && cat inside",
+        restricted,
+    )
+    .await?;
+    ensure!(
+        inside.exit_code == 0 && !inside.sandbox_denied,
+        "inside: {inside:?}"
+    );
+    ensure!(inside.stdout == b"hi\n", "inside: {inside:?}");
+
+    let target_file = dirs.outside.join("escaped");
+    let script = format!("echo hi > {}", target_file.display());
+    let outside = run(&client, &dirs.ws, &script, restricted).await?;
+    ensure!(
+        outside.exit_code != 0 && outside.sandbox_denied,
+        "outside: {outside:?}"
+    );
+    ensure!(!target_file.exists(), "the write escaped");
+
+    let git = dirs.ws.join(".git");
+    std::fs::create_dir_all(&git)?;
+    let protected = run(&client, &dirs.ws, "echo x > .git/HEAD", restricted).await?;
+    ensure!(protected.sandbox_denied, ".git: {protected:?}");
+    ensure!(!git.join("HEAD").exists(), ".git was written");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+    let refused = run(&client, &dirs.ws, &connect, restricted).await?;
+    ensure!(refused.sandbox_denied, "network restricted: {refused:?}");
+    let allowed = run(&client, &dirs.ws, &connect, NetworkAccess::Enabled).await?;
+    ensure!(
+        allowed.exit_code == 0 && !allowed.sandbox_denied,
+        "network enabled: {allowed:?}"
+    );
+
+    let failed = run(&client, &dirs.ws, "cat missing-file", restricted).await?;
+    ensure!(
+        failed.exit_code != 0 && !failed.sandbox_denied,
+        "other failure: {failed:?}"
+    );
+
+    if target == Target::Rexec {
+        let denial = refused.sandbox_denial.context("rexec names the refusal")?;
+        ensure!(
+            denial.rule == DenialRule::Network && denial.exact,
+            "{denial:?}"
+        );
+        let denial = outside.sandbox_denial.context("rexec names the refusal")?;
+        ensure!(
+            denial.rule == DenialRule::FileSystem && !denial.exact,
+            "{denial:?}"
+        );
+        ensure!(denial.detail.ends_with("outside/escaped"), "{denial:?}");
+    }
+    client.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rexec_completion_carries_the_sandbox_verdict() -> Result<()> {
+    completion_carries_the_verdict(Target::Rexec).await
+}
+
+#[tokio::test]
+async fn codex_completion_carries_the_sandbox_verdict() -> Result<()> {
+    completion_carries_the_verdict(Target::Codex).await
+}
+
+async fn run_cli(args: &[&str]) -> Result<std::process::Output> {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rexec"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .context("rexec run did not finish")?
+        .context("waiting for rexec run")
+}
+
+async fn run_sandbox_flag(target: Target) -> Result<()> {
+    let Some(server) = server(target).await? else {
+        return Ok(());
+    };
+    let dirs = Dirs::new()?;
+    let ws = dirs.ws.to_string_lossy().into_owned();
+    let extra = dirs.base.join("extra");
+    std::fs::create_dir_all(&extra)?;
+    let outside = dirs.outside.join("f");
+    let script = format!(
+        "echo a > inside && echo b > {}/f && echo c > {}",
+        extra.display(),
+        outside.display()
+    );
+    let extra_arg = extra.to_string_lossy().into_owned();
+    let args = [
+        "run",
+        "--server",
+        &server.url,
+        "--cwd",
+        &ws,
+        "--sandbox",
+        "workspace-write",
+        "--writable",
+        &extra_arg,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    let output = run_cli(&args).await?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success(),
+        "exit {:?}, stderr {stderr}",
+        output.status
+    );
+    ensure!(
+        stderr.contains("rexec: the sandbox refused"),
+        "stderr: {stderr}"
+    );
+    ensure!(
+        dirs.ws.join("inside").exists(),
+        "the workspace was not writable: {stderr}"
+    );
+    ensure!(extra.join("f").exists(), "--writable was not writable");
+    ensure!(!outside.exists(), "the write escaped");
+
+    let args = [
+        "run",
+        "--server",
+        &server.url,
+        "--cwd",
+        &ws,
+        "--sandbox",
+        "read-only",
+        "--",
+        "sh",
+        "-c",
+        "echo x > ro",
+    ];
+    let output = run_cli(&args).await?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success() && stderr.contains("rexec: the sandbox refused"),
+        "read-only: {stderr}"
+    );
+    ensure!(!dirs.ws.join("ro").exists(), "read-only wrote");
+
+    let ok = [
+        "run",
+        "--server",
+        &server.url,
+        "--sandbox",
+        "read-only",
+        "--",
+        "true",
+    ];
+    let output = run_cli(&ok).await?;
+    ensure!(
+        output.status.success() && output.stderr.is_empty(),
+        "true: {output:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn rexec_run_sandbox_flag() -> Result<()> {
+    run_sandbox_flag(Target::Rexec).await
+}
+
+#[tokio::test]
+async fn codex_run_sandbox_flag() -> Result<()> {
+    run_sandbox_flag(Target::Codex).await
+}
