@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -45,8 +46,12 @@ struct Dirs {
 
 impl Dirs {
     fn new() -> Result<Self> {
+        Self::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")))
+    }
+
+    fn new_in(parent: &Path) -> Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        let base = parent.join(format!(
             "rexec-sandbox-client-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -272,4 +277,62 @@ async fn rexec_run_sandbox_flag() -> Result<()> {
 #[tokio::test]
 async fn codex_run_sandbox_flag() -> Result<()> {
     run_sandbox_flag(Target::Codex).await
+}
+
+/// A server that is not root protects `.git` from inside a user namespace. As root, the
+/// server is started as `nobody` through `setpriv` (from a copy of the binary in /tmp, which
+/// `nobody` can reach wherever the checkout lives); as anyone else, it runs as that user.
+#[tokio::test]
+async fn unprivileged_server_enforces_the_same_policy() -> Result<()> {
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
+    std::fs::create_dir_all(dirs.ws.join(".git"))?;
+    let mut command = if rustix::process::getuid().is_root() {
+        const NOBODY: u32 = 65534;
+        let binary = dirs.base.join("rexec");
+        std::fs::copy(env!("CARGO_BIN_EXE_rexec"), &binary)?;
+        for dir in [&dirs.base, &dirs.ws, &dirs.outside, &dirs.ws.join(".git")] {
+            std::os::unix::fs::chown(dir, Some(NOBODY), Some(NOBODY))?;
+        }
+        let mut command = tokio::process::Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        command.arg(binary);
+        command
+    } else {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_rexec"))
+    };
+    command
+        .args(["serve", "--listen", "ws://127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut server = command
+        .spawn()
+        .context("starting an unprivileged rexec serve")?;
+    let stdout = server.stdout.take().context("server stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .context("the server printed no URL")??
+        .context("the server exited before printing its URL")?;
+    let client = Client::connect(Endpoint::WebSocket(url), ClientOptions::default()).await?;
+    let script = "id -u; echo ok > inside && echo x > .git/HEAD";
+    let completion = run(&client, &dirs.ws, script, NetworkAccess::Restricted).await?;
+    let stdout = String::from_utf8_lossy(&completion.stdout);
+    if rustix::process::getuid().is_root() {
+        ensure!(
+            stdout.starts_with("65534\n"),
+            "not run as nobody: {completion:?}"
+        );
+    }
+    ensure!(
+        dirs.ws.join("inside").exists(),
+        "workspace not writable: {completion:?}"
+    );
+    ensure!(
+        completion.sandbox_denied,
+        ".git write not denied: {completion:?}"
+    );
+    ensure!(!dirs.ws.join(".git/HEAD").exists(), ".git was written");
+    client.close().await;
+    Ok(())
 }

@@ -7,7 +7,7 @@ use crate::process::pump::Pump;
 use crate::process::read::long_poll;
 use crate::process::spawn::{SpawnRequest, spawn};
 use crate::process::stdin::{StdinPort, WriteOutcome};
-use crate::process::table::Lookup;
+use crate::process::table::{Lookup, ProcessTable};
 use crate::process::write_order::Turn;
 use crate::sandbox::{HelperCommand, Plan, Sandbox, SetupError, policy};
 use rexec_protocol::RpcError;
@@ -50,13 +50,13 @@ pub async fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, R
     };
     let table = &ctx.session.processes;
     table.reserve(&params.process_id)?;
-    let process = match launch(ctx, &params, &env, helper).await {
-        Ok(process) => process,
-        Err(err) => {
-            table.release_reservation(&params.process_id);
-            return Err(err);
-        }
+    // Released on every way out, including this future being dropped while a sandboxed
+    // start waits for its helper (a no-op once the process is active).
+    let _reservation = Reservation {
+        table,
+        id: &params.process_id,
     };
+    let process = launch(ctx, &params, &env, helper).await?;
     let Some((process, release)) = process else {
         return Err(RpcError::start_cancelled(&params.process_id));
     };
@@ -92,21 +92,19 @@ async fn launch(
     let sandbox = match helper {
         None => None,
         Some((command, plan)) => {
-            match Sandbox::launch(command, plan, params.cwd.as_path()).await {
-                Ok(sandbox) => Some(sandbox),
-                Err(err) => {
-                    // The helper exits by itself after reporting; reap it in the background.
-                    let mut child = spawned.child;
-                    let _ = child.start_kill();
-                    tokio::spawn(async move { child.wait().await });
-                    return Err(match err {
-                        SetupError::Sandbox(why) => RpcError::invalid_params(format!(
-                            "failed to prepare process sandbox: {why}"
-                        )),
-                        SetupError::Spawn(err) => RpcError::internal(err.to_string()),
-                    });
-                }
-            }
+            // Until the helper reports, an error or a dropped start must not leave it
+            // (or the command it may already have exec'd) running unwatched.
+            let mut unwatched = KillGroupOnDrop(Some(spawned.pgid));
+            let sandbox = Sandbox::launch(command, plan, params.cwd.as_path())
+                .await
+                .map_err(|err| match err {
+                    SetupError::Sandbox(why) => RpcError::invalid_params(format!(
+                        "failed to prepare process sandbox: {why}"
+                    )),
+                    SetupError::Spawn(err) => RpcError::internal(err.to_string()),
+                })?;
+            unwatched.0 = None;
+            Some(sandbox)
         }
     };
     let stdin = match spawned.stdin {
@@ -142,6 +140,30 @@ async fn launch(
         )));
     }
     Ok(Some((process, release)))
+}
+
+/// A `Starting` reservation, released when the start ends without activating it.
+struct Reservation<'a> {
+    table: &'a ProcessTable,
+    id: &'a str,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.table.release_reservation(self.id);
+    }
+}
+
+/// SIGKILLs a process group on drop unless defused (set to `None`). The dropped `Child`
+/// is reaped by tokio in the background.
+struct KillGroupOnDrop(Option<rustix::process::Pid>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 /// Refuse what this server cannot enforce, rather than silently running without it.

@@ -80,9 +80,11 @@ fn mentioned_paths(line: &str, cwd: &Path) -> Vec<PathBuf> {
             rest = &after[end + close.len_utf8()..];
         }
     }
+    // Unquoted: absolute paths, and relative ones with a directory part (`sh: 1: cannot
+    // create .git/x: Read-only file system`).
     for token in line.split(|c: char| c.is_whitespace()) {
         let token = token.trim_end_matches([':', ',', ';', '.']);
-        if token.starts_with('/') {
+        if token.starts_with('/') || (token.contains('/') && !token.contains("://")) {
             found.push(token.to_owned());
         }
     }
@@ -153,6 +155,9 @@ mod tests {
         assert_eq!(judge(1, &plan, &ws, &[], out), None);
         let git = "touch: cannot touch '.git/config': Read-only file system";
         assert!(judge(1, &plan, &ws, &[], git).is_some());
+        let dash = "sh: 1: cannot create .git/c: Read-only file system";
+        let denial = judge(1, &plan, &ws, &[], dash).expect("denied");
+        assert!(denial.detail.ends_with(".git/c"), "{denial:?}");
     }
 
     #[test]
