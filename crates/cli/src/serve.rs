@@ -42,8 +42,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ping_interval: Duration::from_millis(args.ping_interval_ms.max(1)),
         max_frame_bytes: args.max_frame_bytes,
         token,
-        // This very binary applies sandbox policies (`rexec __sandbox-exec`).
-        sandbox_helper: std::env::current_exe().ok(),
+        // This very binary applies sandbox policies (`rexec __sandbox-exec`). Through
+        // /proc/self/exe, which a forked child resolves to the same file even after the
+        // binary on disk was replaced by an upgrade.
+        sandbox_helper: Some(PathBuf::from("/proc/self/exe")),
     };
     let server = Server::new(config);
     match args.listen {
