@@ -87,7 +87,7 @@ pub fn main(args: Vec<OsString>) -> ! {
 fn apply(plan: &Plan, channel: &OwnedFd) -> Result<(), String> {
     if let Some(rules) = &plan.file_system {
         mounts::protect(&rules.protected)?;
-        landlock::restrict(rules)?;
+        landlock::restrict(rules, plan.network)?;
     }
     if plan.network {
         // SAFETY: plain prctl; the file-system step may already have set it.

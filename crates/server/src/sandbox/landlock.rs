@@ -14,20 +14,28 @@
 use super::policy::{DEVICE_WRITE, FileSystemRules};
 use landlock::{
     ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, LandlockStatus, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, path_beneath_rules,
+    RulesetCreatedAttr, RulesetStatus, Scope, path_beneath_rules,
 };
 use std::path::Path;
 
 /// The newest file-system rights rexec asks for (ABI 5 added device ioctls).
 const TARGET_ABI: ABI = ABI::V5;
 
-pub fn restrict(rules: &FileSystemRules) -> Result<(), String> {
+/// `network`: whether the plan allows the network; when it does not, abstract UNIX
+/// sockets outside the sandbox are out of reach too (ABI 6, best effort). Signals to
+/// processes outside the sandbox (the server, its other children) are always refused.
+pub fn restrict(rules: &FileSystemRules, network: bool) -> Result<(), String> {
+    let mut scopes: BitFlags<Scope> = Scope::Signal.into();
+    if !network {
+        scopes |= Scope::AbstractUnixSocket;
+    }
     let all = AccessFs::from_all(TARGET_ABI);
     let read = AccessFs::from_read(TARGET_ABI);
     let device: BitFlags<AccessFs> = read | AccessFs::WriteFile | AccessFs::IoctlDev;
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(all)
+        .and_then(|r| r.scope(scopes))
         .and_then(|r| r.create())
         .and_then(|r| r.add_rules(path_beneath_rules(&rules.read, read)))
         .and_then(|r| r.add_rules(path_beneath_rules(&rules.write, all)))
