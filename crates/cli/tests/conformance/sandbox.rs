@@ -377,3 +377,24 @@ async fn denial_is_explained(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(rexec_only("process/exited.sandboxDenial") denial_is_explained => rexec_sandbox_denial_is_explained, codex_sandbox_denial_is_explained);
+
+async fn cannot_signal_the_server(ctx: Ctx) -> Result<()> {
+    let server = ctx.server().await?;
+    let mut client = Client::connect(&server).await?;
+    client.initialize().await?;
+    let dirs = Dirs::new()?;
+    let script = format!("kill -CONT {} && echo signalled", server.pid()?);
+    let sandbox = profile(&dirs.ws, &[&dirs.ws], "enabled");
+    let (_, events) = run(
+        &mut client,
+        sandboxed("sig", &dirs.ws, &script, Some(sandbox), false),
+    )
+    .await?;
+    ensure!(
+        events.exit_code()? != 0,
+        "the server was signalled: {events:?}"
+    );
+    ensure!(!all_output(&events)?.contains("signalled"));
+    client.ping().await
+}
+conformance_test!(cannot_signal_the_server => rexec_sandbox_cannot_signal_the_server, codex_sandbox_cannot_signal_the_server);
