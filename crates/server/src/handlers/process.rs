@@ -120,7 +120,7 @@ fn reject_unenforceable(params: &StartParams) -> Result<(), RpcError> {
 
 /// A sandbox context that asks for no platform sandbox: the `disabled` and `external`
 /// permission profiles, or the legacy `danger-full-access` / `external-sandbox` policies.
-fn sandbox_is_disabled(sandbox: &serde_json::Value) -> bool {
+pub(super) fn sandbox_is_disabled(sandbox: &serde_json::Value) -> bool {
     let profile = sandbox
         .pointer("/permissions/type")
         .and_then(|t| t.as_str());
