@@ -170,7 +170,7 @@ pub struct WalkOptions {
     pub max_depth: u64,
     /// Most directories read (the root counts); an unread one left over sets `truncated`.
     pub max_directories: u64,
-    /// Most entries considered (files, directories and symbolic links); more sets
+    /// Most entries considered (every entry that can be stat'ed, listed or not); more sets
     /// `truncated`.
     pub max_entries: u64,
     /// List and descend into symbolic links to directories (each real directory once).

@@ -1,10 +1,11 @@
 //! `fs/walk` as a blocking function: a bounded breadth-first listing of a tree.
 //!
 //! Semantics as codex 0.169 answers them: the root itself is not listed; each directory's
-//! entries come sorted by name; `maxDepth` 0 lists the root's children only. Files,
-//! directories and symbolic links each count toward `maxEntries` (other kinds — FIFOs,
-//! sockets — are skipped uncounted); links are listed only when they lead to a directory
-//! and `followDirectorySymlinks` is set, and every real directory is descended into once.
+//! entries come sorted by name; `maxDepth` 0 lists the root's children only. Every entry
+//! that can be stat'ed (through links) counts toward `maxEntries`, listed or not — a FIFO
+//! or an unfollowed link counts, a dangling link does not; only files and directories are
+//! listed, links only when they lead to a directory and `followDirectorySymlinks` is set,
+//! and every real directory is descended into once.
 //! `truncated` is set when an entry or a directory was left out because of a limit (not
 //! because of `maxDepth` or hidden-directory pruning). A subdirectory that cannot be read
 //! becomes an entry of `errors`; the root failing fails the request.
@@ -88,24 +89,23 @@ impl Walk<'_> {
     fn list(&mut self, directory: &Path, depth: u64, entries: Vec<DirEntry>) -> bool {
         let follow = self.options.follow_directory_symlinks;
         for entry in entries {
-            let Ok(file_type) = entry.file_type() else {
+            let path = directory.join(entry.file_name());
+            let (Ok(file_type), Ok(target)) = (entry.file_type(), std::fs::metadata(&path)) else {
                 continue;
             };
-            if !(file_type.is_dir() || file_type.is_file() || file_type.is_symlink()) {
-                continue;
-            }
             if self.entries_seen >= self.options.max_entries {
                 return false;
             }
             self.entries_seen += 1;
-            let path = directory.join(entry.file_name());
             let is_directory = if file_type.is_symlink() {
-                if !follow || !std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                if !follow || !target.is_dir() {
                     continue;
                 }
                 true
-            } else {
+            } else if file_type.is_dir() || file_type.is_file() {
                 file_type.is_dir()
+            } else {
+                continue;
             };
             let kind = if is_directory {
                 WalkEntryKind::Directory
