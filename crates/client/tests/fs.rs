@@ -152,7 +152,8 @@ async fn read_file_beyond_64_mib() {
     let scratch = Scratch::new("large");
     let big = scratch.0.join("big");
     let file = std::fs::File::create(&big).expect("create");
-    file.set_len(50 * 1024 * 1024).expect("sparse 50 MiB (its base64 is over 64 MiB)");
+    file.set_len(50 * 1024 * 1024)
+        .expect("sparse 50 MiB (its base64 is over 64 MiB)");
     let bytes = within("read_file 50 MiB", client.read_file(&big))
         .await
         .expect("read");
