@@ -17,30 +17,38 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     pub async fn connect(&self, client_name: &str) -> anyhow::Result<Client> {
-        let token = match &self.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("failed to read token file {}", path.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        };
-        let options = ClientOptions {
-            client_name: client_name.to_owned(),
-            token,
-            ..ClientOptions::default()
-        };
-        Client::connect(Endpoint::WebSocket(self.server.clone()), options)
+        connect_to(&self.server, self.token_file.as_deref(), client_name).await
+    }
+}
+
+/// Connect to `server` (a WebSocket URL), sending the token read from `token_file`.
+pub async fn connect_to(
+    server: &str,
+    token_file: Option<&std::path::Path>,
+    client_name: &str,
+) -> anyhow::Result<Client> {
+    let token = match token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let options = ClientOptions {
+        client_name: client_name.to_owned(),
+        token,
+        ..ClientOptions::default()
+    };
+    Client::connect(Endpoint::WebSocket(server.to_owned()), options)
             .await
             .map_err(|err| match err {
                 ClientError::Unauthorized { .. } => anyhow::anyhow!(
-                    "the server at {} refused the connection: missing or wrong token (HTTP 401); pass --token-file",
-                    self.server
+                    "the server at {server} refused the connection: missing or wrong token (HTTP 401); pass --token-file"
                 ),
                 other => anyhow::Error::new(other),
             })
-    }
 }
 
 /// `K=V` from the command line.

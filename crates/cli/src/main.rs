@@ -1,14 +1,18 @@
 //! The `rexec` binary: thin argument parsing over the library crates.
 //!
-//! Exit status: `run` and `shell` leave with the remote command's exit code (128+N when a
+//! Exit status: `cp` and `ls` leave with 0 on success; `run` and `shell` leave with the remote command's exit code (128+N when a
 //! signal killed it); when rexec itself fails (unreachable server, refused token, protocol
 //! error) it prints `rexec: …` and exits 255, like ssh.
 
 mod connect;
+mod cp;
+mod ls;
+mod remote_path;
 mod run;
 mod serve;
 mod shell;
 mod terminal;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +35,10 @@ enum Command {
     Run(run::RunArgs),
     /// Open an interactive shell on a server.
     Shell(shell::ShellArgs),
+    /// Copy files or directories to or from a server (SOURCE DESTINATION, one remote).
+    Cp(cp::CpArgs),
+    /// List a remote directory.
+    Ls(ls::LsArgs),
     /// Measure a server (rexec or any exec-server) side by side with others.
     Bench(rexec_bench::cli::BenchArgs),
 }
@@ -70,6 +78,8 @@ fn main() {
             Command::Serve(args) => serve::run(args).await.map(|()| 0),
             Command::Run(args) => run::run(args).await,
             Command::Shell(args) => shell::run(args).await,
+            Command::Cp(args) => cp::run(args).await,
+            Command::Ls(args) => ls::run(args).await,
             Command::Bench(args) => rexec_bench::cli::run(args).await.map(|()| 0),
         }
     });

@@ -26,6 +26,12 @@ mod server;
 
 #[path = "conformance/extensions.rs"]
 mod extensions;
+#[path = "conformance/fs.rs"]
+mod fs;
+#[path = "conformance/fs_handles.rs"]
+mod fs_handles;
+#[path = "conformance/fs_walk.rs"]
+mod fs_walk;
 #[path = "conformance/handshake.rs"]
 mod handshake;
 #[path = "conformance/lifecycle.rs"]

@@ -24,6 +24,10 @@ pub enum ClientError {
     /// The peer sent something this client cannot interpret, or lacks a needed extension.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The caller's input cannot be sent (a relative remote path, content too large for
+    /// one request); nothing was sent.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The process's event stream failed (its events can no longer be followed).
     #[error("process failed: {0}")]
     ProcessFailed(String),

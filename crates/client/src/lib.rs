@@ -22,13 +22,14 @@
 //! `dispatch` (inbound frames), `recovery` (reconnect and resume), `shared` (one process's
 //! state), `ordered` + `merge` (the ordered log and its repair), `history` + `stream`
 //! (subscribers and lag repair), `output` (the completion's head + tail), `process` (the
-//! handle), `spec`, `event`, `options`, `error`.
+//! handle), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
 
 mod client;
 mod connection;
 mod dispatch;
 mod error;
 mod event;
+mod fs;
 mod history;
 mod link;
 mod merge;
@@ -45,11 +46,13 @@ mod transport;
 pub use client::{Client, ClientStats};
 pub use error::ClientError;
 pub use event::{Completion, GapInfo, ProcessEvent, Timings};
+pub use fs::{FileMode, MAX_WRITE_FILE_BYTES, RemoteFile, WalkEntryKind};
 pub use options::{
     ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIALIZE_TIMEOUT, DEFAULT_RESUME_WINDOW,
     Endpoint,
 };
 pub use process::Process;
+pub use rexec_protocol::fs::{DirectoryEntry, Metadata, WalkEntry, WalkOptions, WalkResult};
 pub use rexec_protocol::process::{OutputStream, WriteStatus};
 pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, SandboxDenial};
 pub use spec::{DEFAULT_OUTPUT_BUDGET, ProcessSpec};

@@ -22,8 +22,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
-/// Largest inbound message accepted (the server's default `--max-frame-bytes`).
-pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+/// Largest inbound message accepted: an `fs/readFile` of the largest file a server returns
+/// (512 MiB, as base64). Process output never comes near it.
+pub(crate) const MAX_FRAME_BYTES: usize = crate::fs::MAX_READ_FILE_FRAME_BYTES;
 /// Frames the writer sends before it flushes, at most.
 const MAX_BATCH_FRAMES: usize = 64;
 

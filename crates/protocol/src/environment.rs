@@ -73,8 +73,9 @@ pub struct EnvironmentInfo {
     pub capabilities: EnvironmentCapabilities,
 }
 
-/// Capability bits that gate newer request fields. rexec implements none of the gated
-/// upstream features yet, so it reports them all `false` and clients must not send them.
+/// Capability bits that gate newer request fields. rexec reports `fileWriteStreaming`
+/// (`fs/open` mode `replace` + `fs/writeBlock`) and none of the other gated upstream
+/// features yet, so clients must not send those.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EnvironmentCapabilities {
@@ -83,6 +84,7 @@ pub struct EnvironmentCapabilities {
     pub environment_config_read: bool,
     pub http_header_env_vars: bool,
     pub sandboxed_file_streaming: bool,
+    pub file_write_streaming: bool,
     pub shell_snapshot_v2: bool,
 }
 

@@ -14,6 +14,7 @@ pub mod chunk;
 pub mod environment;
 pub mod error;
 pub mod extensions;
+pub mod fs;
 pub mod jsonrpc;
 pub mod method;
 pub mod path_uri;

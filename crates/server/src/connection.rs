@@ -12,6 +12,7 @@
 
 use crate::Server;
 use crate::config::MAX_IN_FLIGHT_REQUESTS;
+use crate::handlers::fs::FileHandles;
 use crate::handlers::{self, Admitted, Reply, RequestContext};
 use crate::outbound::{FrameSender, OutboundFrame};
 use crate::session::{ConnectionId, NotificationSink, Session};
@@ -54,6 +55,8 @@ pub struct Connection {
     phase: Phase,
     in_flight: JoinSet<()>,
     permits: Arc<Semaphore>,
+    /// Files opened with `fs/open`; closed with the connection.
+    files: Arc<FileHandles>,
 }
 
 impl Connection {
@@ -67,6 +70,7 @@ impl Connection {
             phase: Phase::AwaitingInitialize,
             in_flight: JoinSet::new(),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
+            files: Arc::default(),
         }
     }
 
@@ -140,6 +144,7 @@ impl Connection {
             server: Arc::clone(&self.server),
             takeovers: session.takeovers(),
             session,
+            files: Arc::clone(&self.files),
         };
         let deferred = match handlers::admit(&ctx, request).await {
             Admitted::Done(outcome) => return self.respond(&id, outcome).await,

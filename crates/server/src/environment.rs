@@ -25,7 +25,10 @@ pub fn local_environment_info() -> EnvironmentInfo {
         platform_os: Some(std::env::consts::OS.to_owned()),
         temporary_directories: vec![PathUri::from_path(temp_dir.clone())],
         temp_dir: Some(PathUri::from_path(temp_dir)),
-        capabilities: EnvironmentCapabilities::default(),
+        capabilities: EnvironmentCapabilities {
+            file_write_streaming: true,
+            ..EnvironmentCapabilities::default()
+        },
     }
 }
 

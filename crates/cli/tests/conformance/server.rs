@@ -305,10 +305,10 @@ pub fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, LogTail> {
 }
 
 /// A directory under `$HOME` (codex refuses /tmp for CODEX_HOME), removed on drop.
-struct ScratchDir(PathBuf);
+pub struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    fn new(label: &str) -> Result<ScratchDir> {
+    pub fn new(label: &str) -> Result<ScratchDir> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let base = std::env::var_os("HOME")
             .map(PathBuf::from)
@@ -328,7 +328,7 @@ impl ScratchDir {
         Ok(ScratchDir(path))
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.0
     }
 }

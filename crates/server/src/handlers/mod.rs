@@ -3,9 +3,11 @@
 //! resize, environment) are handled inline too, so their effects happen in wire order: a
 //! `process/read` pipelined right behind its `process/start` finds the process. Requests that
 //! may wait (`process/read` long-polls, `process/write` into a full stdin queue) run in their
-//! own task.
+//! own task. `fs/*` requests are admitted inline (sandbox gate, file-handle order) and
+//! always run in their own task: they do file I/O.
 
 mod environment;
+pub mod fs;
 mod process;
 
 use crate::Server;
@@ -31,6 +33,7 @@ pub enum Request {
     Signal(SignalParams),
     Terminate(TerminateParams),
     Resize(ResizeParams),
+    Fs(fs::FsRequest),
 }
 
 /// What a request runs with.
@@ -39,6 +42,8 @@ pub struct RequestContext {
     pub session: Arc<Session>,
     /// Observed at admission: a takeover after it fails long polls.
     pub takeovers: watch::Receiver<u64>,
+    /// The connection's open files (`fs/open`).
+    pub files: Arc<fs::FileHandles>,
 }
 
 /// A successful result, serialized, plus an optional signal fired once it is queued.
@@ -68,6 +73,7 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<Request, Rp
         method::PROCESS_SIGNAL => Request::Signal(decode_params(params)?),
         method::PROCESS_TERMINATE => Request::Terminate(decode_params(params)?),
         method::PROCESS_RESIZE => Request::Resize(decode_params(params)?),
+        fs_method if fs_method.starts_with("fs/") => Request::Fs(fs::parse(fs_method, params)?),
         other => return Err(RpcError::method_not_found(other)),
     })
 }
@@ -76,6 +82,7 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<Request, Rp
 pub enum Deferred {
     Read(ReadParams),
     Write(process::PendingWrite),
+    Fs(fs::FsTask),
 }
 
 pub enum Admitted {
@@ -96,6 +103,7 @@ pub async fn admit(ctx: &RequestContext, request: Request) -> Admitted {
         Request::Resize(params) => process::resize(ctx, params),
         Request::Read(params) => return Admitted::Deferred(Deferred::Read(params)),
         Request::Write(params) => return process::admit_write(ctx, params),
+        Request::Fs(request) => return fs::admit(ctx, request),
     })
 }
 
@@ -103,5 +111,6 @@ pub async fn handle_deferred(ctx: &RequestContext, request: Deferred) -> Result<
     match request {
         Deferred::Read(params) => process::read(ctx, params).await,
         Deferred::Write(pending) => process::write(pending).await,
+        Deferred::Fs(task) => fs::run(task).await,
     }
 }

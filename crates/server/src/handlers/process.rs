@@ -186,6 +186,19 @@ fn reject_unenforceable(params: &StartParams) -> Result<(), RpcError> {
     Ok(())
 }
 
+/// A sandbox context that asks for no platform sandbox: the `disabled` and `external`
+/// permission profiles, or the legacy `danger-full-access` / `external-sandbox` policies.
+pub(super) fn sandbox_is_disabled(sandbox: &serde_json::Value) -> bool {
+    let profile = sandbox
+        .pointer("/permissions/type")
+        .and_then(|t| t.as_str());
+    let legacy = sandbox
+        .pointer("/sandboxPolicy/type")
+        .and_then(|t| t.as_str());
+    matches!(profile, Some("disabled" | "external"))
+        || matches!(legacy, Some("danger-full-access" | "external-sandbox"))
+}
+
 /// The server's own environment, for `envPolicy` inheritance (non-UTF-8 entries skipped).
 fn server_env() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

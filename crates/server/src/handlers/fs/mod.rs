@@ -1,0 +1,304 @@
+//! The `fs/*` methods: parsing, the sandbox gate, the error mapping, and dispatch.
+//!
+//! Admission (inline, in wire order) decodes params, refuses a sandbox this executor
+//! cannot enforce, and reserves or looks up file handles. Everything that touches the disk
+//! then runs deferred, in its own request task, with the blocking calls on tokio's blocking
+//! pool — including serializing a large result — so file I/O never stalls the runtime or
+//! the connection. Errors follow upstream's `map_fs_error`: NotFound → -32004,
+//! InvalidInput and PermissionDenied → -32600, anything else → -32603, with the io text.
+
+mod atomic;
+mod copy;
+mod handles;
+mod metadata;
+mod nofollow;
+mod paths;
+mod walk;
+
+use handles::BlockKind;
+pub use handles::FileHandles;
+
+use super::{Admitted, Deferred, Reply, RequestContext};
+use base64::Engine as _;
+use rexec_protocol::fs::{
+    CanonicalizeParams, CanonicalizeResult, CloseParams, CopyParams, CreateDirectoryParams,
+    GetMetadataBatchParams, GetMetadataBatchResult, GetMetadataParams, MAX_METADATA_BATCH_PATHS,
+    MetadataOutcome, OpenParams, OpenResult, ReadBlockParams, ReadBlockResult, ReadDirectoryParams,
+    ReadDirectoryResult, ReadFileParams, ReadFileResult, RemoveParams, SandboxContext, WalkParams,
+    WriteBlockParams, WriteFileParams,
+};
+use rexec_protocol::jsonrpc::decode_params;
+use rexec_protocol::process::EmptyResult;
+use rexec_protocol::{ByteChunk, RpcError, method};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::io;
+
+/// A decoded `fs/*` request.
+pub enum FsRequest {
+    ReadFile(ReadFileParams),
+    WriteFile(WriteFileParams),
+    CreateDirectory(CreateDirectoryParams),
+    GetMetadata(GetMetadataParams),
+    GetMetadataBatch(GetMetadataBatchParams),
+    Canonicalize(CanonicalizeParams),
+    ReadDirectory(ReadDirectoryParams),
+    Walk(WalkParams),
+    Remove(RemoveParams),
+    Copy(CopyParams),
+    Open(OpenParams),
+    ReadBlock(ReadBlockParams),
+    WriteBlock(WriteBlockParams),
+    Close(CloseParams),
+}
+
+/// Decode an `fs/*` request; unknown `fs/` methods are answered like any unknown method.
+pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<FsRequest, RpcError> {
+    Ok(match method_name {
+        method::FS_READ_FILE => FsRequest::ReadFile(decode_params(params)?),
+        method::FS_WRITE_FILE => FsRequest::WriteFile(decode_params(params)?),
+        method::FS_CREATE_DIRECTORY => FsRequest::CreateDirectory(decode_params(params)?),
+        method::FS_GET_METADATA => FsRequest::GetMetadata(decode_params(params)?),
+        method::FS_GET_METADATA_BATCH => FsRequest::GetMetadataBatch(decode_params(params)?),
+        method::FS_CANONICALIZE => FsRequest::Canonicalize(decode_params(params)?),
+        method::FS_READ_DIRECTORY => FsRequest::ReadDirectory(decode_params(params)?),
+        method::FS_WALK => FsRequest::Walk(decode_params(params)?),
+        method::FS_REMOVE => FsRequest::Remove(decode_params(params)?),
+        method::FS_COPY => FsRequest::Copy(decode_params(params)?),
+        method::FS_OPEN => FsRequest::Open(decode_params(params)?),
+        method::FS_READ_BLOCK => FsRequest::ReadBlock(decode_params(params)?),
+        method::FS_WRITE_BLOCK => FsRequest::WriteBlock(decode_params(params)?),
+        method::FS_CLOSE => FsRequest::Close(decode_params(params)?),
+        other => return Err(RpcError::method_not_found(other)),
+    })
+}
+
+/// An admitted `fs/*` request, to run in its own task.
+pub enum FsTask {
+    Path(FsRequest),
+    Open(handles::Admitted, OpenParams),
+    ReadBlock(handles::Admitted, ReadBlockParams),
+    WriteBlock(handles::Admitted, WriteBlockParams),
+    Close(handles::Admitted),
+}
+
+pub fn admit(ctx: &RequestContext, request: FsRequest) -> Admitted {
+    match admit_task(ctx, request) {
+        Ok(Some(task)) => Admitted::Deferred(Deferred::Fs(task)),
+        Ok(None) => Admitted::Done(Reply::new(&EmptyResult {})),
+        Err(err) => Admitted::Done(Err(err)),
+    }
+}
+
+/// `Ok(None)`: done already (closing an unknown handle succeeds).
+fn admit_task(ctx: &RequestContext, request: FsRequest) -> Result<Option<FsTask>, RpcError> {
+    refuse_unenforceable_sandbox(sandbox_of(&request))?;
+    let files = &ctx.files;
+    Ok(Some(match request {
+        FsRequest::Open(params) => FsTask::Open(files.admit_open(&params)?, params),
+        FsRequest::ReadBlock(params) => {
+            let admitted = files.admit_block(&params.handle_id, BlockKind::Read, params.len)?;
+            FsTask::ReadBlock(admitted, params)
+        }
+        FsRequest::WriteBlock(params) => {
+            let len = params.chunk.0.len();
+            let admitted = files.admit_block(&params.handle_id, BlockKind::Write, len)?;
+            FsTask::WriteBlock(admitted, params)
+        }
+        FsRequest::Close(params) => match files.admit_close(&params.handle_id)? {
+            Some(admitted) => FsTask::Close(admitted),
+            None => return Ok(None),
+        },
+        FsRequest::GetMetadataBatch(params) if params.paths.len() > MAX_METADATA_BATCH_PATHS => {
+            return Err(RpcError::invalid_request(format!(
+                "metadata batch must not exceed {MAX_METADATA_BATCH_PATHS} paths"
+            )));
+        }
+        other => FsTask::Path(other),
+    }))
+}
+
+fn sandbox_of(request: &FsRequest) -> Option<&SandboxContext> {
+    Some(match request {
+        FsRequest::ReadFile(p) => &p.sandbox,
+        FsRequest::WriteFile(p) => &p.sandbox,
+        FsRequest::CreateDirectory(p) => &p.sandbox,
+        FsRequest::GetMetadata(p) => &p.sandbox,
+        FsRequest::GetMetadataBatch(p) => &p.sandbox,
+        FsRequest::Canonicalize(p) => &p.sandbox,
+        FsRequest::ReadDirectory(p) => &p.sandbox,
+        FsRequest::Walk(p) => &p.sandbox,
+        FsRequest::Remove(p) => &p.sandbox,
+        FsRequest::Copy(p) => &p.sandbox,
+        FsRequest::Open(p) => &p.sandbox,
+        FsRequest::ReadBlock(_) | FsRequest::WriteBlock(_) | FsRequest::Close(_) => return None,
+    })
+}
+
+/// sandbox: enforced in issue 5 work. Until then a sandbox that asks for confinement is
+/// refused, exactly like `process/start` refuses it, so nothing runs unsandboxed by
+/// surprise; `disabled` and `external` profiles need no platform sandbox and run directly.
+fn refuse_unenforceable_sandbox(sandbox: Option<&SandboxContext>) -> Result<(), RpcError> {
+    match sandbox {
+        Some(Some(sandbox)) if !super::process::sandbox_is_disabled(sandbox) => Err(
+            RpcError::invalid_params("sandbox intent cannot be enforced on this executor"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+pub async fn run(task: FsTask) -> Result<Reply, RpcError> {
+    match task {
+        FsTask::Path(request) => run_path(request).await,
+        FsTask::Open(admitted, params) => {
+            let handle_id = params.handle_id.clone();
+            admitted.open(params).await.map_err(io_error)?;
+            Reply::new(&OpenResult { handle_id })
+        }
+        FsTask::ReadBlock(admitted, params) => {
+            let block = admitted
+                .read_block(params.offset, params.len)
+                .await
+                .map_err(io_error)?;
+            Reply::new(&ReadBlockResult {
+                chunk: ByteChunk(block.bytes),
+                eof: block.eof,
+            })
+        }
+        FsTask::WriteBlock(admitted, params) => {
+            admitted
+                .write_block(params.offset, params.chunk.0)
+                .await
+                .map_err(io_error)?;
+            Reply::new(&EmptyResult {})
+        }
+        FsTask::Close(admitted) => {
+            admitted.close().await.map_err(io_error)?;
+            Reply::new(&EmptyResult {})
+        }
+    }
+}
+
+async fn run_path(request: FsRequest) -> Result<Reply, RpcError> {
+    match request {
+        FsRequest::ReadFile(p) => {
+            blocking(move || {
+                let follow = p.follow_symlinks.unwrap_or(true);
+                let bytes = paths::read_file(p.path.as_path(), follow)?;
+                Ok(ReadFileResult {
+                    data_base64: ByteChunk(bytes),
+                })
+            })
+            .await
+        }
+        FsRequest::WriteFile(p) => {
+            blocking(move || {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&p.data_base64)
+                    .map_err(|err| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("fs/writeFile requires valid base64 dataBase64: {err}"),
+                        )
+                    })?;
+                let follow = p.follow_symlinks.unwrap_or(true);
+                paths::write_file(p.path.as_path(), &bytes, follow)?;
+                Ok(EmptyResult {})
+            })
+            .await
+        }
+        FsRequest::CreateDirectory(p) => {
+            blocking(move || {
+                let recursive = p.recursive.unwrap_or(true);
+                let follow = p.follow_symlinks.unwrap_or(true);
+                paths::create_directory(p.path.as_path(), recursive, follow)?;
+                Ok(EmptyResult {})
+            })
+            .await
+        }
+        FsRequest::GetMetadata(p) => {
+            blocking(move || {
+                metadata::get_metadata(p.path.as_path(), p.follow_symlinks.unwrap_or(true))
+            })
+            .await
+        }
+        FsRequest::GetMetadataBatch(p) => {
+            blocking(move || {
+                let results = p
+                    .paths
+                    .iter()
+                    .map(|path| match metadata::get_metadata(path.as_path(), true) {
+                        Ok(metadata) => MetadataOutcome::Metadata(metadata),
+                        Err(err) => MetadataOutcome::Error(io_error(err)),
+                    })
+                    .collect();
+                Ok(GetMetadataBatchResult { results })
+            })
+            .await
+        }
+        FsRequest::Canonicalize(p) => {
+            blocking(move || {
+                let path = paths::canonicalize(p.path.as_path())?;
+                Ok(CanonicalizeResult {
+                    path: rexec_protocol::PathUri::from_path(path),
+                })
+            })
+            .await
+        }
+        FsRequest::ReadDirectory(p) => {
+            blocking(move || {
+                let entries = metadata::read_directory(p.path.as_path())?;
+                Ok(ReadDirectoryResult { entries })
+            })
+            .await
+        }
+        FsRequest::Walk(p) => blocking(move || walk::walk(p.path.as_path(), &p.options)).await,
+        FsRequest::Remove(p) => {
+            blocking(move || {
+                let recursive = p.recursive.unwrap_or(true);
+                let force = p.force.unwrap_or(true);
+                let follow = p.follow_symlinks.unwrap_or(true);
+                paths::remove(p.path.as_path(), recursive, force, follow)?;
+                Ok(EmptyResult {})
+            })
+            .await
+        }
+        FsRequest::Copy(p) => {
+            blocking(move || {
+                copy::copy(
+                    p.source_path.as_path(),
+                    p.destination_path.as_path(),
+                    p.recursive,
+                )?;
+                Ok(EmptyResult {})
+            })
+            .await
+        }
+        FsRequest::Open(_)
+        | FsRequest::ReadBlock(_)
+        | FsRequest::WriteBlock(_)
+        | FsRequest::Close(_) => Err(RpcError::internal("file handle request outside its handle")),
+    }
+}
+
+/// Run `work` on the blocking pool and serialize its result there too (a large file's
+/// base64 would otherwise be encoded on a runtime thread).
+async fn blocking<T: Serialize + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<Reply, RpcError> {
+    tokio::task::spawn_blocking(move || Reply::new(&work().map_err(io_error)?))
+        .await
+        .unwrap_or_else(|err| Err(RpcError::internal(format!("filesystem task failed: {err}"))))
+}
+
+/// Upstream's `map_fs_error`.
+fn io_error(err: io::Error) -> RpcError {
+    let message = err.to_string();
+    match err.kind() {
+        io::ErrorKind::NotFound => RpcError::not_found(message),
+        io::ErrorKind::InvalidInput | io::ErrorKind::PermissionDenied => {
+            RpcError::invalid_request(message)
+        }
+        _ => RpcError::internal(message),
+    }
+}
