@@ -2,9 +2,8 @@
 //!
 //! Each scenario works in its own scratch directory. Where codex 0.169.0 differs from the
 //! protocol digest or from rexec, the scenario says so and checks what each really does:
-//! 0.169.0 has no `fs/getMetadataBatch` (-32601), parses a `sandbox` strictly (it wants
-//! `windowsSandboxLevel`), and enforces restricted sandboxes where rexec (until the sandbox
-//! work lands) refuses them with -32602.
+//! 0.169.0 has no `fs/getMetadataBatch` (-32601) and parses a `sandbox` strictly (it wants
+//! `windowsSandboxLevel`).
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
@@ -452,9 +451,8 @@ async fn metadata_batch(ctx: Ctx) -> Result<()> {
 }
 conformance_test!(metadata_batch => rexec_fs_metadata_batch, codex_fs_metadata_batch);
 
-/// A sandbox that needs no platform sandbox runs directly on both servers; a restricted one
-/// is refused by rexec (until sandbox enforcement lands) without touching the disk.
-async fn sandbox_gate(ctx: Ctx) -> Result<()> {
+/// A sandbox that needs no platform sandbox runs directly on both servers.
+async fn sandbox_disabled_runs_directly(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
     let file = dir.path().join("f");
     let disabled = json!({"permissions": {"type": "disabled"}, "windowsSandboxLevel": "disabled"});
@@ -465,29 +463,129 @@ async fn sandbox_gate(ctx: Ctx) -> Result<()> {
         )
         .await?;
     ensure!(std::fs::read(&file)? == b"ok");
-    if ctx.target == Target::Codex {
-        return Ok(());
+    Ok(())
+}
+conformance_test!(sandbox_disabled_runs_directly => rexec_fs_sandbox_disabled, codex_fs_sandbox_disabled);
+
+/// A sandbox refusal: rexec answers -32600 (PermissionDenied, upstream's mapping); codex
+/// 0.169 runs the request in a bubblewrap view of the disk, so a refused write is EROFS
+/// (-32603) and a path outside the readable trees simply does not exist (-32004).
+fn check_refused(ctx: &Ctx, error: &crate::client::RpcError) -> Result<()> {
+    match ctx.target {
+        Target::Rexec => {
+            let denied = ["Permission denied", "not permitted"];
+            ensure!(
+                error.code == -32600 && denied.iter().any(|d| error.message.contains(d)),
+                "not a refusal: {error}"
+            );
+            Ok(())
+        }
+        Target::Codex => {
+            ensure!(
+                [-32600, -32603, -32004].contains(&error.code),
+                "not a refusal: {error}"
+            );
+            Ok(())
+        }
     }
-    let restricted = json!({
-        "permissions": {"type": "managed", "file_system": {"type": "restricted", "entries": [
-            {"path": {"type": "path", "path": uri(dir.path())}, "access": "read"}]},
-            "network": "restricted"},
-        "windowsSandboxLevel": "disabled"});
-    let error = client
-        .expect_error(
-            "fs/writeFile",
-            json!({"path": uri(&file), "dataBase64": encode(b"no"), "sandbox": restricted}),
+}
+
+/// Read `read` trees, write `write` trees (managed profile, network restricted).
+fn fs_sandbox(read: &[&Path], write: &[&Path]) -> Value {
+    let entries: Vec<Value> = read
+        .iter()
+        .map(|p| (p, "read"))
+        .chain(write.iter().map(|p| (p, "write")))
+        .map(|(p, access)| json!({"path": {"type": "path", "path": uri(p)}, "access": access}))
+        .collect();
+    json!({
+        "permissions": {"type": "managed", "network": "restricted",
+            "file_system": {"type": "restricted", "entries": entries}},
+        "windowsSandboxLevel": "disabled"})
+}
+
+/// Sandboxed fs requests: reads and writes the policy allows succeed; writes outside it,
+/// through a symlink or `..` out of the workspace, and into `.git` are refused with
+/// -32600 and leave the disk untouched.
+async fn sandboxed_requests(ctx: Ctx) -> Result<()> {
+    let (_server, mut client, dir) = setup(&ctx).await?;
+    let (ws, outside) = (dir.path().join("ws"), dir.path().join("outside"));
+    std::fs::create_dir_all(ws.join(".git"))?;
+    std::fs::create_dir_all(&outside)?;
+    std::fs::write(outside.join("secret"), "s")?;
+    std::os::unix::fs::symlink(&outside, ws.join("link"))?;
+    let sandbox = fs_sandbox(&[Path::new("/")], &[&ws]);
+
+    let read = client
+        .call(
+            "fs/readFile",
+            json!({"path": uri(&outside.join("secret")), "sandbox": sandbox}),
         )
         .await?;
-    check_error(
-        &error,
-        -32602,
-        "sandbox intent cannot be enforced on this executor",
-    )?;
+    ensure!(b64(&read["dataBase64"])? == b"s", "sandboxed read: {read}");
+    client
+        .call(
+            "fs/writeFile",
+            json!({"path": uri(&ws.join("ok")), "dataBase64": encode(b"ok"), "sandbox": sandbox}),
+        )
+        .await?;
     ensure!(
-        std::fs::read(&file)? == b"ok",
-        "a refused write touched the disk"
+        std::fs::read(ws.join("ok"))? == b"ok",
+        "sandboxed write inside"
+    );
+
+    let escapes = [
+        ("outside", outside.join("new")),
+        ("symlink", ws.join("link/new")),
+        ("dotdot", ws.join("../outside/new")),
+        ("git", ws.join(".git/config")),
+    ];
+    for (name, path) in escapes {
+        let params = json!({"path": uri(&path), "dataBase64": encode(b"no"), "sandbox": sandbox});
+        let error = client.expect_error("fs/writeFile", params).await?;
+        check_refused(&ctx, &error).with_context(|| format!("{name}: {}", path.display()))?;
+    }
+    ensure!(
+        !outside.join("new").exists(),
+        "a refused write reached outside/"
+    );
+    ensure!(
+        !ws.join(".git/config").exists(),
+        "a refused write reached .git"
+    );
+    let params = json!({"path": uri(&outside), "recursive": true, "sandbox": sandbox});
+    let error = client.expect_error("fs/remove", params).await?;
+    check_refused(&ctx, &error)?;
+    ensure!(
+        outside.join("secret").exists(),
+        "a refused remove deleted files"
     );
     Ok(())
 }
-conformance_test!(sandbox_gate => rexec_fs_sandbox_gate, codex_fs_sandbox_gate);
+conformance_test!(sandboxed_requests => rexec_fs_sandboxed_requests, codex_fs_sandboxed_requests);
+
+/// A policy that reads only the workspace refuses reads outside it.
+async fn sandboxed_read_refused(ctx: Ctx) -> Result<()> {
+    let (_server, mut client, dir) = setup(&ctx).await?;
+    let (ws, outside) = (dir.path().join("ws"), dir.path().join("outside"));
+    std::fs::create_dir_all(&ws)?;
+    std::fs::create_dir_all(&outside)?;
+    std::fs::write(ws.join("mine"), "m")?;
+    std::fs::write(outside.join("secret"), "s")?;
+    let sandbox = fs_sandbox(&[&ws], &[]);
+    let mine = client
+        .call(
+            "fs/readFile",
+            json!({"path": uri(&ws.join("mine")), "sandbox": sandbox}),
+        )
+        .await?;
+    ensure!(b64(&mine["dataBase64"])? == b"m", "read inside: {mine}");
+    let params = json!({"path": uri(&outside.join("secret")), "sandbox": sandbox});
+    let error = client.expect_error("fs/readFile", params).await?;
+    check_refused(&ctx, &error)?;
+    let bad = json!({"permissions": {"type": "sideways"}, "windowsSandboxLevel": "disabled"});
+    let params = json!({"path": uri(&ws.join("mine")), "sandbox": bad});
+    let error = client.expect_error("fs/readFile", params).await?;
+    check_error(&error, -32602, "")
+}
+conformance_test!(sandboxed_read_refused => rexec_fs_sandboxed_read_refused, codex_fs_sandboxed_read_refused);

@@ -26,7 +26,7 @@ pub async fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, R
     reject_unenforceable(&params)?;
     let env = child_env(&params.env, params.env_policy.as_ref(), server_env());
     let plan = match &params.sandbox {
-        Some(sandbox) => policy::resolve(sandbox, params.cwd.as_path(), &env)?,
+        Some(sandbox) => policy::resolve(sandbox, Some(params.cwd.as_path()), &env)?,
         None => None,
     };
     let helper = match (&plan, &ctx.server.config.sandbox_helper) {
@@ -184,19 +184,6 @@ fn reject_unenforceable(params: &StartParams) -> Result<(), RpcError> {
         ));
     }
     Ok(())
-}
-
-/// A sandbox context that asks for no platform sandbox: the `disabled` and `external`
-/// permission profiles, or the legacy `danger-full-access` / `external-sandbox` policies.
-pub(super) fn sandbox_is_disabled(sandbox: &serde_json::Value) -> bool {
-    let profile = sandbox
-        .pointer("/permissions/type")
-        .and_then(|t| t.as_str());
-    let legacy = sandbox
-        .pointer("/sandboxPolicy/type")
-        .and_then(|t| t.as_str());
-    matches!(profile, Some("disabled" | "external"))
-        || matches!(legacy, Some("danger-full-access" | "external-sandbox"))
 }
 
 /// The server's own environment, for `envPolicy` inheritance (non-UTF-8 entries skipped).

@@ -8,7 +8,7 @@
 //! A death by SIGSYS (128 + 31) is blamed on the filter. Processes that exit 0 are never
 //! denied, whatever they printed.
 
-use super::policy::Plan;
+use super::policy::{Plan, resolve_path};
 use rexec_protocol::sandbox::{DenialRule, SandboxDenial};
 use std::path::{Path, PathBuf};
 
@@ -91,27 +91,8 @@ fn mentioned_paths(line: &str, cwd: &Path) -> Vec<PathBuf> {
     found
         .into_iter()
         .filter(|p| !p.is_empty() && !p.contains(char::is_whitespace))
-        .map(|p| resolve(&cwd.join(p)))
+        .map(|p| resolve_path(&cwd.join(p)))
         .collect()
-}
-
-/// Canonicalize the longest existing prefix of `path` (the file itself often does not
-/// exist: it could not be created).
-fn resolve(path: &Path) -> PathBuf {
-    let mut existing = path;
-    let mut tail = Vec::new();
-    loop {
-        if let Ok(canonical) = std::fs::canonicalize(existing) {
-            return tail.iter().rev().fold(canonical, |p, c| p.join(c));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                tail.push(name.to_owned());
-                existing = parent;
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
 }
 
 #[cfg(test)]

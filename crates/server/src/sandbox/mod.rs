@@ -71,6 +71,16 @@ impl HelperCommand {
     }
 }
 
+/// Confine the calling thread to `plan`'s file-system rules (Landlock applies per thread),
+/// for one file-system request on a thread of its own that ends with it. The mount
+/// namespace for protected paths is per process, so callers check [`Plan::protects`].
+pub fn confine_thread(plan: &Plan) -> Result<(), String> {
+    match &plan.file_system {
+        Some(rules) => landlock::restrict(rules, true),
+        None => Ok(()),
+    }
+}
+
 /// A sandboxed process's policy and what its filter refused.
 pub struct Sandbox {
     plan: Plan,

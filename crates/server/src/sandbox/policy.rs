@@ -53,6 +53,18 @@ pub struct FileSystemRules {
 }
 
 impl Plan {
+    /// Whether `path` (resolved) is, or with `tree` contains, a path kept read-only.
+    pub fn protects(&self, path: &Path, tree: bool) -> bool {
+        let Some(rules) = &self.file_system else {
+            return false;
+        };
+        let path = resolve_path(path);
+        rules
+            .protected
+            .iter()
+            .any(|p| path.starts_with(p) || (tree && p.starts_with(&path)))
+    }
+
     /// Whether the policy lets the child write `path` (absolute, canonical when it exists).
     pub fn allows_write(&self, path: &Path) -> bool {
         let Some(rules) = &self.file_system else {
@@ -63,11 +75,32 @@ impl Plan {
     }
 }
 
-/// Resolve `sandbox` for a process started in `cwd` with environment `env`. `Ok(None)` is
+/// Canonicalize the longest existing prefix of `path` (the file itself often does not
+/// exist: it could not be created).
+pub fn resolve_path(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut tail = Vec::new();
+    loop {
+        if let Ok(canonical) = std::fs::canonicalize(existing) {
+            return tail.iter().rev().fold(canonical, |p, c| p.join(c));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Resolve `sandbox` for a process started in `cwd` (for a file-system request: `None`)
+/// with environment `env`. The workspace is the context's own `cwd` when it names one, else
+/// `cwd`; without either, `project_roots` and a legacy workspace name nothing. `Ok(None)` is
 /// a context that asks for no platform sandbox (disabled, external, full access).
 pub fn resolve(
     sandbox: &Value,
-    cwd: &Path,
+    cwd: Option<&Path>,
     env: &BTreeMap<String, String>,
 ) -> Result<Option<Plan>, RpcError> {
     let context: SandboxContext =
@@ -76,10 +109,11 @@ pub fn resolve(
         .sandbox_policy_cwd
         .as_ref()
         .or(context.cwd.as_ref())
-        .map_or_else(|| cwd.to_path_buf(), |uri| uri.as_path().to_path_buf());
+        .map(|uri| uri.as_path())
+        .or(cwd);
     let plan = match (&context.permissions, &context.sandbox_policy) {
-        (Some(profile), _) => from_profile(profile, &context, &workspace, env)?,
-        (None, Some(legacy)) => from_legacy(legacy, &workspace, env),
+        (Some(profile), _) => from_profile(profile, &context, workspace, env)?,
+        (None, Some(legacy)) => from_legacy(legacy, workspace, env),
         (None, None) => {
             return Err(RpcError::invalid_params(
                 "invalid sandbox: expected `permissions` or `sandboxPolicy`",
@@ -92,7 +126,7 @@ pub fn resolve(
 fn from_profile(
     profile: &PermissionProfile,
     context: &SandboxContext,
-    workspace: &Path,
+    workspace: Option<&Path>,
     env: &BTreeMap<String, String>,
 ) -> Result<Option<Plan>, RpcError> {
     let (file_system, network) = match profile {
@@ -114,7 +148,7 @@ fn from_profile(
     };
     let project_roots: Vec<PathBuf> = match &context.workspace_roots {
         Some(roots) => roots.iter().map(|r| r.as_path().to_path_buf()).collect(),
-        None => vec![workspace.to_path_buf()],
+        None => workspace.map(Path::to_path_buf).into_iter().collect(),
     };
     let mut rules = FileSystemRules {
         read: Vec::new(),
@@ -193,7 +227,7 @@ fn entry_paths(
 
 fn from_legacy(
     policy: &LegacySandboxPolicy,
-    workspace: &Path,
+    workspace: Option<&Path>,
     env: &BTreeMap<String, String>,
 ) -> Option<Plan> {
     let (write, network) = match policy {
@@ -207,7 +241,7 @@ fn from_legacy(
             exclude_tmpdir_env_var,
             exclude_slash_tmp,
         } => {
-            let mut write = vec![workspace.to_path_buf()];
+            let mut write: Vec<PathBuf> = workspace.map(Path::to_path_buf).into_iter().collect();
             write.extend(writable_roots.iter().map(|r| r.as_path().to_path_buf()));
             if !exclude_slash_tmp {
                 write.push(PathBuf::from("/tmp"));
@@ -331,7 +365,7 @@ mod tests {
     use serde_json::json;
 
     fn resolve_in(sandbox: Value, cwd: &Path) -> Result<Option<Plan>, RpcError> {
-        resolve(&sandbox, cwd, &BTreeMap::new())
+        resolve(&sandbox, Some(cwd), &BTreeMap::new())
     }
 
     #[test]

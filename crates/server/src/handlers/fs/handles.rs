@@ -9,6 +9,7 @@
 //! A read handle closes by itself once a block reaches end of file.
 
 use super::atomic::Replacement;
+use super::confine::{self, Confinement};
 use super::paths::open_regular;
 use crate::process::write_order::{Turn, WriteOrder};
 use crate::session::lock;
@@ -145,10 +146,16 @@ impl FileHandles {
 }
 
 impl Admitted {
-    pub async fn open(self, params: OpenParams) -> Result<(), io::Error> {
+    /// Open the file, confined to the request's sandbox when it has one (Landlock checks
+    /// at open time; blocks on the open file need no further check).
+    pub async fn open(
+        self,
+        params: OpenParams,
+        confinement: Option<Confinement>,
+    ) -> Result<(), io::Error> {
         self.turn.wait().await;
         let path = params.path.into_path();
-        let opened = run_blocking(move || match params.mode {
+        let opened = confine::run(confinement, move || match params.mode {
             OpenMode::Read => open_regular(&path).map(|file| (file, None)),
             OpenMode::Replace => Replacement::start(&path, true).map(|(r, file)| (file, Some(r))),
         })

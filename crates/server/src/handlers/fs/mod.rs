@@ -1,13 +1,15 @@
-//! The `fs/*` methods: parsing, the sandbox gate, the error mapping, and dispatch.
+//! The `fs/*` methods: parsing, the sandbox plan, the error mapping, and dispatch.
 //!
-//! Admission (inline, in wire order) decodes params, refuses a sandbox this executor
-//! cannot enforce, and reserves or looks up file handles. Everything that touches the disk
-//! then runs deferred, in its own request task, with the blocking calls on tokio's blocking
-//! pool — including serializing a large result — so file I/O never stalls the runtime or
-//! the connection. Errors follow upstream's `map_fs_error`: NotFound → -32004,
+//! Admission (inline, in wire order) decodes params, resolves the request's `sandbox` into
+//! a plan (a malformed or unenforceable one is -32602, before any disk access), and
+//! reserves or looks up file handles. Everything that touches the disk then runs deferred,
+//! in its own request task, with the blocking calls on tokio's blocking pool — or, when
+//! sandboxed, on a thread confined to the plan (`confine`) — including serializing a large
+//! result, so file I/O never stalls the runtime or the connection. Errors follow upstream's `map_fs_error`: NotFound → -32004,
 //! InvalidInput and PermissionDenied → -32600, anything else → -32603, with the io text.
 
 mod atomic;
+mod confine;
 mod copy;
 mod handles;
 mod metadata;
@@ -19,7 +21,10 @@ use handles::BlockKind;
 pub use handles::FileHandles;
 
 use super::{Admitted, Deferred, Reply, RequestContext};
+use crate::sandbox::{Plan, policy};
 use base64::Engine as _;
+use confine::Confinement;
+use rexec_protocol::fs::OpenMode;
 use rexec_protocol::fs::{
     CanonicalizeParams, CanonicalizeResult, CloseParams, CopyParams, CreateDirectoryParams,
     GetMetadataBatchParams, GetMetadataBatchResult, GetMetadataParams, MAX_METADATA_BATCH_PATHS,
@@ -32,7 +37,10 @@ use rexec_protocol::process::EmptyResult;
 use rexec_protocol::{ByteChunk, RpcError, method};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A decoded `fs/*` request.
 pub enum FsRequest {
@@ -75,8 +83,8 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<FsRequest, 
 
 /// An admitted `fs/*` request, to run in its own task.
 pub enum FsTask {
-    Path(FsRequest),
-    Open(handles::Admitted, OpenParams),
+    Path(FsRequest, Option<Arc<Plan>>),
+    Open(handles::Admitted, OpenParams, Option<Arc<Plan>>),
     ReadBlock(handles::Admitted, ReadBlockParams),
     WriteBlock(handles::Admitted, WriteBlockParams),
     Close(handles::Admitted),
@@ -92,10 +100,13 @@ pub fn admit(ctx: &RequestContext, request: FsRequest) -> Admitted {
 
 /// `Ok(None)`: done already (closing an unknown handle succeeds).
 fn admit_task(ctx: &RequestContext, request: FsRequest) -> Result<Option<FsTask>, RpcError> {
-    refuse_unenforceable_sandbox(sandbox_of(&request))?;
+    let plan = match sandbox_of(&request) {
+        Some(Some(sandbox)) => policy::resolve(sandbox, None, &server_tmpdir())?.map(Arc::new),
+        _ => None,
+    };
     let files = &ctx.files;
     Ok(Some(match request {
-        FsRequest::Open(params) => FsTask::Open(files.admit_open(&params)?, params),
+        FsRequest::Open(params) => FsTask::Open(files.admit_open(&params)?, params, plan),
         FsRequest::ReadBlock(params) => {
             let admitted = files.admit_block(&params.handle_id, BlockKind::Read, params.len)?;
             FsTask::ReadBlock(admitted, params)
@@ -114,8 +125,32 @@ fn admit_task(ctx: &RequestContext, request: FsRequest) -> Result<Option<FsTask>
                 "metadata batch must not exceed {MAX_METADATA_BATCH_PATHS} paths"
             )));
         }
-        other => FsTask::Path(other),
+        other => FsTask::Path(other, plan),
     }))
+}
+
+/// `tmpdir` special paths in an fs sandbox name the server's `$TMPDIR`.
+fn server_tmpdir() -> BTreeMap<String, String> {
+    std::env::var("TMPDIR")
+        .map(|dir| BTreeMap::from([("TMPDIR".to_owned(), dir)]))
+        .unwrap_or_default()
+}
+
+/// What a request writes, for the read-only paths a sandbox keeps inside writable trees.
+fn confinement(plan: Option<Arc<Plan>>, request: &FsRequest) -> Option<Confinement> {
+    let plan = plan?;
+    let (writes, removes_tree) = match request {
+        FsRequest::WriteFile(p) => (vec![p.path.as_path()], false),
+        FsRequest::CreateDirectory(p) => (vec![p.path.as_path()], false),
+        FsRequest::Remove(p) => (vec![p.path.as_path()], true),
+        FsRequest::Copy(p) => (vec![p.destination_path.as_path()], false),
+        _ => (Vec::new(), false),
+    };
+    Some(Confinement {
+        plan,
+        writes: writes.into_iter().map(PathBuf::from).collect(),
+        removes_tree,
+    })
 }
 
 fn sandbox_of(request: &FsRequest) -> Option<&SandboxContext> {
@@ -135,24 +170,26 @@ fn sandbox_of(request: &FsRequest) -> Option<&SandboxContext> {
     })
 }
 
-/// sandbox: enforced in issue 5 work. Until then a sandbox that asks for confinement is
-/// refused, exactly like `process/start` refuses it, so nothing runs unsandboxed by
-/// surprise; `disabled` and `external` profiles need no platform sandbox and run directly.
-fn refuse_unenforceable_sandbox(sandbox: Option<&SandboxContext>) -> Result<(), RpcError> {
-    match sandbox {
-        Some(Some(sandbox)) if !super::process::sandbox_is_disabled(sandbox) => Err(
-            RpcError::invalid_params("sandbox intent cannot be enforced on this executor"),
-        ),
-        _ => Ok(()),
-    }
-}
-
 pub async fn run(task: FsTask) -> Result<Reply, RpcError> {
     match task {
-        FsTask::Path(request) => run_path(request).await,
-        FsTask::Open(admitted, params) => {
+        FsTask::Path(request, plan) => {
+            let confinement = confinement(plan, &request);
+            run_path(request, confinement).await
+        }
+        FsTask::Open(admitted, params, plan) => {
             let handle_id = params.handle_id.clone();
-            admitted.open(params).await.map_err(io_error)?;
+            let confinement = plan.map(|plan| {
+                let writes = match params.mode {
+                    OpenMode::Replace => vec![params.path.as_path().to_path_buf()],
+                    OpenMode::Read => Vec::new(),
+                };
+                Confinement {
+                    plan,
+                    writes,
+                    removes_tree: false,
+                }
+            });
+            admitted.open(params, confinement).await.map_err(io_error)?;
             Reply::new(&OpenResult { handle_id })
         }
         FsTask::ReadBlock(admitted, params) => {
@@ -179,10 +216,10 @@ pub async fn run(task: FsTask) -> Result<Reply, RpcError> {
     }
 }
 
-async fn run_path(request: FsRequest) -> Result<Reply, RpcError> {
+async fn run_path(request: FsRequest, confinement: Option<Confinement>) -> Result<Reply, RpcError> {
     match request {
         FsRequest::ReadFile(p) => {
-            blocking(move || {
+            blocking(confinement, move || {
                 let follow = p.follow_symlinks.unwrap_or(true);
                 let bytes = paths::read_file(p.path.as_path(), follow)?;
                 Ok(ReadFileResult {
@@ -192,7 +229,7 @@ async fn run_path(request: FsRequest) -> Result<Reply, RpcError> {
             .await
         }
         FsRequest::WriteFile(p) => {
-            blocking(move || {
+            blocking(confinement, move || {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(&p.data_base64)
                     .map_err(|err| {
@@ -208,7 +245,7 @@ async fn run_path(request: FsRequest) -> Result<Reply, RpcError> {
             .await
         }
         FsRequest::CreateDirectory(p) => {
-            blocking(move || {
+            blocking(confinement, move || {
                 let recursive = p.recursive.unwrap_or(true);
                 let follow = p.follow_symlinks.unwrap_or(true);
                 paths::create_directory(p.path.as_path(), recursive, follow)?;
@@ -217,13 +254,13 @@ async fn run_path(request: FsRequest) -> Result<Reply, RpcError> {
             .await
         }
         FsRequest::GetMetadata(p) => {
-            blocking(move || {
+            blocking(confinement, move || {
                 metadata::get_metadata(p.path.as_path(), p.follow_symlinks.unwrap_or(true))
             })
             .await
         }
         FsRequest::GetMetadataBatch(p) => {
-            blocking(move || {
+            blocking(confinement, move || {
                 let results = p
                     .paths
                     .iter()
@@ -237,7 +274,7 @@ async fn run_path(request: FsRequest) -> Result<Reply, RpcError> {
             .await
         }
         FsRequest::Canonicalize(p) => {
-            blocking(move || {
+            blocking(confinement, move || {
                 let path = paths::canonicalize(p.path.as_path())?;
                 Ok(CanonicalizeResult {
                     path: rexec_protocol::PathUri::from_path(path),
@@ -246,15 +283,20 @@ async fn run_path(request: FsRequest) -> Result<Reply, RpcError> {
             .await
         }
         FsRequest::ReadDirectory(p) => {
-            blocking(move || {
+            blocking(confinement, move || {
                 let entries = metadata::read_directory(p.path.as_path())?;
                 Ok(ReadDirectoryResult { entries })
             })
             .await
         }
-        FsRequest::Walk(p) => blocking(move || walk::walk(p.path.as_path(), &p.options)).await,
+        FsRequest::Walk(p) => {
+            blocking(confinement, move || {
+                walk::walk(p.path.as_path(), &p.options)
+            })
+            .await
+        }
         FsRequest::Remove(p) => {
-            blocking(move || {
+            blocking(confinement, move || {
                 let recursive = p.recursive.unwrap_or(true);
                 let force = p.force.unwrap_or(true);
                 let follow = p.follow_symlinks.unwrap_or(true);
@@ -264,7 +306,7 @@ async fn run_path(request: FsRequest) -> Result<Reply, RpcError> {
             .await
         }
         FsRequest::Copy(p) => {
-            blocking(move || {
+            blocking(confinement, move || {
                 copy::copy(
                     p.source_path.as_path(),
                     p.destination_path.as_path(),
@@ -281,14 +323,15 @@ async fn run_path(request: FsRequest) -> Result<Reply, RpcError> {
     }
 }
 
-/// Run `work` on the blocking pool and serialize its result there too (a large file's
-/// base64 would otherwise be encoded on a runtime thread).
+/// Run `work` off the runtime (confined to its sandbox, if any) and serialize its result
+/// there too (a large file's base64 would otherwise be encoded on a runtime thread).
 async fn blocking<T: Serialize + 'static>(
+    confinement: Option<Confinement>,
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<Reply, RpcError> {
-    tokio::task::spawn_blocking(move || Reply::new(&work().map_err(io_error)?))
+    confine::run(confinement, move || Ok(Reply::new(&work()?)))
         .await
-        .unwrap_or_else(|err| Err(RpcError::internal(format!("filesystem task failed: {err}"))))
+        .map_err(io_error)?
 }
 
 /// Upstream's `map_fs_error`.
