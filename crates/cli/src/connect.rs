@@ -2,7 +2,7 @@
 //! they open, with errors a person can act on.
 
 use anyhow::Context;
-use rexec_client::{Client, ClientError, ClientOptions, Endpoint};
+use rexec_client::{Client, ClientError, ClientOptions, Endpoint, Process, ProcessSpec};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    pub async fn connect(&self, client_name: &str) -> anyhow::Result<Client> {
+    fn options(&self, client_name: &str) -> anyhow::Result<ClientOptions> {
         let token = match &self.token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -26,19 +26,49 @@ impl ServerArgs {
             ),
             None => None,
         };
-        let options = ClientOptions {
+        Ok(ClientOptions {
             client_name: client_name.to_owned(),
             token,
             ..ClientOptions::default()
-        };
-        Client::connect(Endpoint::WebSocket(self.server.clone()), options)
+        })
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::WebSocket(self.server.clone())
+    }
+
+    fn explain(&self, err: ClientError) -> anyhow::Error {
+        match err {
+            ClientError::Unauthorized { .. } => anyhow::anyhow!(
+                "the server at {} refused the connection: missing or wrong token (HTTP 401); pass --token-file",
+                self.server
+            ),
+            other => anyhow::Error::new(other),
+        }
+    }
+
+    pub async fn connect(&self, client_name: &str) -> anyhow::Result<Client> {
+        let options = self.options(client_name)?;
+        Client::connect(self.endpoint(), options)
+            .await
+            .map_err(|err| self.explain(err))
+    }
+
+    /// Connect and start `spec` in one round trip (`Client::connect_and_start`).
+    pub async fn connect_and_start(
+        &self,
+        client_name: &str,
+        spec: ProcessSpec,
+    ) -> anyhow::Result<(Client, Process)> {
+        let options = self.options(client_name)?;
+        let command = spec.argv.join(" ");
+        Client::connect_and_start(self.endpoint(), options, spec)
             .await
             .map_err(|err| match err {
-                ClientError::Unauthorized { .. } => anyhow::anyhow!(
-                    "the server at {} refused the connection: missing or wrong token (HTTP 401); pass --token-file",
-                    self.server
-                ),
-                other => anyhow::Error::new(other),
+                ClientError::Rpc(_) => {
+                    anyhow::Error::new(err).context(format!("failed to start `{command}`"))
+                }
+                other => self.explain(other),
             })
     }
 }
