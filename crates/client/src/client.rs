@@ -96,24 +96,16 @@ impl Client {
 
     /// Connect and start a process in one round trip: the upgrade request, `initialize`,
     /// `initialized` and `process/start` leave together, and the server answers them in
-    /// wire order (what `rexec run` does). Needs `spec.cwd`: without it the start waits for
-    /// the server's cwd from the `initialize` result, as [`Client::start`] does. Errors are
-    /// those of [`Client::connect`], then those of [`Client::start`].
+    /// wire order (what `rexec run` does). Without `spec.cwd` the start omits `cwd` (rexec's
+    /// `process/start.defaultCwd`: the server's own); a server without that extension
+    /// (codex) refuses it, and the start is sent again with the cwd from the `initialize`
+    /// result, one round trip later. Errors are those of [`Client::connect`], then those of
+    /// [`Client::start`].
     pub async fn connect_and_start(
         endpoint: Endpoint,
         options: ClientOptions,
         spec: ProcessSpec,
     ) -> Result<(Client, Process), ClientError> {
-        if spec.cwd.is_none() {
-            let client = Self::connect(endpoint, options).await?;
-            return match client.start(spec).await {
-                Ok(process) => Ok((client, process)),
-                Err(err) => {
-                    client.close().await;
-                    Err(err)
-                }
-            };
-        }
         let client = Client {
             inner: ClientInner::new(endpoint, options),
         };
@@ -122,7 +114,10 @@ impl Client {
         // Whether the server orders its notifications is known with the initialize
         // result; until then a gap gets the reorder grace (events arrive behind it anyway).
         let shared = client.add_route(&spec, false)?;
-        let params = spec.start_params(shared.id.clone(), None);
+        let mut params = spec.start_params(shared.id.clone(), None);
+        if spec.cwd.is_none() {
+            params.cwd = None;
+        }
         let (id, frame) = client.inner.request(method::PROCESS_START, &params);
         let started = opening.call(id, frame);
         if let Err(err) = client.inner.establish(opening, reply).await {
@@ -136,7 +131,17 @@ impl Client {
             ))
         });
         let started = crate::link::decode(method::PROCESS_START, started);
-        match client.finish_start(shared, started) {
+        let outcome = match started {
+            // Refused for the missing cwd (no process was started): now it is known.
+            Err(ClientError::Rpc(_))
+                if spec.cwd.is_none() && !client.supports(extensions::START_DEFAULT_CWD) =>
+            {
+                client.inner.remove_route(&shared);
+                client.start(spec).await
+            }
+            started => client.finish_start(shared, started),
+        };
+        match outcome {
             Ok(process) => Ok((client, process)),
             Err(err) => {
                 client.close().await;

@@ -115,7 +115,7 @@ impl ProcessSpec {
         StartParams {
             process_id,
             argv: self.argv.clone(),
-            cwd,
+            cwd: Some(cwd),
             env: self.env.clone(),
             env_policy: self.env_policy.clone(),
             tty: self.tty,

@@ -1,6 +1,6 @@
 //! Connecting in one round trip: what leaves before the server has answered anything, and
-//! `Client::connect_and_start` against rexec and codex (happy path, no `process/read`,
-//! errors of the handshake still surfacing as such).
+//! `Client::connect_and_start` against rexec and codex (happy path, no `process/read`, a
+//! start without cwd, errors of the handshake still surfacing as such).
 
 mod support;
 
@@ -108,18 +108,29 @@ async fn connect_and_start_runs(peer: Peer) {
         .await
         .expect("run");
     assert_eq!(again.stdout, b"again\n");
-    // Without a cwd the start waits for the server's, and still works.
+    // Without a cwd: rexec takes the start as it is (its own cwd), codex refuses it and
+    // the client sends it again with the cwd from the initialize result.
     let (client, process) = within(
-        "connect, then start",
+        "connect and start without a cwd",
         connect_and_start(peer.url(), sh("pwd"), support::options()),
     )
     .await
-    .expect("connect, then start");
+    .expect("connect and start without a cwd");
     let done = within("completion", process.wait())
         .await
         .expect("complete");
     assert_eq!(done.exit_code, 0);
-    assert!(!done.stdout.is_empty());
+    let cwd = client
+        .environment_info()
+        .and_then(|info| info.cwd)
+        .expect("the server reports its cwd");
+    assert_eq!(
+        done.stdout,
+        format!("{}\n", cwd.as_path().display()).into_bytes()
+    );
+    let starts = client.stats().requests("process/start");
+    let default_cwd = client.supports(rexec_protocol::extensions::START_DEFAULT_CWD);
+    assert_eq!(starts, if default_cwd { 1 } else { 2 });
     client.close().await;
 }
 

@@ -19,10 +19,16 @@ pub const ORDERED_NOTIFICATIONS: &str = "process/orderedNotifications";
 /// only, and reported as `rexec.binaryOutput` in the result.
 pub const BINARY_OUTPUT: &str = "process/output.binary";
 
+/// `process/start` may omit `cwd`: the child runs in the server's own working directory
+/// (the `environmentInfo.cwd` of `initialize`). A client can then start a process in the
+/// same flight as `initialize`, before it knows that directory.
+pub const START_DEFAULT_CWD: &str = "process/start.defaultCwd";
+
 pub const ALL: &[&str] = &[
     PROCESS_RESIZE,
     WRITE_CLOSE_STDIN,
     READ_EVICTION_COUNTERS,
     ORDERED_NOTIFICATIONS,
     BINARY_OUTPUT,
+    START_DEFAULT_CWD,
 ];

@@ -48,10 +48,16 @@ type Launched = (Arc<Process>, oneshot::Sender<()>);
 /// Spawn the child and start its pump. `None` when a terminate cancelled the start.
 fn launch(ctx: &RequestContext, params: &StartParams) -> Result<Option<Launched>, RpcError> {
     let env = child_env(&params.env, params.env_policy.as_ref(), server_env());
+    // `process/start.defaultCwd`: no cwd is the server's own.
+    let cwd = params
+        .cwd
+        .as_ref()
+        .or(ctx.server.environment.cwd.as_ref())
+        .ok_or_else(|| RpcError::invalid_params("cwd is required: the server has no cwd"))?;
     let spawned = spawn(&SpawnRequest {
         argv: &params.argv,
         arg0: params.arg0.as_deref(),
-        cwd: params.cwd.as_path(),
+        cwd: cwd.as_path(),
         env: &env,
         tty: params.tty,
         pipe_stdin: params.pipe_stdin,
