@@ -168,3 +168,55 @@ fn writer(
             let _ = to.shutdown(std::net::Shutdown::Write);
         })?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Bytes written the moment `connect` returns reach the server after 1.5 RTT, and the
+    /// answer is back after 2 RTT — the TCP handshake's round trip plus the data's. Only
+    /// lower bounds are asserted (the proxy sleeps at least that long); the upper bound is
+    /// the test's deadline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_first_bytes_wait_for_the_modelled_handshake() {
+        let rtt = Duration::from_millis(60);
+        let server = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let upstream = server.local_addr().expect("addr");
+        let proxy = start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            upstream,
+            Link {
+                rtt,
+                jitter: Duration::ZERO,
+            },
+        )
+        .await
+        .expect("proxy");
+        let echo = tokio::spawn(async move {
+            let (mut socket, _) = server.accept().await.expect("accept");
+            let accepted = Instant::now();
+            let mut byte = [0u8; 1];
+            socket.read_exact(&mut byte).await.expect("read");
+            socket.write_all(&byte).await.expect("echo");
+            accepted
+        });
+        let work = async {
+            let started = Instant::now();
+            let mut client = TcpStream::connect(proxy.local_addr).await.expect("connect");
+            client.write_all(b"x").await.expect("write");
+            let mut byte = [0u8; 1];
+            client.read_exact(&mut byte).await.expect("read the echo");
+            let accepted = echo.await.expect("echo task");
+            (accepted - started, started.elapsed())
+        };
+        let (accepted, answered) = tokio::time::timeout(Duration::from_secs(10), work)
+            .await
+            .expect("within the deadline");
+        assert!(
+            accepted >= rtt + rtt / 2,
+            "upstream accepted after {accepted:?}"
+        );
+        assert!(answered >= rtt * 2, "the echo came back after {answered:?}");
+    }
+}
