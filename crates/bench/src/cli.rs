@@ -34,7 +34,8 @@ pub enum BenchCommand {
     Memory(MemoryArgs),
     /// A fresh connection + `run /usr/bin/true` + close per iteration (`rexec run`'s cost).
     ConnectRun(ConnectRunArgs),
-    /// A TCP proxy that adds latency (RTT/2 each way), for a controlled wide-area link.
+    /// A TCP proxy that adds latency (RTT/2 each way, and one RTT to the TCP handshake),
+    /// for a controlled wide-area link.
     Proxy(ProxyArgs),
 }
 

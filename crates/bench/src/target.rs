@@ -2,7 +2,7 @@
 //! by URL) and, with `--rtt-ms`, reached through its own latency-injecting proxy.
 
 use anyhow::{Context, Result, anyhow};
-use rexec_client::{Client, ClientOptions, Endpoint};
+use rexec_client::{Client, ClientOptions, Endpoint, Process, ProcessSpec};
 use std::net::SocketAddr;
 
 use crate::proxy::{self, Link, Proxy};
@@ -77,6 +77,24 @@ impl Target {
                     self.server.stderr_tail()
                 )
             })
+    }
+
+    /// A new client connection that starts `spec` in the same flight as its handshake.
+    pub async fn connect_and_start(&self, spec: ProcessSpec) -> Result<(Client, Process)> {
+        Client::connect_and_start(
+            Endpoint::WebSocket(self.url.clone()),
+            client_options(),
+            spec,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {} at {} and starting; server stderr ended with:\n{}",
+                self.name,
+                self.url,
+                self.server.stderr_tail()
+            )
+        })
     }
 
     /// A new client connection with the default benchmark options.

@@ -2,8 +2,8 @@
 //! they open, with errors a person can act on.
 
 use anyhow::Context;
-use rexec_client::{Client, ClientError, ClientOptions, Endpoint};
-use std::path::PathBuf;
+use rexec_client::{Client, ClientError, ClientOptions, Endpoint, Process, ProcessSpec};
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
@@ -19,14 +19,40 @@ impl ServerArgs {
     pub async fn connect(&self, client_name: &str) -> anyhow::Result<Client> {
         connect_to(&self.server, self.token_file.as_deref(), client_name).await
     }
+
+    /// Connect and start `spec` in one round trip (`Client::connect_and_start`).
+    pub async fn connect_and_start(
+        &self,
+        client_name: &str,
+        spec: ProcessSpec,
+    ) -> anyhow::Result<(Client, Process)> {
+        let options = client_options(self.token_file.as_deref(), client_name)?;
+        let command = spec.argv.join(" ");
+        let endpoint = Endpoint::WebSocket(self.server.clone());
+        Client::connect_and_start(endpoint, options, spec)
+            .await
+            .map_err(|err| match err {
+                ClientError::Rpc(_) => {
+                    anyhow::Error::new(err).context(format!("failed to start `{command}`"))
+                }
+                other => explain(&self.server, other),
+            })
+    }
 }
 
 /// Connect to `server` (a WebSocket URL), sending the token read from `token_file`.
 pub async fn connect_to(
     server: &str,
-    token_file: Option<&std::path::Path>,
+    token_file: Option<&Path>,
     client_name: &str,
 ) -> anyhow::Result<Client> {
+    let options = client_options(token_file, client_name)?;
+    Client::connect(Endpoint::WebSocket(server.to_owned()), options)
+        .await
+        .map_err(|err| explain(server, err))
+}
+
+fn client_options(token_file: Option<&Path>, client_name: &str) -> anyhow::Result<ClientOptions> {
     let token = match token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -36,19 +62,21 @@ pub async fn connect_to(
         ),
         None => None,
     };
-    let options = ClientOptions {
+    Ok(ClientOptions {
         client_name: client_name.to_owned(),
         token,
         ..ClientOptions::default()
-    };
-    Client::connect(Endpoint::WebSocket(server.to_owned()), options)
-            .await
-            .map_err(|err| match err {
-                ClientError::Unauthorized { .. } => anyhow::anyhow!(
-                    "the server at {server} refused the connection: missing or wrong token (HTTP 401); pass --token-file"
-                ),
-                other => anyhow::Error::new(other),
-            })
+    })
+}
+
+/// A connection error a person can act on.
+fn explain(server: &str, err: ClientError) -> anyhow::Error {
+    match err {
+        ClientError::Unauthorized { .. } => anyhow::anyhow!(
+            "the server at {server} refused the connection: missing or wrong token (HTTP 401); pass --token-file"
+        ),
+        other => anyhow::Error::new(other),
+    }
 }
 
 /// `K=V` from the command line.

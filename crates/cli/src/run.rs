@@ -115,7 +115,6 @@ pub fn spec_environment(spec: &mut ProcessSpec, env: &[(String, String)], clean:
 
 /// Run the command; the exit code to leave with.
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let client = args.server.connect("rexec-run").await?;
     let mut spec = ProcessSpec::new(args.command.clone());
     spec.tty = args.tty;
     spec.cwd = args.cwd.clone();
@@ -128,20 +127,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     {
         spec.env.entry("TERM".to_owned()).or_insert(term);
     }
-    let forward_stdin = !args.tty
-        && !std::io::stdin().is_terminal()
-        && client.supports(extensions::WRITE_CLOSE_STDIN);
-    spec.pipe_stdin = forward_stdin;
-    let process = client
-        .start(spec)
-        .await
-        .with_context(|| format!("failed to start `{}`", args.command.join(" ")))?;
+    let stdin_has_data = !args.tty && !std::io::stdin().is_terminal() && !stdin_is_dev_null();
+    let (client, process, forward_stdin) = if stdin_has_data {
+        // Forwarding needs `closeStdin` (or the command would never see EOF), which only
+        // the initialize result tells: connect first, then start.
+        let client = args.server.connect("rexec-run").await?;
+        let forward_stdin = client.supports(extensions::WRITE_CLOSE_STDIN);
+        spec.pipe_stdin = forward_stdin;
+        let process = client
+            .start(spec)
+            .await
+            .with_context(|| format!("failed to start `{}`", args.command.join(" ")))?;
+        (client, process, forward_stdin)
+    } else {
+        // Nothing to forward: the start rides in the same flight as the handshake.
+        let (client, process) = args.server.connect_and_start("rexec-run", spec).await?;
+        (client, process, false)
+    };
     if forward_stdin {
         tokio::spawn(forward_local_stdin(process.clone()));
     }
     let code = stream_until_closed(&process).await;
     client.close().await;
     code
+}
+
+/// Whether our stdin is /dev/null (as under `nohup`, cron or `< /dev/null`): nothing to
+/// forward, so the command may start before the server's extensions are known.
+fn stdin_is_dev_null() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata("/dev/stdin"),
+        std::fs::metadata("/dev/null"),
+    ) {
+        (Ok(stdin), Ok(null)) => stdin.rdev() == null.rdev() && stdin.ino() == null.ino(),
+        _ => false,
+    }
 }
 
 /// Copy our stdin to the process, then close its stdin.

@@ -7,7 +7,7 @@
 //! requests in flight when a connection drops fail at once (see `connection`). The link and
 //! requests are in `link`, inbound frames in `dispatch`, reconnects in `recovery`.
 
-use crate::connection;
+use crate::connection::{self, Opening};
 use crate::error::ClientError;
 use crate::event::Completion;
 use crate::link::Link;
@@ -23,7 +23,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// A connection to an exec-server. Cheap to clone; all clones share the session.
 #[derive(Clone)]
@@ -81,51 +81,76 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connect, then `initialize` (with `initialized` pipelined right behind it).
+    /// Connect and `initialize` in one round trip: `initialize` and `initialized` are
+    /// written right behind the WebSocket upgrade request, without waiting for its answer.
     pub async fn connect(
         endpoint: Endpoint,
         options: ClientOptions,
     ) -> Result<Client, ClientError> {
-        let inner = Arc::new(ClientInner {
-            endpoint,
-            options,
-            session: OnceLock::new(),
-            link: Mutex::new(Link::Down(ClientError::Disconnected(
-                "not connected yet".to_owned(),
-            ))),
-            link_changed: watch::Sender::new(0),
-            routes: Mutex::new(HashMap::new()),
-            next_id: AtomicI64::new(1),
-            closing: AtomicBool::new(false),
-            sent: Mutex::default(),
-            held_back: Mutex::default(),
-        });
-        let connection = inner.open_connection(inner.options.connect_timeout).await?;
-        let result = match inner.send_handshake(&connection, None).await {
-            Ok(reply) => {
-                let limit = inner.options.initialize_timeout;
-                inner.await_handshake(&connection, reply, limit).await
-            }
-            Err(err) => Err(err),
-        };
-        let result = match result {
-            Ok(result) => result,
-            Err(err) => {
-                inner.discard(&connection, "initialize failed");
-                return Err(err);
-            }
-        };
-        let _ = inner.session.set(SessionInfo {
-            session_id: result.session_id,
-            environment: result.environment_info,
-            extensions: result.rexec.map(|r| r.extensions).unwrap_or_default(),
-        });
-        if !inner.set_up(connection, false) {
-            return Err(ClientError::Disconnected(
-                "the connection ended right after initialize".to_owned(),
-            ));
-        }
+        let inner = ClientInner::new(endpoint, options);
+        let mut opening = Opening::default();
+        let reply = inner.handshake(&mut opening, None);
+        inner.establish(opening, reply).await?;
         Ok(Client { inner })
+    }
+
+    /// Connect and start a process in one round trip: the upgrade request, `initialize`,
+    /// `initialized` and `process/start` leave together, and the server answers them in
+    /// wire order (what `rexec run` does). Without `spec.cwd` the start omits `cwd` (rexec's
+    /// `process/start.defaultCwd`: the server's own); a server without that extension
+    /// (codex) refuses it, and the start is sent again with the cwd from the `initialize`
+    /// result, one round trip later. Errors are those of [`Client::connect`], then those of
+    /// [`Client::start`].
+    pub async fn connect_and_start(
+        endpoint: Endpoint,
+        options: ClientOptions,
+        spec: ProcessSpec,
+    ) -> Result<(Client, Process), ClientError> {
+        let client = Client {
+            inner: ClientInner::new(endpoint, options),
+        };
+        let mut opening = Opening::default();
+        let reply = client.inner.handshake(&mut opening, None);
+        // Whether the server orders its notifications is known with the initialize
+        // result; until then a gap gets the reorder grace (events arrive behind it anyway).
+        let shared = client.add_route(&spec, false)?;
+        let params = match spec.start_params(shared.id.clone(), None) {
+            Ok(params) => params,
+            Err(err) => {
+                client.inner.remove_route(&shared);
+                return Err(encoding_error(&err));
+            }
+        };
+        let (id, frame) = client.inner.request(method::PROCESS_START, &params);
+        let started = opening.call(id, frame);
+        if let Err(err) = client.inner.establish(opening, reply).await {
+            client.inner.remove_route(&shared);
+            return Err(err);
+        }
+        shared.set_ordered_server(client.supports(extensions::ORDERED_NOTIFICATIONS));
+        let started = started.await.unwrap_or_else(|_| {
+            Err(ClientError::Disconnected(
+                "the connection ended before the response".to_owned(),
+            ))
+        });
+        let started = crate::link::decode(method::PROCESS_START, started);
+        let outcome = match started {
+            // Refused for the missing cwd (no process was started): now it is known.
+            Err(ClientError::Rpc(_))
+                if spec.cwd.is_none() && !client.supports(extensions::START_DEFAULT_CWD) =>
+            {
+                client.inner.remove_route(&shared);
+                client.start(spec).await
+            }
+            started => client.finish_start(shared, started),
+        };
+        match outcome {
+            Ok(process) => Ok((client, process)),
+            Err(err) => {
+                client.close().await;
+                Err(err)
+            }
+        }
     }
 
     pub fn session_id(&self) -> String {
@@ -154,44 +179,55 @@ impl Client {
     /// Start a process. Its route exists before `process/start` is sent, so events that
     /// overtake the response are kept.
     pub async fn start(&self, spec: ProcessSpec) -> Result<Process, ClientError> {
+        let ordered = self.inner.supports(extensions::ORDERED_NOTIFICATIONS);
+        let shared = self.add_route(&spec, ordered)?;
+        let environment = self.inner.session().environment.clone();
+        let params = match spec.start_params(shared.id.clone(), environment.as_ref()) {
+            Ok(params) => params,
+            Err(err) => {
+                self.inner.remove_route(&shared);
+                return Err(encoding_error(&err));
+            }
+        };
+        let started = self.inner.call(method::PROCESS_START, &params).await;
+        self.finish_start(shared, started)
+    }
+
+    /// The state and route of a process about to be started.
+    fn add_route(
+        &self,
+        spec: &ProcessSpec,
+        ordered: bool,
+    ) -> Result<Arc<ProcessShared>, ClientError> {
         let process_id = spec
             .process_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let ordered = self.inner.supports(extensions::ORDERED_NOTIFICATIONS);
         let shared = Arc::new(ProcessShared::new(
             process_id.clone(),
             ordered,
             spec.output_budget,
         ));
-        {
-            let mut routes = lock(&self.inner.routes);
-            if routes.contains_key(&process_id) {
-                return Err(ClientError::Protocol(format!(
-                    "process id {process_id} is already in use by a live process of this client"
-                )));
-            }
-            routes.insert(process_id.clone(), Arc::clone(&shared));
+        let mut routes = lock(&self.inner.routes);
+        if routes.contains_key(&process_id) {
+            return Err(ClientError::Protocol(format!(
+                "process id {process_id} is already in use by a live process of this client"
+            )));
         }
-        let params = spec
-            .start_params(
-                process_id.clone(),
-                self.inner.session().environment.as_ref(),
-            )
-            .map_err(|err| ClientError::Protocol(format!("encoding the sandbox policy: {err}")));
-        let params = match params {
-            Ok(params) => params,
-            Err(err) => {
-                self.inner.remove_route(&shared);
-                return Err(err);
-            }
-        };
-        let started: Result<StartResult, ClientError> =
-            self.inner.call(method::PROCESS_START, &params).await;
+        routes.insert(process_id, Arc::clone(&shared));
+        Ok(shared)
+    }
+
+    /// The `process/start` answer is in: hand out the process, or undo its route.
+    fn finish_start(
+        &self,
+        shared: Arc<ProcessShared>,
+        started: Result<StartResult, ClientError>,
+    ) -> Result<Process, ClientError> {
         if let Err(err) = started {
             self.inner.remove_route(&shared);
             if matches!(err, ClientError::Disconnected(_)) {
-                self.inner.terminate_orphan(process_id);
+                self.inner.terminate_orphan(shared.id.clone());
             }
             return Err(err);
         }
@@ -253,6 +289,54 @@ pub(crate) fn read_params(process_id: &str, after_seq: u64) -> ReadParams {
 }
 
 impl ClientInner {
+    fn new(endpoint: Endpoint, options: ClientOptions) -> Arc<Self> {
+        Arc::new(ClientInner {
+            endpoint,
+            options,
+            session: OnceLock::new(),
+            link: Mutex::new(Link::Down(ClientError::Disconnected(
+                "not connected yet".to_owned(),
+            ))),
+            link_changed: watch::Sender::new(0),
+            routes: Mutex::new(HashMap::new()),
+            next_id: AtomicI64::new(1),
+            closing: AtomicBool::new(false),
+            sent: Mutex::default(),
+            held_back: Mutex::default(),
+        })
+    }
+
+    /// Open the first connection with `opening` (which holds the handshake answered to
+    /// `reply`), note the session, and make the connection the link.
+    async fn establish(
+        self: &Arc<Self>,
+        opening: Opening,
+        reply: oneshot::Receiver<connection::Reply>,
+    ) -> Result<(), ClientError> {
+        let connection = self
+            .open_connection(self.options.connect_timeout, opening)
+            .await?;
+        let limit = self.options.initialize_timeout;
+        let result = match self.await_handshake(&connection, reply, limit).await {
+            Ok(result) => result,
+            Err(err) => {
+                self.discard(&connection, "initialize failed");
+                return Err(err);
+            }
+        };
+        let _ = self.session.set(SessionInfo {
+            session_id: result.session_id,
+            environment: result.environment_info,
+            extensions: result.rexec.map(|r| r.extensions).unwrap_or_default(),
+        });
+        if !self.set_up(connection, false) {
+            return Err(ClientError::Disconnected(
+                "the connection ended right after initialize".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn session(&self) -> &SessionInfo {
         static UNKNOWN: OnceLock<SessionInfo> = OnceLock::new();
         self.session.get().unwrap_or_else(|| {
@@ -330,4 +414,9 @@ impl Drop for ClientInner {
             connection.abort();
         }
     }
+}
+
+/// A spec whose sandbox policy cannot be encoded (not expected: the types are plain data).
+fn encoding_error(err: &serde_json::Error) -> ClientError {
+    ClientError::Protocol(format!("encoding the sandbox policy: {err}"))
 }

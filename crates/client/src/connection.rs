@@ -35,6 +35,33 @@ pub(crate) enum Pending {
     Repair(Arc<ProcessShared>),
 }
 
+/// What a new connection sends before anything else — the handshake and whatever rides in
+/// the same flight — and the waiters of the requests among it. The waiters are in the
+/// table before the reader starts, so no answer can arrive before its waiter.
+#[derive(Default)]
+pub(crate) struct Opening {
+    pub(crate) frames: Vec<String>,
+    pub(crate) pending: Vec<(i64, Pending)>,
+}
+
+impl Opening {
+    pub(crate) fn notify(&mut self, frame: String) {
+        self.frames.push(frame);
+    }
+
+    pub(crate) fn request(&mut self, id: i64, frame: String, pending: Pending) {
+        self.frames.push(frame);
+        self.pending.push((id, pending));
+    }
+
+    /// A request whose answer is awaited on the returned receiver.
+    pub(crate) fn call(&mut self, id: i64, frame: String) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        self.request(id, frame, Pending::Call(tx));
+        rx
+    }
+}
+
 #[derive(Default)]
 struct Table {
     closed: Option<String>,
@@ -58,8 +85,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Connection {
-    /// Start the writer and reader tasks of a freshly opened transport.
-    pub(crate) fn start(transport: Transport, client: Weak<ClientInner>) -> Arc<Self> {
+    /// Start the writer and reader tasks of a freshly opened transport, whose first frames
+    /// (already sent) are answered to `pending`.
+    pub(crate) fn start(
+        transport: Transport,
+        client: Weak<ClientInner>,
+        pending: Vec<(i64, Pending)>,
+    ) -> Arc<Self> {
         let Transport {
             sink,
             source,
@@ -69,7 +101,10 @@ impl Connection {
         let (done_tx, done_rx) = oneshot::channel();
         let connection = Arc::new(Self {
             outbound,
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(Table {
+                closed: None,
+                waiting: pending.into_iter().collect(),
+            }),
             established: AtomicBool::new(false),
             binary_output: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),

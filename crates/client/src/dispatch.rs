@@ -14,7 +14,7 @@
 //! notifications around them in wire order. Repair reads are queued without waiting.
 
 use crate::client::{ClientInner, lock, read_params};
-use crate::connection::{Connection, Pending};
+use crate::connection::{Connection, Opening, Pending};
 use crate::error::ClientError;
 use crate::ordered::{Incoming, REORDER_GRACE, Repair};
 use crate::shared::{ProcessShared, Step};
@@ -193,6 +193,18 @@ impl ClientInner {
                 });
             }
         }
+    }
+
+    /// Put a repair read into a new connection's first flight (a resume).
+    pub(crate) fn queue_repair(
+        &self,
+        opening: &mut Opening,
+        process: &Arc<ProcessShared>,
+        after_seq: u64,
+    ) {
+        let (id, frame) = self.request(method::PROCESS_READ, &read_params(&process.id, after_seq));
+        tracing::debug!(process = %process.id, after_seq, "repair read on resume");
+        opening.request(id, frame, Pending::Repair(Arc::clone(process)));
     }
 
     /// Queue `process/read {afterSeq, waitMs: 0}` whose result the reader applies.

@@ -18,7 +18,8 @@
 //!
 //! Module map: `client` (the session, its routes, the public API), `link` (current
 //! connection, handshake, requests), `connection` (one transport connection and its
-//! pending requests), `transport` (WebSocket / stdio bytes),
+//! pending requests), `transport` (WebSocket / stdio bytes), `upgrade` (the WebSocket
+//! upgrade with the first frames pipelined behind it),
 //! `dispatch` (inbound frames), `recovery` (reconnect and resume), `shared` (one process's
 //! state), `ordered` + `merge` (the ordered log and its repair), `history` + `stream`
 //! (subscribers and lag repair), `output` (the completion's head + tail), `process` (the
@@ -42,6 +43,7 @@ mod shared;
 mod spec;
 mod stream;
 mod transport;
+mod upgrade;
 
 pub use client::{Client, ClientStats};
 pub use error::ClientError;

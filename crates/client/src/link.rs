@@ -9,7 +9,7 @@
 //! again after a resume.
 
 use crate::client::{ClientInner, lock};
-use crate::connection::{self, Connection, Pending, Reply};
+use crate::connection::{self, Connection, Opening, Pending, Reply};
 use crate::error::ClientError;
 use crate::options::Endpoint;
 use crate::recovery;
@@ -41,27 +41,39 @@ impl ClientInner {
         }
     }
 
-    /// Open a transport (bounded by `limit`) and start its tasks.
+    /// Open a transport (bounded by `limit`), send `opening` with it, and start its tasks.
+    /// On failure, whatever `opening` waited for fails with the same reason.
     pub(crate) async fn open_connection(
         self: &Arc<Self>,
         limit: Duration,
+        opening: Opening,
     ) -> Result<Arc<Connection>, ClientError> {
         let token = self.options.token.as_deref();
-        let transport = tokio::time::timeout(limit, transport::open(&self.endpoint, token))
+        let Opening { frames, pending } = opening;
+        let opened = tokio::time::timeout(limit, transport::open(&self.endpoint, token, &frames))
             .await
             .map_err(|_| ClientError::Timeout {
                 what: format!("connecting to {}", self.endpoint),
                 after: limit,
-            })??;
-        Ok(Connection::start(transport, Arc::downgrade(self)))
+            })
+            .and_then(|opened| opened);
+        match opened {
+            Ok(transport) => Ok(Connection::start(transport, Arc::downgrade(self), pending)),
+            Err(error) => {
+                let waiting = pending.into_iter().map(|(_, p)| p).collect();
+                connection::fail_waiting(waiting, &error.to_string());
+                Err(error)
+            }
+        }
     }
 
-    /// Send `initialize` and, right behind it, `initialized`.
-    pub(crate) async fn send_handshake(
+    /// Put `initialize` and, right behind it, `initialized` into `opening`; the receiver
+    /// gets the `initialize` answer.
+    pub(crate) fn handshake(
         &self,
-        connection: &Connection,
+        opening: &mut Opening,
         resume_session_id: Option<&str>,
-    ) -> Result<oneshot::Receiver<Reply>, ClientError> {
+    ) -> oneshot::Receiver<Reply> {
         // Only a WebSocket can carry binary frames; upstream servers ignore the field.
         let binary_output =
             self.options.binary_output && matches!(self.endpoint, Endpoint::WebSocket(_));
@@ -74,12 +86,9 @@ impl ClientInner {
         };
         let (id, frame) = self.request(method::INITIALIZE, &params);
         let (tx, rx) = oneshot::channel();
-        connection.register(id, Pending::Initialize(tx))?;
-        connection.send(frame).await?;
-        connection
-            .send(notification_frame(method::INITIALIZED, &EmptyResult {}))
-            .await?;
-        Ok(rx)
+        opening.request(id, frame, Pending::Initialize(tx));
+        opening.notify(notification_frame(method::INITIALIZED, &EmptyResult {}));
+        rx
     }
 
     /// Wait for the `initialize` result of `connection` and note what it granted.
@@ -164,10 +173,8 @@ impl ClientInner {
                 ClientError::Disconnected(format!("{reason} (while {method} was pending)"))
             }
             other => other,
-        })?;
-        serde_json::from_str(raw.get()).map_err(|err| {
-            ClientError::Protocol(format!("cannot decode the {method} result: {err}"))
-        })
+        });
+        decode(method, raw)
     }
 
     /// A call that is safe to repeat (a write with its writeId): retried after a resume
@@ -237,4 +244,10 @@ impl ClientInner {
         self.bump();
         self.fail_processes(error);
     }
+}
+
+/// A response's result as `R`.
+pub(crate) fn decode<R: DeserializeOwned>(method: &str, reply: Reply) -> Result<R, ClientError> {
+    serde_json::from_str(reply?.get())
+        .map_err(|err| ClientError::Protocol(format!("cannot decode the {method} result: {err}")))
 }

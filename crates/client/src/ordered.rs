@@ -133,6 +133,10 @@ pub(crate) struct OrderedLog {
 }
 
 impl OrderedLog {
+    pub(crate) fn set_ordered_server(&mut self, ordered: bool) {
+        self.ordered_server = ordered;
+    }
+
     pub(crate) fn new(ordered_server: bool) -> Self {
         Self {
             last: 0,

@@ -6,13 +6,14 @@
 //! server's 30 s detached-session TTL) runs out. Connect failures, timeouts and -32010
 //! (the server has not noticed the old connection is gone) are retried; any other refusal
 //! (an unknown or expired session, a rejected token) ends recovery at once. The repair reads
-//! are registered before `initialize` is sent and pipelined right behind `initialized`, so
+//! are registered before `initialize` is sent and pipelined right behind `initialized`, all
+//! of it behind the WebSocket upgrade request (one round trip in all), so
 //! the notifications the resume redirects to the new connection wait in the reorder
 //! buffers behind them, and no other read is issued meanwhile. Requests whose response was
 //! lost are not replayed here (writes retry themselves with the same writeId).
 
 use crate::client::ClientInner;
-use crate::connection::Connection;
+use crate::connection::{Connection, Opening};
 use crate::error::ClientError;
 use rexec_protocol::ErrorCode;
 use std::sync::Arc;
@@ -63,27 +64,19 @@ async fn attempt(
     deadline: Instant,
 ) -> Result<Arc<Connection>, Attempt> {
     let remaining = || deadline.saturating_duration_since(Instant::now());
+    let mut opening = Opening::default();
+    let reply = inner.handshake(&mut opening, Some(session_id));
+    for process in inner.live_processes() {
+        if let Some(after_seq) = process.begin_resume() {
+            inner.queue_repair(&mut opening, &process, after_seq);
+        }
+    }
     let limit = inner.options.connect_timeout.min(remaining());
-    let connection = match inner.open_connection(limit).await {
+    let connection = match inner.open_connection(limit, opening).await {
         Ok(connection) => connection,
         Err(error @ ClientError::Unauthorized { .. }) => return Err(Attempt::Fatal(error)),
         Err(error) => return Err(Attempt::Retry(error.to_string())),
     };
-    let repairs: Vec<_> = inner
-        .live_processes()
-        .into_iter()
-        .filter_map(|process| process.begin_resume().map(|after| (process, after)))
-        .collect();
-    let reply = match inner.send_handshake(&connection, Some(session_id)).await {
-        Ok(reply) => reply,
-        Err(error) => {
-            inner.discard(&connection, "resume handshake failed");
-            return Err(Attempt::Retry(error.to_string()));
-        }
-    };
-    for (process, after_seq) in &repairs {
-        inner.send_repair(Some(&connection), process, *after_seq);
-    }
     let limit = inner.options.initialize_timeout.min(remaining());
     let outcome = inner.await_handshake(&connection, reply, limit).await;
     let failure = match outcome {

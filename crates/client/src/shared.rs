@@ -67,6 +67,12 @@ impl ProcessShared {
         }
     }
 
+    /// The server turned out to order its notifications (or not): a process started in
+    /// the same flight as `initialize` learns it from the `initialize` result.
+    pub(crate) fn set_ordered_server(&self, ordered: bool) {
+        self.lock().ordered.set_ordered_server(ordered);
+    }
+
     /// Register a lossless subscriber at history position `pos`; returns its id.
     pub(crate) fn add_lossless_reader(&self, pos: u64) -> u64 {
         let id = self.next_reader.fetch_add(1, Ordering::Relaxed);

@@ -117,17 +117,21 @@ impl ProcessSpec {
         process_id: String,
         environment: Option<&EnvironmentInfo>,
     ) -> Result<StartParams, serde_json::Error> {
+        // `None`: neither the spec nor the server said (the server's own cwd applies).
         let cwd = match (&self.cwd, environment.and_then(|e| e.cwd.as_ref())) {
-            (Some(cwd), _) => PathUri::from_path(cwd.clone()),
-            (None, Some(server_cwd)) => server_cwd.clone(),
-            (None, None) => PathUri::from_path("/"),
+            (Some(cwd), _) => Some(PathUri::from_path(cwd.clone())),
+            (None, Some(server_cwd)) => Some(server_cwd.clone()),
+            (None, None) => None,
         };
-        // Project roots default to the process's cwd; say so, since peers differ on it.
+        // Project roots default to the process's cwd; say so when it is known, since peers
+        // differ on the default (codex 0.169 needs `workspaceRoots`).
         let sandbox = self.sandbox.clone().map(|mut sandbox| {
-            sandbox.cwd.get_or_insert_with(|| cwd.clone());
-            sandbox
-                .workspace_roots
-                .get_or_insert_with(|| vec![cwd.clone()]);
+            if let Some(cwd) = &cwd {
+                sandbox.cwd.get_or_insert_with(|| cwd.clone());
+                sandbox
+                    .workspace_roots
+                    .get_or_insert_with(|| vec![cwd.clone()]);
+            }
             sandbox
         });
         let sandbox = sandbox.as_ref().map(serde_json::to_value).transpose()?;

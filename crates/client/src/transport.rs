@@ -2,14 +2,18 @@
 //! a spawned program's stdin/stdout with one JSON message per line.
 //!
 //! This module turns an `Endpoint` into a frame source and a frame sink and owns the writer
-//! task, which sends whatever is queued and flushes once per batch. It knows nothing about
+//! task, which sends whatever is queued and flushes once per batch. The connection's first
+//! frames go out with the opening itself: right behind the WebSocket upgrade request
+//! (`upgrade`), or to the child's stdin as soon as it is spawned. It knows nothing about
 //! JSON-RPC. Inbound binary messages are handed on as they are: they carry JSON or, when
 //! negotiated, binary output frames (told apart in `dispatch`); outbound frames are text.
 
 use crate::error::ClientError;
 use crate::options::Endpoint;
+use crate::upgrade::Pipelined;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use std::io;
 use std::process::Stdio;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -17,6 +21,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
@@ -28,7 +33,7 @@ pub(crate) const MAX_FRAME_BYTES: usize = crate::fs::MAX_READ_FILE_FRAME_BYTES;
 /// Frames the writer sends before it flushes, at most.
 const MAX_BATCH_FRAMES: usize = 64;
 
-type WsStream = WebSocketStream<TcpStream>;
+type WsStream = WebSocketStream<Pipelined>;
 
 /// One inbound message.
 pub(crate) enum Frame {
@@ -71,12 +76,15 @@ pub(crate) enum FrameSource {
     Stdio(FramedRead<ChildStdout, LinesCodec>),
 }
 
+/// Open `endpoint` and send `first` (text frames) before anything else, without waiting
+/// for the WebSocket upgrade to be answered.
 pub(crate) async fn open(
     endpoint: &Endpoint,
     token: Option<&str>,
+    first: &[String],
 ) -> Result<Transport, ClientError> {
     match endpoint {
-        Endpoint::WebSocket(url) => open_websocket(url, token).await,
+        Endpoint::WebSocket(url) => open_websocket(url, token, first).await,
         Endpoint::Stdio { program, args } => {
             let mut child = Command::new(program)
                 .args(args)
@@ -90,8 +98,17 @@ pub(crate) async fn open(
                 return Err(connect_error(endpoint, "no stdio pipes".to_owned()));
             };
             let codec = LinesCodec::new_with_max_length(MAX_FRAME_BYTES);
+            let mut sink = FrameSink::Stdio(BufWriter::new(stdin));
+            for frame in first {
+                sink.feed(frame.clone())
+                    .await
+                    .map_err(|err| connect_error(endpoint, err))?;
+            }
+            sink.flush()
+                .await
+                .map_err(|err| connect_error(endpoint, err))?;
             Ok(Transport {
-                sink: FrameSink::Stdio(BufWriter::new(stdin)),
+                sink,
                 source: FrameSource::Stdio(FramedRead::new(stdout, codec)),
                 child: Some(child),
             })
@@ -106,11 +123,63 @@ fn connect_error(endpoint: &Endpoint, reason: String) -> ClientError {
     }
 }
 
-async fn open_websocket(url: &str, token: Option<&str>) -> Result<Transport, ClientError> {
-    let fail = |reason: String| ClientError::Connect {
+async fn open_websocket(
+    url: &str,
+    token: Option<&str>,
+    first: &[String],
+) -> Result<Transport, ClientError> {
+    match upgrade(url, token, first).await {
+        // A server that hangs up on bytes behind the upgrade request (tungstenite's own
+        // server handshake refuses them as "junk") gets the classic order: wait for 101,
+        // then send. Nothing was processed, so sending the frames again is safe.
+        Err(Upgrade::HungUp(reason)) if !first.is_empty() => {
+            tracing::debug!(%reason, "the server hung up on a pipelined upgrade; retrying without");
+            let mut transport = upgrade(url, token, &[])
+                .await
+                .map_err(Upgrade::into_error)?;
+            for frame in first {
+                transport
+                    .sink
+                    .feed(frame.clone())
+                    .await
+                    .map_err(|reason| connect_failed(url, reason))?;
+            }
+            transport
+                .sink
+                .flush()
+                .await
+                .map_err(|reason| connect_failed(url, reason))?;
+            Ok(transport)
+        }
+        other => other.map_err(Upgrade::into_error),
+    }
+}
+
+/// Why an upgrade failed.
+enum Upgrade {
+    Failed(ClientError),
+    /// The connection ended before any answer to the upgrade request.
+    HungUp(ClientError),
+}
+
+impl Upgrade {
+    fn into_error(self) -> ClientError {
+        match self {
+            Self::Failed(error) | Self::HungUp(error) => error,
+        }
+    }
+}
+
+fn connect_failed(url: &str, reason: String) -> ClientError {
+    ClientError::Connect {
         endpoint: url.to_owned(),
         reason,
-    };
+    }
+}
+
+/// TCP connect, then the upgrade request with `first` right behind it.
+async fn upgrade(url: &str, token: Option<&str>, first: &[String]) -> Result<Transport, Upgrade> {
+    let fail = |reason: String| Upgrade::Failed(connect_failed(url, reason));
     let mut request = url
         .into_client_request()
         .map_err(|err| fail(format!("invalid URL: {err}")))?;
@@ -137,7 +206,8 @@ async fn open_websocket(url: &str, token: Option<&str>) -> Result<Transport, Cli
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
-    match tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await {
+    let stream = Pipelined::new(tcp, first);
+    match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
         Ok((socket, _response)) => {
             let (sink, source) = socket.split();
             Ok(Transport {
@@ -149,14 +219,27 @@ async fn open_websocket(url: &str, token: Option<&str>) -> Result<Transport, Cli
         Err(tungstenite::Error::Http(response))
             if response.status() == StatusCode::UNAUTHORIZED =>
         {
-            Err(ClientError::Unauthorized {
+            Err(Upgrade::Failed(ClientError::Unauthorized {
                 endpoint: url.to_owned(),
-            })
+            }))
         }
         Err(tungstenite::Error::Http(response)) => Err(fail(format!(
             "the WebSocket upgrade was answered with HTTP {}",
             response.status()
         ))),
+        Err(err @ tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete)) => Err(
+            Upgrade::HungUp(connect_failed(url, format!("{err} (the server hung up)"))),
+        ),
+        Err(tungstenite::Error::Io(err))
+            if matches!(
+                err.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Err(Upgrade::HungUp(connect_failed(url, err.to_string())))
+        }
         Err(err) => Err(fail(err.to_string())),
     }
 }

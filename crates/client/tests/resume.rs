@@ -138,7 +138,13 @@ async fn a_pending_call_fails_fast_and_the_process_is_still_followed() {
     let done = within("wait", process.wait()).await.expect("completion");
     assert_eq!(done.exit_code, 7);
     assert_eq!(done.stdout, b"ready\ncaught\n");
-    assert_eq!(proxy.results("initialize"), 2);
+    // The end may also have arrived just before the cut (the trap can outrun the signal's
+    // answer on a busy machine); the session is resumed either way.
+    proxy
+        .wait_for("the resume", |s| {
+            s.results.get("initialize").copied().unwrap_or(0) == 2
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,10 @@ pub const BINARY_OUTPUT: &str = "process/output.binary";
 /// `sandboxDenied: true`: what was refused, and whether the kernel reported it (exact) or
 /// the output suggested it.
 pub const SANDBOX_DENIAL: &str = "process/exited.sandboxDenial";
+/// `process/start` may omit `cwd`: the child runs in the server's own working directory
+/// (the `environmentInfo.cwd` of `initialize`). A client can then start a process in the
+/// same flight as `initialize`, before it knows that directory.
+pub const START_DEFAULT_CWD: &str = "process/start.defaultCwd";
 
 pub const ALL: &[&str] = &[
     PROCESS_RESIZE,
@@ -31,4 +35,5 @@ pub const ALL: &[&str] = &[
     ORDERED_NOTIFICATIONS,
     BINARY_OUTPUT,
     SANDBOX_DENIAL,
+    START_DEFAULT_CWD,
 ];

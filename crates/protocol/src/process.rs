@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 pub struct StartParams {
     pub process_id: String,
     pub argv: Vec<String>,
-    pub cwd: PathUri,
+    /// Required upstream; rexec (`process/start.defaultCwd`) takes a missing `cwd` as its
+    /// own working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathUri>,
     /// The child's whole environment unless `env_policy` says otherwise.
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,7 +247,10 @@ mod tests {
             "cwd":"file:///tmp","env":{"PATH":"/usr/bin:/bin"},"tty":false,"pipeStdin":false,"arg0":null}"#;
         let params: StartParams = serde_json::from_str(json).expect("decode");
         assert_eq!(params.argv[0], "bash");
-        assert_eq!(params.cwd.as_path(), std::path::Path::new("/tmp"));
+        assert_eq!(
+            params.cwd.as_ref().map(PathUri::as_path),
+            Some(std::path::Path::new("/tmp"))
+        );
         assert!(!params.tty);
     }
 

@@ -6,7 +6,7 @@
 //! takes a deadline. Nothing here knows what a correct server answers: it only moves
 //! frames; the scenarios assert.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::server::Server;
@@ -119,6 +119,71 @@ impl Client {
                 }
                 other => anyhow!("WebSocket handshake failed: {other}"),
             })?;
+        Ok(Client {
+            ws,
+            next_id: 1,
+            responses: HashMap::new(),
+            notifications: VecDeque::new(),
+            closed: None,
+            pings: 0,
+        })
+    }
+
+    /// Connects and writes `frames` (masked text frames) right behind the upgrade request,
+    /// in the same write, before the server has answered the upgrade; then reads the 101
+    /// and hands whatever followed it to the WebSocket.
+    pub async fn connect_pipelined(server: &Server, frames: &[Value]) -> Result<Client> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tungstenite::protocol::frame::Frame;
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        let url = server.url.as_str().into_client_request()?;
+        let host = url.uri().host().context("URL without host")?;
+        let port = url.uri().port_u16().unwrap_or(80);
+        let addr: SocketAddr = format!("{host}:{port}").parse()?;
+        let token = server
+            .token
+            .as_ref()
+            .map(|token| format!("Authorization: Bearer {token}"));
+        let headers: Vec<&str> = token.iter().map(String::as_str).collect();
+        let mut bytes = upgrade_request(addr, &headers).into_bytes();
+        for value in frames {
+            let mut frame = Frame::message(value.to_string(), OpCode::Data(Data::Text), true);
+            frame.header_mut().mask = Some([0x5a, 0x17, 0xc3, 0x08]);
+            frame.format(&mut bytes)?;
+        }
+        let work = async {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            stream.write_all(&bytes).await?;
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            let end = loop {
+                if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break end + 4;
+                }
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    bail!("the server closed the connection before answering the upgrade");
+                }
+                head.extend_from_slice(&buf[..n]);
+            };
+            let status_line = String::from_utf8_lossy(&head[..end]);
+            ensure!(
+                status_line.starts_with("HTTP/1.1 101"),
+                "upgrade answered with {status_line:?}"
+            );
+            let tail = head.split_off(end);
+            let config = WebSocketConfig::default()
+                .max_message_size(None)
+                .max_frame_size(None);
+            Ok(
+                WebSocketStream::from_partially_read(stream, tail, Role::Client, Some(config))
+                    .await,
+            )
+        };
+        let ws = tokio::time::timeout(RPC_TIMEOUT, work)
+            .await
+            .context("pipelined upgrade timed out")??;
         Ok(Client {
             ws,
             next_id: 1,

@@ -1,7 +1,8 @@
 //! rexec's protocol extensions (codex 0.169.0 has none of them): the `rexec.extensions`
 //! list in the initialize result, `process/resize`, `process/write` with `closeStdin`,
 //! eviction counters on `process/read`, per-process notification order, and binary output
-//! frames (granted per connection; output stays JSON unless granted, on either server).
+//! frames (granted per connection; output stays JSON unless granted, on either server), and
+//! `process/start` without `cwd`.
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -460,3 +461,39 @@ async fn binary_output_is_per_connection(ctx: Ctx) -> Result<()> {
     all.check_sequence()
 }
 conformance_test!(rexec_only("process/output.binary") binary_output_is_per_connection => rexec_binary_output_is_per_connection, codex_binary_output_is_per_connection);
+
+// ----- process/start.defaultCwd -----
+
+/// rexec runs a start without `cwd` in its own working directory (the `environmentInfo.cwd`
+/// it reported); codex 0.169.0 refuses it with -32602, which is what a client relies on to
+/// send the start again with a cwd.
+async fn start_without_cwd(ctx: Ctx) -> Result<()> {
+    let server = ctx.server().await?;
+    let mut client = Client::connect(&server).await?;
+    let init = client.initialize().await?;
+    let mut params = sh("nocwd", "pwd");
+    params
+        .as_object_mut()
+        .context("start params are an object")?
+        .remove("cwd");
+    if ctx.target == crate::server::Target::Codex {
+        let error = client.expect_error("process/start", params).await?;
+        ensure!(error.code == -32602, "codex refused with {error}");
+        return client.ping().await;
+    }
+    let cwd = init["environmentInfo"]["cwd"]
+        .as_str()
+        .context("no environmentInfo.cwd")?
+        .strip_prefix("file://")
+        .context("cwd is a file URI")?
+        .to_owned();
+    client.start(params).await?;
+    let events = client.events_until_closed("nocwd", EVENT_TIMEOUT).await?;
+    ensure!(
+        events.output_text("stdout")? == format!("{cwd}\n"),
+        "pwd printed {:?}, the server's cwd is {cwd}",
+        events.output_text("stdout")
+    );
+    Ok(())
+}
+conformance_test!(start_without_cwd => rexec_start_without_cwd, codex_start_without_cwd);

@@ -1,5 +1,6 @@
 //! Handshake and framing: the `initialize` / `initialized` order rules, unknown methods,
-//! malformed and binary frames, and requests pipelined in one burst.
+//! malformed and binary frames, and requests pipelined in one burst (also right behind the
+//! WebSocket upgrade request, before its answer).
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
@@ -181,3 +182,39 @@ async fn pipelined_requests(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(pipelined_requests => rexec_pipelined_requests, codex_pipelined_requests);
+
+/// What `Client::connect_and_start` does: the upgrade request, `initialize`, `initialized`
+/// and `process/start` in one write, before the server has answered anything. The server
+/// takes the frames as the start of the WebSocket stream and answers them in wire order.
+async fn frames_behind_the_upgrade_request(ctx: Ctx) -> Result<()> {
+    let server = ctx.server().await?;
+    let mut client = Client::connect_pipelined(
+        &server,
+        &[
+            json!({"id": 1, "method": "initialize", "params": {"clientName": "behind-upgrade"}}),
+            json!({"method": "initialized", "params": {}}),
+            json!({"id": 2, "method": "process/start", "params": sh("early", "echo early")}),
+        ],
+    )
+    .await?;
+    let deadline = Instant::now() + RPC_TIMEOUT;
+    let init = client.wait_response(&json!(1), deadline).await?;
+    let init = init.map_err(|e| anyhow::anyhow!("initialize behind the upgrade failed: {e}"))?;
+    ensure!(init["sessionId"].is_string(), "initialize result {init}");
+    let start = client.wait_response(&json!(2), deadline).await?;
+    let start = start.map_err(|e| anyhow::anyhow!("start behind the upgrade failed: {e}"))?;
+    ensure!(start["processId"] == "early", "start result {start}");
+    let events = client.events_until_closed("early", EVENT_TIMEOUT).await?;
+    ensure!(
+        events.output("stdout")? == b"early\n",
+        "pushed output {events:?}"
+    );
+    ensure!(
+        events.exit_code()? == 0,
+        "exit code {:?}",
+        events.exit_code()
+    );
+    // The connection is a normal one afterwards.
+    client.ping().await
+}
+conformance_test!(frames_behind_the_upgrade_request => rexec_frames_behind_the_upgrade_request, codex_frames_behind_the_upgrade_request);

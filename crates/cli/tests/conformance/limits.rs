@@ -1,7 +1,7 @@
 //! Resource limits a hostile or slow client must not break: frames over
 //! `--max-frame-bytes`, messages over the 262 144 JSON-value budget, and a client that
 //! stops reading while its process writes 100 MB (server memory stays bounded; nothing is
-//! lost once it reads again).
+//! lost once it reads again), and descriptors held by processes that already closed.
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -153,3 +153,40 @@ async fn slow_reader_bounded_memory(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(rexec_only("notifications in seq order; codex 0.169.0 reorders them under load") slow_reader_bounded_memory => rexec_slow_reader_bounded_memory, codex_slow_reader_bounded_memory);
+
+/// Descriptors of the server process, from /proc.
+fn open_descriptors(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("listing /proc/{pid}/fd"))?
+        .count())
+}
+
+/// A closed process holds no pipe or pidfd while it stays readable for the retention
+/// time: every descriptor the server keeps is copied into each child it spawns and closed
+/// again at its exec, so descriptors held for retention make every later spawn slower.
+async fn closed_processes_hold_no_descriptors(ctx: Ctx) -> Result<()> {
+    let (server, mut client) = ctx.server_and_client().await?;
+    let pid = server.pid()?;
+    let before = open_descriptors(pid)?;
+    const PROCESSES: usize = 40;
+    for n in 0..PROCESSES {
+        let id = format!("fd{n}");
+        client.start(sh(&id, "echo out; echo err >&2")).await?;
+        client
+            .events_until_closed(&id, crate::harness::EVENT_TIMEOUT)
+            .await?;
+    }
+    // Still readable (retention), but their pipes are gone.
+    let read = client
+        .read("fd0", Some(0), None, 0)
+        .await
+        .context("a closed process stays readable")?;
+    ensure!(read["closed"] == true, "fd0 read {read}");
+    let after = open_descriptors(pid)?;
+    ensure!(
+        after < before + PROCESSES / 2,
+        "{PROCESSES} closed processes left the server with {after} descriptors (was {before})"
+    );
+    Ok(())
+}
+conformance_test!(rexec_only("descriptors released when a process closes") closed_processes_hold_no_descriptors => rexec_closed_processes_hold_no_descriptors, codex_closed_processes_hold_no_descriptors);

@@ -106,13 +106,13 @@ async fn racing_duplicate_starts(ctx: Ctx) -> Result<()> {
     };
     ensure!(ok["processId"] == "race", "start result {ok}");
     check_error(&err, -32600, "process race already exists")?;
-    // Let the winner print before it is terminated (a loaded machine may be slow to).
-    let (mut text, _) = client
+    // Terminate only once the winner printed its line (else the kill can beat `echo`).
+    let (printed, _) = client
         .wait_output_containing("race", "\n", EVENT_TIMEOUT)
         .await?;
     ensure!(client.terminate("race").await?, "race was not running");
     let events = client.events_until_closed("race", EVENT_TIMEOUT).await?;
-    text.push_str(&events.output_text("stdout")?);
+    let text = printed + &events.output_text("stdout")?;
     ensure!(
         text == "a\n" || text == "b\n",
         "one process should have run, output {text:?}"

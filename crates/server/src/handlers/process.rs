@@ -16,6 +16,7 @@ use rexec_protocol::process::{
     TerminateParams, TerminateResult, WriteParams, WriteResult, WriteStatus,
 };
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -25,8 +26,15 @@ pub async fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, R
     }
     reject_unenforceable(&params)?;
     let env = child_env(&params.env, params.env_policy.as_ref(), server_env());
+    // `process/start.defaultCwd`: no cwd is the server's own.
+    let cwd = params
+        .cwd
+        .as_ref()
+        .or(ctx.server.environment.cwd.as_ref())
+        .ok_or_else(|| RpcError::invalid_params("cwd is required: the server has no cwd"))?
+        .as_path();
     let plan = match &params.sandbox {
-        Some(sandbox) => policy::resolve(sandbox, Some(params.cwd.as_path()), &env)?,
+        Some(sandbox) => policy::resolve(sandbox, Some(cwd), &env)?,
         None => None,
     };
     let helper = match (&plan, &ctx.server.config.sandbox_helper) {
@@ -56,7 +64,7 @@ pub async fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, R
         table,
         id: &params.process_id,
     };
-    let process = launch(ctx, &params, &env, helper).await?;
+    let process = launch(ctx, &params, cwd, &env, helper).await?;
     let Some((process, release)) = process else {
         return Err(RpcError::start_cancelled(&params.process_id));
     };
@@ -76,13 +84,14 @@ type Launched = (Arc<Process>, oneshot::Sender<()>);
 async fn launch(
     ctx: &RequestContext,
     params: &StartParams,
+    cwd: &Path,
     env: &BTreeMap<String, String>,
     helper: Option<(HelperCommand, Plan)>,
 ) -> Result<Option<Launched>, RpcError> {
     let spawned = spawn(&SpawnRequest {
         argv: &params.argv,
         arg0: params.arg0.as_deref(),
-        cwd: params.cwd.as_path(),
+        cwd,
         env,
         tty: params.tty,
         pipe_stdin: params.pipe_stdin,
@@ -95,7 +104,7 @@ async fn launch(
             // Until the helper reports, an error or a dropped start must not leave it
             // (or the command it may already have exec'd) running unwatched.
             let mut unwatched = KillGroupOnDrop(Some(spawned.pgid));
-            let sandbox = Sandbox::launch(command, plan, params.cwd.as_path())
+            let sandbox = Sandbox::launch(command, plan, cwd)
                 .await
                 .map_err(|err| match err {
                     SetupError::Sandbox(why) => RpcError::invalid_params(format!(

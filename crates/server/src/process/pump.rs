@@ -108,6 +108,11 @@ impl Runner {
                 }
             }
         }
+        // Give the descriptors back before the retention wait: every fd the server holds
+        // is copied into each child it spawns and closed again at its exec, so pipes and
+        // pidfds kept for the 30 s retention made every spawn pay for thousands of them.
+        drop(sources);
+        drop(child);
         let seq = self.process.record_closed();
         self.process.stdin.shut();
         let process_id = self.process.id.as_str();

@@ -78,6 +78,7 @@ async fn upgrade(
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(crate::config::INBOUND_READ_BUFFER_BYTES)
         .on_upgrade(move |socket| run(server, socket, peer))
 }
 
