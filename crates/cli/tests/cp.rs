@@ -1,7 +1,6 @@
 //! `rexec cp` and `rexec ls` end to end: the real binary against a real `rexec serve` on
-//! loopback. A large generated file goes up and comes back byte for byte (200 MB in release
-//! builds; debug builds default to 24 MB because base64 and JSON run ~10x slower
-//! unoptimized — set `REXEC_CP_TEST_BYTES` to choose), then a directory tree, then `ls`.
+//! loopback. A large generated file (200 MB) goes up and comes back byte for byte, then a
+//! directory tree, then `ls`.
 
 #[allow(dead_code)]
 #[path = "conformance/server.rs"]
@@ -17,16 +16,13 @@ use tokio::process::Command;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
+/// 200 MB (a second or two: dependencies are optimized even in test builds); set
+/// `REXEC_CP_TEST_BYTES` to choose another size.
 fn test_bytes() -> u64 {
-    let default = if cfg!(debug_assertions) {
-        24_000_000
-    } else {
-        200_000_000
-    };
     std::env::var("REXEC_CP_TEST_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(200_000_000)
 }
 
 async fn rexec(args: &[&str]) -> Result<Output> {

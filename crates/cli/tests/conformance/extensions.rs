@@ -341,7 +341,7 @@ async fn binary_output_granted(ctx: Ctx) -> Result<()> {
     );
     ensure!(pushed.events.output("stderr")? == b"done\n", "{summary}");
     // Seqs 1..=n across both forms; exited and closed (JSON) come last.
-    pushed.events.check_sequence()?;
+    pushed.events.check_sequence(ctx.target)?;
     ensure!(pushed.events.exit_code()? == 0, "{summary}");
 
     // process/read, the repair path, stays JSON and returns the same bytes.
@@ -458,7 +458,7 @@ async fn binary_output_is_per_connection(ctx: Ctx) -> Result<()> {
         ensure!(unexpected == 0, "phase {phase}, binary {binary}: {summary}");
         all.0.extend(pushed.events.0);
     }
-    all.check_sequence()
+    all.check_sequence(ctx.target)
 }
 conformance_test!(rexec_only("process/output.binary") binary_output_is_per_connection => rexec_binary_output_is_per_connection, codex_binary_output_is_per_connection);
 

@@ -17,7 +17,7 @@ async fn output_exit_and_close(ctx: Ctx) -> Result<()> {
         "start result {result}"
     );
     let events = client.events_until_closed("p1", EVENT_TIMEOUT).await?;
-    events.check_sequence()?;
+    events.check_sequence(ctx.target)?;
     ensure!(events.output("stdout")? == b"out\n", "stdout: {events:?}");
     ensure!(events.output("stderr")? == b"err\n", "stderr: {events:?}");
     let exited = events.exited()?;
@@ -60,7 +60,7 @@ async fn true_exits_zero(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
     client.start(start_params("t", &["true"])).await?;
     let events = client.events_until_closed("t", EVENT_TIMEOUT).await?;
-    events.check_sequence()?;
+    events.check_sequence(ctx.target)?;
     ensure!(
         events.0.len() == 2,
         "`true` should give exited#1, closed#2: {events:?}"

@@ -130,7 +130,7 @@ async fn late_output_after_exit(ctx: Ctx) -> Result<()> {
         .start(sh("late", "(sleep 0.3; echo late) & exit 0"))
         .await?;
     let events = client.events_until_closed("late", EVENT_TIMEOUT).await?;
-    events.check_sequence()?;
+    events.check_sequence(ctx.target)?;
     let methods: Vec<&str> = events.0.iter().map(|e| e.method.as_str()).collect();
     ensure!(
         methods == ["process/exited", "process/output", "process/closed"],

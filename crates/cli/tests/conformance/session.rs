@@ -258,7 +258,7 @@ async fn closed_process_forgotten_after_retention(ctx: Ctx) -> Result<()> {
     }
     client.start(sh("short", "echo twice")).await?;
     let events = client.events_until_closed("short", EVENT_TIMEOUT).await?;
-    events.check_sequence()?;
+    events.check_sequence(ctx.target)?;
     ensure!(
         events.output("stdout")? == b"twice\n",
         "reused id ran {events:?}"
