@@ -204,7 +204,8 @@ async fn transfer(
     let count = bytes.to_string();
     let spec = ProcessSpec::new(["/usr/bin/head", "-c", count.as_str(), "/dev/zero"])
         .cwd("/tmp")
-        .output_budget(0);
+        .output_budget(0)
+        .lossless_events(events);
     let reads_before = client.stats().requests(method::PROCESS_READ);
     let own_cpu = cpu_seconds(std::process::id())?;
     let server_cpu = server_pid.map(cpu_seconds).transpose()?;

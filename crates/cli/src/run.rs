@@ -117,6 +117,8 @@ pub fn spec_environment(spec: &mut ProcessSpec, env: &[(String, String)], clean:
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut spec = ProcessSpec::new(args.command.clone());
     spec.tty = args.tty;
+    // The output is streamed by a lossless subscriber: hold it from the first byte.
+    spec.lossless_events = true;
     spec.cwd = args.cwd.clone();
     spec_environment(&mut spec, &args.env, args.clean_env);
     if let Some(mode) = args.sandbox {

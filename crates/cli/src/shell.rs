@@ -37,6 +37,7 @@ pub async fn run(args: ShellArgs) -> anyhow::Result<i32> {
         .unwrap_or_else(|| "/bin/sh".to_owned());
     let mut spec = ProcessSpec::new(vec![shell.clone(), "-l".to_owned()]);
     spec.tty = true;
+    spec.lossless_events = true;
     spec.cwd = args.cwd.clone();
     spec_environment(&mut spec, &args.env, false);
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".to_owned());

@@ -208,6 +208,9 @@ impl Client {
             ordered,
             spec.output_budget,
         ));
+        if spec.lossless_events {
+            shared.reserve_lossless_reader();
+        }
         let mut routes = lock(&self.inner.routes);
         if routes.contains_key(&process_id) {
             return Err(ClientError::Protocol(format!(

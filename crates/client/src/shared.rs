@@ -45,6 +45,9 @@ pub(crate) struct ProcessState {
     failure: Option<ClientError>,
     /// Lossless subscribers' next history positions (absent while one repairs a lag).
     lossless_readers: HashMap<u64, u64>,
+    /// `ProcessSpec::lossless_events`: a lossless reader registered with the route, before
+    /// any event can arrive, for the first `EventStream::lossless` to take over.
+    reserved_reader: Option<u64>,
 }
 
 impl ProcessShared {
@@ -60,6 +63,7 @@ impl ProcessShared {
                 finished_at: None,
                 failure: None,
                 lossless_readers: HashMap::new(),
+                reserved_reader: None,
             }),
             changes: watch::Sender::new(0),
             progress: watch::Sender::new(0),
@@ -71,6 +75,21 @@ impl ProcessShared {
     /// the same flight as `initialize` learns it from the `initialize` result.
     pub(crate) fn set_ordered_server(&self, ordered: bool) {
         self.lock().ordered.set_ordered_server(ordered);
+    }
+
+    /// Hold output from the very first event for a lossless subscriber still to come
+    /// (`ProcessSpec::lossless_events`).
+    pub(crate) fn reserve_lossless_reader(&self) {
+        let id = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        let front = state.history.front_pos();
+        state.lossless_readers.insert(id, front);
+        state.reserved_reader = Some(id);
+    }
+
+    /// The reserved reader's id, once, for a lossless subscriber to take over.
+    pub(crate) fn take_reserved_reader(&self) -> Option<u64> {
+        self.lock().reserved_reader.take()
     }
 
     /// Register a lossless subscriber at history position `pos`; returns its id.

@@ -27,6 +27,12 @@ pub struct ProcessSpec {
     pub arg0: Option<String>,
     /// `None`: a generated UUID.
     pub process_id: Option<String>,
+    /// Hold the process's output for a lossless subscriber from the first event: the
+    /// connection waits (once the replay history is full) until `process.events().lossless()`
+    /// takes over. Without it, output that arrives between `start` returning and that call
+    /// is only kept by the bounded history, and a busy machine can lose it to a `Gap`. Set
+    /// it only if that subscriber will be created (and polled).
+    pub lossless_events: bool,
     /// The policy the server must enforce (`SandboxContext::managed` for the common
     /// read-everything, write-here case); a server that cannot refuses the start.
     pub sandbox: Option<SandboxContext>,
@@ -51,6 +57,7 @@ impl ProcessSpec {
             arg0: None,
             process_id: None,
             sandbox: None,
+            lossless_events: false,
             output_budget: DEFAULT_OUTPUT_BUDGET,
         }
     }
@@ -98,6 +105,11 @@ impl ProcessSpec {
 
     pub fn process_id(mut self, process_id: impl Into<String>) -> Self {
         self.process_id = Some(process_id.into());
+        self
+    }
+
+    pub fn lossless_events(mut self, lossless: bool) -> Self {
+        self.lossless_events = lossless;
         self
     }
 

@@ -75,7 +75,14 @@ impl EventStream {
     /// between two `next()` calls — spawn such requests instead.
     pub fn lossless(mut self) -> Self {
         if self.lossless.is_none() && !self.done {
-            self.lossless = Some(self.process.add_lossless_reader(self.pos));
+            let id = match self.process.take_reserved_reader() {
+                Some(id) => {
+                    self.process.set_lossless_reader(id, Some(self.pos));
+                    id
+                }
+                None => self.process.add_lossless_reader(self.pos),
+            };
+            self.lossless = Some(id);
         }
         self
     }
