@@ -374,7 +374,11 @@ async fn json_output_unless_granted(ctx: Ctx) -> Result<()> {
         let granted = init["rexec"]["binaryOutput"] == true;
         let asked = params["rexec"]["binaryOutput"] == true;
         ensure!(asked || !granted, "granted without asking: {init}");
-        client.start(sh("jo", "seq 1 50000")).await?;
+        // Not awaited here: an upstream server may push output before the start response,
+        // and read_until must see every frame.
+        client
+            .send_request("process/start", sh("jo", "seq 1 50000"))
+            .await?;
         let mut pushed = Pushed::default();
         pushed
             .read_until(&mut client, "jo", |p| {
