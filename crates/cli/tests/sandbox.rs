@@ -36,8 +36,8 @@ async fn server(target: Target) -> Result<Option<Server>> {
         .map(Some)
 }
 
-/// A workspace and a sibling outside it, under the target directory rather than /tmp
-/// (which `workspace-write` allows); removed on drop.
+/// A workspace and a sibling outside it, never under /tmp (which `workspace-write` allows);
+/// removed on drop.
 struct Dirs {
     base: PathBuf,
     ws: PathBuf,
@@ -45,8 +45,29 @@ struct Dirs {
 }
 
 impl Dirs {
+    /// Under a directory `workspace-write` does not open: the target directory unless the
+    /// checkout itself lives in /tmp or $TMPDIR, else /var/tmp or $HOME.
     fn new() -> Result<Self> {
-        Self::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")))
+        let temp_roots: Vec<PathBuf> = [
+            Some(PathBuf::from("/tmp")),
+            std::env::var_os("TMPDIR").map(PathBuf::from),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|root| root.canonicalize().ok())
+        .collect();
+        let candidates = [
+            Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR"))),
+            Some(PathBuf::from("/var/tmp")),
+            std::env::var_os("HOME").map(PathBuf::from),
+        ];
+        let parent = candidates
+            .into_iter()
+            .flatten()
+            .filter_map(|dir| dir.canonicalize().ok())
+            .find(|dir| !temp_roots.iter().any(|root| dir.starts_with(root)))
+            .context("no writable directory outside /tmp and $TMPDIR for the sandbox tests")?;
+        Self::new_in(&parent)
     }
 
     fn new_in(parent: &Path) -> Result<Self> {
