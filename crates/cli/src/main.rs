@@ -6,6 +6,7 @@
 
 mod connect;
 mod cp;
+mod local_stdin;
 mod ls;
 mod remote_path;
 mod run;

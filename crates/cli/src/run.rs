@@ -2,6 +2,7 @@
 //! arrive, forward our stdin when it is not a terminal, and exit with its exit code.
 
 use crate::connect::{ServerArgs, parse_env_pair};
+use crate::local_stdin::LocalStdin;
 use anyhow::Context;
 use rexec_client::{Process, ProcessEvent, ProcessSpec};
 use rexec_protocol::PathUri;
@@ -13,7 +14,6 @@ use rexec_protocol::sandbox::{
 };
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(clap::Args, Debug)]
@@ -130,25 +130,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         spec.env.entry("TERM".to_owned()).or_insert(term);
     }
     let stdin_has_data = !args.tty && !std::io::stdin().is_terminal() && !stdin_is_dev_null();
-    let (client, process, forward_stdin) = if stdin_has_data {
-        // Forwarding needs `closeStdin` (or the command would never see EOF), which only
-        // the initialize result tells: connect first, then start.
+    let (client, process) = if stdin_has_data {
+        // Read our stdin while connecting. Forwarding needs `closeStdin` (or the command
+        // would never see EOF), which only the initialize result tells: connect first.
+        let mut stdin = LocalStdin::read_ahead();
         let client = args.server.connect("rexec-run").await?;
-        let forward_stdin = client.supports(extensions::WRITE_CLOSE_STDIN);
-        spec.pipe_stdin = forward_stdin;
+        let mut forward = None;
+        if !client.supports(extensions::WRITE_CLOSE_STDIN) {
+            eprintln!(
+                "rexec: the server cannot close a command's stdin ({} is missing): stdin is not forwarded",
+                extensions::WRITE_CLOSE_STDIN
+            );
+        } else if let Some(input) = stdin.if_complete() {
+            // The whole input is here: it goes in the same flight as the start.
+            spec.stdin = Some(input);
+        } else {
+            spec.pipe_stdin = true;
+            forward = Some(stdin);
+        }
         let process = client
             .start(spec)
             .await
             .with_context(|| format!("failed to start `{}`", args.command.join(" ")))?;
-        (client, process, forward_stdin)
+        if let Some(stdin) = forward {
+            tokio::spawn(stdin.forward(process.clone()));
+        }
+        (client, process)
     } else {
         // Nothing to forward: the start rides in the same flight as the handshake.
-        let (client, process) = args.server.connect_and_start("rexec-run", spec).await?;
-        (client, process, false)
+        args.server.connect_and_start("rexec-run", spec).await?
     };
-    if forward_stdin {
-        tokio::spawn(forward_local_stdin(process.clone()));
-    }
     let code = stream_until_closed(&process).await;
     client.close().await;
     code
@@ -165,23 +176,6 @@ fn stdin_is_dev_null() -> bool {
         (Ok(stdin), Ok(null)) => stdin.rdev() == null.rdev() && stdin.ino() == null.ino(),
         _ => false,
     }
-}
-
-/// Copy our stdin to the process, then close its stdin.
-async fn forward_local_stdin(process: Process) {
-    let mut stdin = tokio::io::stdin();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stdin.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if process.write(&buf[..n]).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = process.close_stdin().await;
 }
 
 /// Print output as it arrives until `closed`; Ctrl-C interrupts the remote command, a

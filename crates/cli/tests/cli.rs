@@ -212,6 +212,89 @@ async fn run_forwards_piped_stdin_and_env_and_tty() -> Result<()> {
     Ok(())
 }
 
+/// Stdin that keeps coming after the start is forwarded as it arrives: the command answers
+/// the first line before the second is written; more than the read-ahead gets through whole.
+#[tokio::test]
+async fn run_forwards_stdin_as_it_arrives() -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let server = Server::spawn(Target::Rexec, &ServerOptions::default()).await?;
+    let mut child = rexec()
+        .args(["run", "--server", &server.url, "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting rexec")?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    stdin.write_all(b"first\n").await?;
+    let mut echoed = vec![0u8; 6];
+    tokio::time::timeout(DEADLINE, stdout.read_exact(&mut echoed))
+        .await
+        .context("the first line was not forwarded while stdin stayed open")??;
+    ensure!(echoed == b"first\n", "echoed {:?}", text(&echoed));
+    // 10 MiB: more than `rexec run` reads ahead, so it streams, and the close follows.
+    let bulk: Vec<u8> = (0..10u32 << 20).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let bulk = bulk.clone();
+        tokio::spawn(async move {
+            stdin.write_all(&bulk).await?;
+            drop(stdin);
+            anyhow::Ok(())
+        })
+    };
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, stdout.read_to_end(&mut rest))
+        .await
+        .context("the rest of stdin was not echoed")??;
+    writer.await??;
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await??;
+    ensure!(status.success(), "rexec run exited with {status}");
+    ensure!(
+        rest == bulk,
+        "echoed {} bytes of {}, equal prefix {}",
+        rest.len(),
+        bulk.len(),
+        rest.iter().zip(&bulk).take_while(|(a, b)| a == b).count()
+    );
+    Ok(())
+}
+
+/// codex 0.169 cannot close a command's stdin: `rexec run` says it does not forward it
+/// (the command would otherwise wait forever) and runs the command with no input.
+#[tokio::test]
+async fn codex_run_says_stdin_is_not_forwarded() -> Result<()> {
+    let Some(server) = server(Target::Codex, &ServerOptions::default()).await? else {
+        return Ok(());
+    };
+    let output = run_cli(
+        &[
+            "run",
+            "--server",
+            &server.url,
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ],
+        Some(b"ignored\n"),
+    )
+    .await?;
+    let stderr = text(&output.stderr);
+    ensure!(
+        output.status.success(),
+        "exit {:?}: {stderr}",
+        output.status
+    );
+    ensure!(
+        output.stdout == b"done\n",
+        "stdout {:?}",
+        text(&output.stdout)
+    );
+    ensure!(stderr.contains("stdin is not forwarded"), "stderr {stderr}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn run_fails_clearly_when_unreachable_or_refused() -> Result<()> {
     let output = run_cli(&["run", "--server", "ws://127.0.0.1:9", "--", "true"], None).await?;

@@ -11,13 +11,19 @@ use crate::connection::{self, Opening};
 use crate::error::ClientError;
 use crate::event::Completion;
 use crate::link::Link;
+use crate::link::decode;
 use crate::options::{ClientOptions, Endpoint};
 use crate::process::Process;
 use crate::shared::ProcessShared;
 use crate::spec::ProcessSpec;
+use bytes::Bytes;
+use rexec_protocol::ByteChunk;
 use rexec_protocol::environment::EnvironmentInfo;
 use rexec_protocol::jsonrpc::request_frame;
-use rexec_protocol::process::{ReadParams, ReadResult, StartResult, TerminateParams};
+use rexec_protocol::process::{
+    ReadParams, ReadResult, StartParams, StartResult, TerminateParams, WriteParams, WriteResult,
+    WriteStatus,
+};
 use rexec_protocol::{RequestId, extensions, method};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -100,12 +106,23 @@ impl Client {
     /// `process/start.defaultCwd`: the server's own); a server without that extension
     /// (codex) refuses it, and the start is sent again with the cwd from the `initialize`
     /// result, one round trip later. Errors are those of [`Client::connect`], then those of
-    /// [`Client::start`].
+    /// [`Client::start`]. With `spec.stdin` the start waits for the `initialize` result (it
+    /// must know the server can close stdin), one round trip later.
     pub async fn connect_and_start(
         endpoint: Endpoint,
         options: ClientOptions,
         spec: ProcessSpec,
     ) -> Result<(Client, Process), ClientError> {
+        if spec.stdin.is_some() {
+            let client = Client::connect(endpoint, options).await?;
+            return match client.start(spec).await {
+                Ok(process) => Ok((client, process)),
+                Err(err) => {
+                    client.close().await;
+                    Err(err)
+                }
+            };
+        }
         let client = Client {
             inner: ClientInner::new(endpoint, options),
         };
@@ -133,7 +150,7 @@ impl Client {
                 "the connection ended before the response".to_owned(),
             ))
         });
-        let started = crate::link::decode(method::PROCESS_START, started);
+        let started = decode(method::PROCESS_START, started);
         let outcome = match started {
             // Refused for the missing cwd (no process was started): now it is known.
             Err(ClientError::Rpc(_))
@@ -179,6 +196,12 @@ impl Client {
     /// Start a process. Its route exists before `process/start` is sent, so events that
     /// overtake the response are kept.
     pub async fn start(&self, spec: ProcessSpec) -> Result<Process, ClientError> {
+        if spec.stdin.is_some() && !self.supports(extensions::WRITE_CLOSE_STDIN) {
+            return Err(ClientError::Protocol(format!(
+                "the server does not support {}, needed to give a process its stdin up front",
+                extensions::WRITE_CLOSE_STDIN
+            )));
+        }
         let ordered = self.inner.supports(extensions::ORDERED_NOTIFICATIONS);
         let shared = self.add_route(&spec, ordered)?;
         let environment = self.inner.session().environment.clone();
@@ -189,8 +212,62 @@ impl Client {
                 return Err(encoding_error(&err));
             }
         };
-        let started = self.inner.call(method::PROCESS_START, &params).await;
-        self.finish_start(shared, started)
+        match spec.stdin {
+            None => {
+                let started = self.inner.call(method::PROCESS_START, &params).await;
+                self.finish_start(shared, started)
+            }
+            Some(stdin) => self.start_with_stdin(shared, &params, stdin).await,
+        }
+    }
+
+    /// `process/start` and one `process/write {closeStdin}` back to back on one connection,
+    /// without waiting in between: the server handles a start before reading the next
+    /// request, so the write finds the process.
+    async fn start_with_stdin(
+        &self,
+        shared: Arc<ProcessShared>,
+        params: &StartParams,
+        stdin: Bytes,
+    ) -> Result<Process, ClientError> {
+        let write = WriteParams {
+            process_id: shared.id.clone(),
+            chunk: ByteChunk(stdin.to_vec()),
+            write_id: uuid::Uuid::new_v4().to_string(),
+            close_stdin: true,
+        };
+        let sent = async {
+            let connection = self.inner.link().await?;
+            let (id, frame) = self.inner.request(method::PROCESS_START, params);
+            let started = connection.send_call(id, frame).await?;
+            let (id, frame) = self.inner.request(method::PROCESS_WRITE, &write);
+            let written = connection.send_call(id, frame).await?;
+            Ok((started, written))
+        };
+        let (started, written) = match sent.await {
+            Ok(replies) => replies,
+            Err(err) => return self.finish_start(shared, Err(err)),
+        };
+        let started = decode(method::PROCESS_START, started.await);
+        let process = self.finish_start(shared, started)?;
+        let written = decode::<WriteResult>(method::PROCESS_WRITE, written.await);
+        match written {
+            Ok(WriteResult {
+                status: WriteStatus::Accepted,
+            }) => Ok(process),
+            // The child would wait for input that never comes: do not leave it running.
+            outcome => {
+                let _ = process.terminate().await;
+                let why = match outcome {
+                    Ok(result) => format!("status {:?}", result.status),
+                    Err(err) => err.to_string(),
+                };
+                Err(ClientError::Protocol(format!(
+                    "process {} did not take its stdin ({why})",
+                    process.id()
+                )))
+            }
+        }
     }
 
     /// The state and route of a process about to be started.

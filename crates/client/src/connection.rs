@@ -159,16 +159,28 @@ impl Connection {
 
     /// Send a request and wait for its response.
     pub(crate) async fn call(&self, id: i64, frame: String) -> Reply {
+        self.send_call(id, frame).await?.await
+    }
+
+    /// Send a request; its response comes through the returned future. Requests sent one
+    /// after another this way leave in that order without waiting for each other.
+    pub(crate) async fn send_call(
+        &self,
+        id: i64,
+        frame: String,
+    ) -> Result<impl Future<Output = Reply> + use<>, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.register(id, Pending::Call(tx))?;
         if let Err(err) = self.send(frame).await {
             self.unregister(id);
             return Err(err);
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(ClientError::Disconnected(
-                "the connection ended before the response".to_owned(),
-            ))
+        Ok(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(ClientError::Disconnected(
+                    "the connection ended before the response".to_owned(),
+                ))
+            })
         })
     }
 

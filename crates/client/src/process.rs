@@ -102,6 +102,13 @@ impl Process {
         self.send_write(&[], true).await
     }
 
+    /// Write the last bytes of the child's stdin and close it, in one request. Needs the
+    /// `process/write.closeStdin` extension.
+    pub async fn write_last(&self, bytes: &[u8]) -> Result<WriteStatus, ClientError> {
+        self.require(extensions::WRITE_CLOSE_STDIN)?;
+        self.send_write(bytes, true).await
+    }
+
     /// SIGINT to the child's process group.
     pub async fn interrupt(&self) -> Result<(), ClientError> {
         let params = SignalParams {

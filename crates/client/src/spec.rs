@@ -1,5 +1,6 @@
 //! `ProcessSpec`: what to run, and how it becomes `process/start` params.
 
+use bytes::Bytes;
 use rexec_protocol::PathUri;
 use rexec_protocol::environment::EnvironmentInfo;
 use rexec_protocol::process::{EnvPolicy, StartParams};
@@ -24,6 +25,11 @@ pub struct ProcessSpec {
     pub tty: bool,
     /// Give the child a stdin pipe that `Process::write` feeds (always true for a tty).
     pub pipe_stdin: bool,
+    /// The child's whole stdin, given up front (a one-shot's `input`): one `process/write`
+    /// with `closeStdin` leaves right behind `process/start`, in the same flight, and the
+    /// child reads these bytes, then EOF. Implies `pipe_stdin`; needs the server's
+    /// `process/write.closeStdin` extension (the start is refused without it).
+    pub stdin: Option<Bytes>,
     pub arg0: Option<String>,
     /// `None`: a generated UUID.
     pub process_id: Option<String>,
@@ -54,6 +60,7 @@ impl ProcessSpec {
             env_policy: None,
             tty: false,
             pipe_stdin: false,
+            stdin: None,
             arg0: None,
             process_id: None,
             sandbox: None,
@@ -95,6 +102,12 @@ impl ProcessSpec {
 
     pub fn pipe_stdin(mut self, pipe_stdin: bool) -> Self {
         self.pipe_stdin = pipe_stdin;
+        self
+    }
+
+    /// Feed the child exactly `bytes` on stdin, then EOF, with no extra round trip.
+    pub fn stdin(mut self, bytes: impl Into<Bytes>) -> Self {
+        self.stdin = Some(bytes.into());
         self
     }
 
@@ -154,7 +167,7 @@ impl ProcessSpec {
             env: self.env.clone(),
             env_policy: self.env_policy.clone(),
             tty: self.tty,
-            pipe_stdin: self.pipe_stdin,
+            pipe_stdin: self.pipe_stdin || self.stdin.is_some(),
             arg0: self.arg0.clone(),
             sandbox,
             enforce_managed_network: false,

@@ -173,3 +173,54 @@ async fn a_refused_token_is_still_unauthorized_and_a_failed_start_an_error() {
     assert!(matches!(err, ClientError::Rpc(_)), "{err:?}");
     assert!(err.to_string().contains("/no/such/dir"), "{err}");
 }
+
+/// `ProcessSpec::stdin`: the input leaves right behind the start as one write that also
+/// closes stdin, so the child reads it, then EOF, with no request of its own.
+async fn stdin_rides_with_the_start(peer: Peer) {
+    let client = within(
+        "connect",
+        Client::connect(
+            Endpoint::WebSocket(peer.url().to_owned()),
+            support::options(),
+        ),
+    )
+    .await
+    .expect("connect");
+    let input = b"line one\nline two\n".repeat(1000);
+    let spec = sh("wc -l; echo eof").cwd("/").stdin(input.clone());
+    let outcome = within("run with stdin", client.run(spec)).await;
+    if client.supports(rexec_protocol::extensions::WRITE_CLOSE_STDIN) {
+        let done = outcome.expect("run with stdin");
+        assert_eq!(String::from_utf8_lossy(&done.stdout), "2000\neof\n");
+        assert_eq!(done.exit_code, 0);
+        let stats = client.stats();
+        assert_eq!(stats.requests("process/write"), 1, "{stats:?}");
+        assert_eq!(stats.requests("process/read"), 0, "{stats:?}");
+        // Empty input is EOF at once.
+        let done = within(
+            "empty stdin",
+            client.run(sh("cat; echo eof").cwd("/").stdin(Vec::new())),
+        )
+        .await
+        .expect("run with empty stdin");
+        assert_eq!(done.stdout, b"eof\n");
+    } else {
+        // codex 0.169 cannot close stdin: refused before anything is started.
+        let err = outcome.expect_err("no closeStdin");
+        assert!(err.to_string().contains("closeStdin"), "{err}");
+        assert_eq!(client.stats().requests("process/start"), 0);
+    }
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_rides_with_the_start_on_rexec() {
+    stdin_rides_with_the_start(Peer::rexec().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_rides_with_the_start_on_codex() {
+    if let Some(peer) = Peer::codex("stdin_rides_with_the_start_on_codex").await {
+        stdin_rides_with_the_start(peer).await;
+    }
+}

@@ -42,6 +42,36 @@ async fn piped_stdin_is_written(ctx: Ctx) -> Result<()> {
 }
 conformance_test!(piped_stdin_is_written => rexec_piped_stdin_is_written, codex_piped_stdin_is_written);
 
+/// A write sent right behind its start, without waiting for the start's answer, finds the
+/// process (what `ProcessSpec::stdin` relies on).
+async fn write_pipelined_behind_start(ctx: Ctx) -> Result<()> {
+    let (_server, mut client) = ctx.server_and_client().await?;
+    let mut params = start_params("pw", &["head", "-n1"]);
+    params["pipeStdin"] = json!(true);
+    let (start, write) = (client.next_request_id(), client.next_request_id());
+    let chunk = encode(b"right behind\n");
+    client
+        .send_burst(&[
+            json!({"id": start, "method": "process/start", "params": params}),
+            json!({"id": write, "method": "process/write",
+                   "params": {"processId": "pw", "chunk": chunk, "writeId": "w1"}}),
+        ])
+        .await?;
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    let started = client.wait_response(&json!(start), deadline).await?;
+    ensure!(started.is_ok(), "start: {started:?}");
+    let written = client.wait_response(&json!(write), deadline).await?;
+    let status = written.map_err(|e| anyhow::anyhow!("write failed: {e}"))?;
+    ensure!(status["status"] == "accepted", "write status {status}");
+    let events = client.events_until_closed("pw", EVENT_TIMEOUT).await?;
+    ensure!(
+        events.output("stdout")? == b"right behind\n",
+        "echoed: {events:?}"
+    );
+    Ok(())
+}
+conformance_test!(write_pipelined_behind_start => rexec_write_pipelined_behind_start, codex_write_pipelined_behind_start);
+
 async fn write_id_deduplicated(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
     let mut params = start_params("dedup", &["head", "-n2"]);
