@@ -1,7 +1,7 @@
 //! Our stdin, for `rexec run`: read ahead from the moment the command line is parsed, so a
 //! short input (`echo hi | rexec run -- cat`) is complete by the time the connection is up
-//! and rides in the same flight as `process/start`; a long or endless one is forwarded
-//! chunk by chunk, with the last chunk and the close in one request.
+//! and rides in the same flight as `process/start`; a long or endless one is forwarded in
+//! batches of whatever has arrived, the last batch and the close in one request.
 
 use bytes::{Bytes, BytesMut};
 use rexec_client::Process;
@@ -12,8 +12,11 @@ use tokio::sync::mpsc;
 
 /// Bytes per read.
 const READ_CHUNK: usize = 64 * 1024;
-/// Chunks held while the connection is set up (4 MiB); the reader waits beyond that.
+/// Chunks held while the connection is set up or a write is in flight (4 MiB); the reader
+/// waits beyond that.
 const READ_AHEAD_CHUNKS: usize = 64;
+/// The most bytes one forwarding write gathers.
+const WRITE_BATCH: usize = 1024 * 1024;
 
 pub struct LocalStdin {
     chunks: mpsc::Receiver<Bytes>,
@@ -59,13 +62,14 @@ impl LocalStdin {
         }
     }
 
-    /// Copy the rest of the input to the process, then close its stdin. Each chunk is
-    /// written as it arrives; one known to be the last (the input had ended when it was
-    /// sent) carries the close, saving a round trip.
+    /// Copy the rest of the input to the process, then close its stdin. Whatever has
+    /// arrived goes in one write (up to 1 MiB, while the next one is read ahead), so a long
+    /// input moves a batch per round trip rather than a read; a batch known to be the last
+    /// (the input had ended when it was sent) carries the close, saving a round trip.
     pub async fn forward(mut self, process: Process) {
-        let mut pending: VecDeque<Bytes> = std::mem::take(&mut self.taken).into();
+        let mut taken: VecDeque<Bytes> = std::mem::take(&mut self.taken).into();
         loop {
-            let chunk = match pending.pop_front() {
+            let first = match taken.pop_front() {
                 Some(chunk) => chunk,
                 None => match self.chunks.recv().await {
                     Some(chunk) => chunk,
@@ -75,18 +79,28 @@ impl LocalStdin {
                     }
                 },
             };
-            if pending.is_empty() {
-                match self.chunks.try_recv() {
-                    Ok(more) => pending.push_back(more),
-                    Err(mpsc::error::TryRecvError::Empty) => {}
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        let _ = process.write_last(&chunk).await;
-                        return;
-                    }
-                }
+            let mut batch = BytesMut::from(&first[..]);
+            let mut ended = false;
+            while batch.len() < WRITE_BATCH {
+                let next = match taken.pop_front() {
+                    Some(chunk) => chunk,
+                    None => match self.chunks.try_recv() {
+                        Ok(chunk) => chunk,
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            ended = true;
+                            break;
+                        }
+                    },
+                };
+                batch.extend_from_slice(&next);
+            }
+            if ended {
+                let _ = process.write_last(&batch).await;
+                return;
             }
             // Anything but `accepted` (the command closed its stdin or is gone) ends it.
-            if !matches!(process.write(&chunk).await, Ok(WriteStatus::Accepted)) {
+            if !matches!(process.write(&batch).await, Ok(WriteStatus::Accepted)) {
                 return;
             }
         }
