@@ -3,6 +3,8 @@
 //! level checks (every policy, PTY and pipes, symlinks, `.git`) are in the conformance
 //! suite's `sandbox` module.
 
+#[path = "conformance/sandbox_dirs.rs"]
+mod sandbox_dirs;
 #[allow(dead_code)]
 #[path = "conformance/server.rs"]
 mod server;
@@ -12,10 +14,10 @@ use rexec_client::{
     Client, ClientOptions, Completion, DenialRule, Endpoint, NetworkAccess, ProcessSpec,
     SandboxContext,
 };
+use sandbox_dirs::Dirs;
 use server::{Server, ServerOptions, Target};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
@@ -34,60 +36,6 @@ async fn server(target: Target) -> Result<Option<Server>> {
     Server::spawn(target, &ServerOptions::default())
         .await
         .map(Some)
-}
-
-/// A workspace and a sibling outside it, never under /tmp (which `workspace-write` allows);
-/// removed on drop.
-struct Dirs {
-    base: PathBuf,
-    ws: PathBuf,
-    outside: PathBuf,
-}
-
-impl Dirs {
-    /// Under a directory `workspace-write` does not open: the target directory unless the
-    /// checkout itself lives in /tmp or $TMPDIR, else /var/tmp or $HOME.
-    fn new() -> Result<Self> {
-        let temp_roots: Vec<PathBuf> = [
-            Some(PathBuf::from("/tmp")),
-            std::env::var_os("TMPDIR").map(PathBuf::from),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(|root| root.canonicalize().ok())
-        .collect();
-        let candidates = [
-            Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR"))),
-            Some(PathBuf::from("/var/tmp")),
-            std::env::var_os("HOME").map(PathBuf::from),
-        ];
-        let parent = candidates
-            .into_iter()
-            .flatten()
-            .filter_map(|dir| dir.canonicalize().ok())
-            .find(|dir| !temp_roots.iter().any(|root| dir.starts_with(root)))
-            .context("no writable directory outside /tmp and $TMPDIR for the sandbox tests")?;
-        Self::new_in(&parent)
-    }
-
-    fn new_in(parent: &Path) -> Result<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let base = parent.join(format!(
-            "rexec-sandbox-client-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let (ws, outside) = (base.join("ws"), base.join("outside"));
-        std::fs::create_dir_all(&ws)?;
-        std::fs::create_dir_all(&outside)?;
-        Ok(Self { base, ws, outside })
-    }
-}
-
-impl Drop for Dirs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
 }
 
 async fn run(
@@ -115,7 +63,7 @@ async fn completion_carries_the_verdict(target: Target) -> Result<()> {
         ClientOptions::default(),
     )
     .await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::outside_tmp()?;
     let restricted = NetworkAccess::Restricted;
 
     let inside = run(
@@ -208,7 +156,7 @@ async fn run_sandbox_flag(target: Target) -> Result<()> {
     let Some(server) = server(target).await? else {
         return Ok(());
     };
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::outside_tmp()?;
     let ws = dirs.ws.to_string_lossy().into_owned();
     let extra = dirs.base.join("extra");
     std::fs::create_dir_all(&extra)?;

@@ -230,12 +230,7 @@ impl Client {
         params: &StartParams,
         stdin: Bytes,
     ) -> Result<Process, ClientError> {
-        let write = WriteParams {
-            process_id: shared.id.clone(),
-            chunk: ByteChunk(stdin.to_vec()),
-            write_id: uuid::Uuid::new_v4().to_string(),
-            close_stdin: true,
-        };
+        let write = write_params(&shared.id, &stdin, true);
         let sent = async {
             let connection = self.inner.link().await?;
             let (id, frame) = self.inner.request(method::PROCESS_START, params);
@@ -356,6 +351,16 @@ impl Client {
         self.inner
             .call(method::PROCESS_READ, &read_params(process_id, after_seq))
             .await
+    }
+}
+
+/// `process/write` params with a fresh `writeId` (so a retry is applied at most once).
+pub(crate) fn write_params(process_id: &str, bytes: &[u8], close_stdin: bool) -> WriteParams {
+    WriteParams {
+        process_id: process_id.to_owned(),
+        chunk: ByteChunk(bytes.to_vec()),
+        write_id: uuid::Uuid::new_v4().to_string(),
+        close_stdin,
     }
 }
 

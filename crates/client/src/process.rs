@@ -1,15 +1,14 @@
 //! `Process`: the handle of a started process — its event streams, its completion, and the
 //! control requests (write, close stdin, interrupt, terminate, resize).
 
-use crate::client::Client;
+use crate::client::{Client, write_params};
 use crate::error::ClientError;
 use crate::event::Completion;
 use crate::shared::ProcessShared;
 use crate::stream::EventStream;
-use rexec_protocol::ByteChunk;
 use rexec_protocol::process::{
     EmptyResult, ProcessSignal, ReadParams, ReadResult, ResizeParams, SignalParams,
-    TerminateParams, TerminateResult, WriteParams, WriteResult, WriteStatus,
+    TerminateParams, TerminateResult, WriteResult, WriteStatus,
 };
 use rexec_protocol::{extensions, method};
 use std::sync::Arc;
@@ -157,12 +156,7 @@ impl Process {
         bytes: &[u8],
         close_stdin: bool,
     ) -> Result<WriteStatus, ClientError> {
-        let params = WriteParams {
-            process_id: self.shared.id.clone(),
-            chunk: ByteChunk(bytes.to_vec()),
-            write_id: uuid::Uuid::new_v4().to_string(),
-            close_stdin,
-        };
+        let params = write_params(&self.shared.id, bytes, close_stdin);
         let result: WriteResult = self
             .client
             .inner

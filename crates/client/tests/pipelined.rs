@@ -224,3 +224,46 @@ async fn stdin_rides_with_the_start_on_codex() {
         stdin_rides_with_the_start(peer).await;
     }
 }
+
+/// The stdin write does not wait for the start's answer: with that answer held back by a
+/// proxy, the write (closing stdin, carrying the input) still reaches the server; once the
+/// answer is let through, the run completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdin_write_leaves_before_the_start_is_answered() {
+    use support::proxy::{Proxy, Verdict};
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(&server.url).await;
+    let (gate, gate_rx) = tokio::sync::watch::channel(false);
+    proxy.set_rule(move |frame| {
+        if frame.answers == Some("process/start") {
+            Verdict::Gate(gate_rx.clone())
+        } else {
+            Verdict::Pass
+        }
+    });
+    let client = within(
+        "connect",
+        Client::connect(Endpoint::WebSocket(proxy.url.clone()), support::options()),
+    )
+    .await
+    .expect("connect");
+    let run = tokio::spawn({
+        let client = client.clone();
+        async move { client.run(sh("cat").cwd("/").stdin(&b"held\n"[..])).await }
+    });
+    proxy
+        .wait_for("the write, with the start unanswered", |stats| {
+            stats.requests.get("process/write").is_some_and(|&n| n >= 1)
+        })
+        .await;
+    assert!(
+        !run.is_finished(),
+        "the run finished without its start answer"
+    );
+    let writes = proxy.requests("process/write");
+    assert_eq!(writes[0]["params"]["closeStdin"], true, "{writes:?}");
+    gate.send_replace(true);
+    let done = within("run", run).await.expect("task").expect("run");
+    assert_eq!(done.stdout, b"held\n");
+    client.close().await;
+}

@@ -119,14 +119,18 @@ impl Client {
                 }
                 other => anyhow!("WebSocket handshake failed: {other}"),
             })?;
-        Ok(Client {
+        Ok(Self::over(ws))
+    }
+
+    fn over(ws: WebSocketStream<TcpStream>) -> Self {
+        Client {
             ws,
             next_id: 1,
             responses: HashMap::new(),
             notifications: VecDeque::new(),
             closed: None,
             pings: 0,
-        })
+        }
     }
 
     /// Connects and writes `frames` (masked text frames) right behind the upgrade request,
@@ -184,14 +188,7 @@ impl Client {
         let ws = tokio::time::timeout(RPC_TIMEOUT, work)
             .await
             .context("pipelined upgrade timed out")??;
-        Ok(Client {
-            ws,
-            next_id: 1,
-            responses: HashMap::new(),
-            notifications: VecDeque::new(),
-            closed: None,
-            pings: 0,
-        })
+        Ok(Self::over(ws))
     }
 
     // ----- sending -----

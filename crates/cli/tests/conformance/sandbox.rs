@@ -4,40 +4,11 @@
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 
 use crate::client::Client;
 use crate::harness::{Ctx, EVENT_TIMEOUT, Events, check_error, start_params};
-
-/// A workspace directory and a sibling the policy does not cover; removed on drop.
-struct Dirs {
-    base: PathBuf,
-    ws: PathBuf,
-    outside: PathBuf,
-}
-
-impl Dirs {
-    fn new() -> Result<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let base = std::env::temp_dir().join(format!(
-            "rexec-sandbox-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let ws = base.join("ws");
-        let outside = base.join("outside");
-        std::fs::create_dir_all(&ws)?;
-        std::fs::create_dir_all(&outside)?;
-        Ok(Self { base, ws, outside })
-    }
-}
-
-impl Drop for Dirs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
-}
+use crate::sandbox_dirs::Dirs;
 
 fn uri(path: &Path) -> String {
     format!("file://{}", path.display())
@@ -87,6 +58,13 @@ fn denied(events: &Events) -> Result<bool> {
         .with_context(|| format!("exited without sandboxDenied: {events:?}"))
 }
 
+/// The command failed and the server blamed the sandbox.
+fn ensure_refused(events: &Events) -> Result<()> {
+    ensure!(events.exit_code()? != 0, "the write succeeded: {events:?}");
+    ensure!(denied(events)?, "not reported as denied: {events:?}");
+    Ok(())
+}
+
 fn all_output(events: &Events) -> Result<String> {
     let mut text = String::new();
     for stream in ["stdout", "stderr", "pty"] {
@@ -97,7 +75,7 @@ fn all_output(events: &Events) -> Result<String> {
 
 async fn write_outside_workspace_denied(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let target = dirs.outside.join("escaped");
     let script = format!("echo hi > {}", target.display());
     let sandbox = profile(&dirs.ws, &[&dirs.ws], "restricted");
@@ -110,8 +88,7 @@ async fn write_outside_workspace_denied(ctx: Ctx) -> Result<()> {
         started["sandboxType"] == "linuxSeccomp",
         "sandboxType: {started}"
     );
-    ensure!(events.exit_code()? != 0, "the write succeeded: {events:?}");
-    ensure!(denied(&events)?, "not reported as denied: {events:?}");
+    ensure_refused(&events)?;
     ensure!(!target.exists(), "{} was written", target.display());
     Ok(())
 }
@@ -119,7 +96,7 @@ conformance_test!(write_outside_workspace_denied => rexec_sandbox_write_outside_
 
 async fn write_inside_workspace_allowed(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let sandbox = profile(&dirs.ws, &[&dirs.ws], "restricted");
     let script = "mkdir -p sub && echo hi > sub/file && cat sub/file";
     let (_, events) = run(
@@ -140,7 +117,7 @@ conformance_test!(write_inside_workspace_allowed => rexec_sandbox_write_inside_a
 
 async fn git_dir_stays_read_only(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     std::fs::create_dir_all(dirs.ws.join(".git"))?;
     std::fs::write(dirs.ws.join(".git/config"), "original\n")?;
     let sandbox = profile(&dirs.ws, &[&dirs.ws], "restricted");
@@ -150,8 +127,7 @@ async fn git_dir_stays_read_only(ctx: Ctx) -> Result<()> {
         sandboxed("git", &dirs.ws, script, Some(sandbox), false),
     )
     .await?;
-    ensure!(events.exit_code()? != 0, "the write succeeded: {events:?}");
-    ensure!(denied(&events)?, "not reported as denied: {events:?}");
+    ensure_refused(&events)?;
     let config = std::fs::read_to_string(dirs.ws.join(".git/config"))?;
     ensure!(config == "original\n", ".git/config changed to {config:?}");
     Ok(())
@@ -160,7 +136,7 @@ conformance_test!(git_dir_stays_read_only => rexec_sandbox_git_dir_read_only, co
 
 async fn read_only_refuses_every_write(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let sandbox = profile(&dirs.ws, &[], "restricted");
     let script = "cat /etc/hostname > /dev/null && echo hi > inside";
     let (_, events) = run(
@@ -168,8 +144,7 @@ async fn read_only_refuses_every_write(ctx: Ctx) -> Result<()> {
         sandboxed("ro", &dirs.ws, script, Some(sandbox), false),
     )
     .await?;
-    ensure!(events.exit_code()? != 0, "the write succeeded: {events:?}");
-    ensure!(denied(&events)?, "not reported as denied: {events:?}");
+    ensure_refused(&events)?;
     ensure!(
         !dirs.ws.join("inside").exists(),
         "the workspace was written"
@@ -190,7 +165,7 @@ async fn connect_script() -> Result<(tokio::net::TcpListener, String)> {
 
 async fn network_restricted_refused(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let (_listener, script) = connect_script().await?;
     let sandbox = profile(&dirs.ws, &[&dirs.ws], "restricted");
     let (_, events) = run(
@@ -207,7 +182,7 @@ conformance_test!(network_restricted_refused => rexec_sandbox_network_restricted
 
 async fn network_enabled_allowed(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let (listener, script) = connect_script().await?;
     let sandbox = profile(&dirs.ws, &[&dirs.ws], "enabled");
     let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
@@ -226,7 +201,7 @@ conformance_test!(network_enabled_allowed => rexec_sandbox_network_enabled_allow
 
 async fn other_failures_are_not_denials(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let sandbox = || Some(profile(&dirs.ws, &[&dirs.ws], "restricted"));
     for (id, script) in [("exit1", "exit 1"), ("missing", "cat ./no-such-file")] {
         let (_, events) = run(
@@ -255,7 +230,7 @@ conformance_test!(other_failures_are_not_denials => rexec_sandbox_other_failures
 
 async fn symlink_does_not_escape(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     std::os::unix::fs::symlink(&dirs.outside, dirs.ws.join("link"))?;
     let sandbox = profile(&dirs.ws, &[&dirs.ws], "restricted");
     let script = "echo hi > link/escaped";
@@ -264,8 +239,7 @@ async fn symlink_does_not_escape(ctx: Ctx) -> Result<()> {
         sandboxed("link", &dirs.ws, script, Some(sandbox), false),
     )
     .await?;
-    ensure!(events.exit_code()? != 0, "the write succeeded: {events:?}");
-    ensure!(denied(&events)?, "not reported as denied: {events:?}");
+    ensure_refused(&events)?;
     ensure!(
         !dirs.outside.join("escaped").exists(),
         "wrote through the symlink"
@@ -276,7 +250,7 @@ conformance_test!(symlink_does_not_escape => rexec_sandbox_symlink_does_not_esca
 
 async fn pty_and_pipes_work_under_policies(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let script = "tty >/dev/null && echo is-tty; echo out; echo err >&2; ls /usr/bin >/dev/null && echo listed";
     for (n, network) in ["restricted", "enabled"].into_iter().enumerate() {
         for writable in [vec![dirs.ws.as_path()], vec![]] {
@@ -307,7 +281,7 @@ conformance_test!(pty_and_pipes_work_under_policies => rexec_sandbox_pty_and_pip
 
 async fn malformed_policy_rejected(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let marker = dirs.ws.join("ran");
     let script = format!("touch {}", marker.display());
     let mut relative = profile(&dirs.ws, &[&dirs.ws], "restricted");
@@ -332,7 +306,7 @@ conformance_test!(malformed_policy_rejected => rexec_sandbox_malformed_policy_re
 
 async fn denial_is_explained(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let (_listener, script) = connect_script().await?;
     let sandbox = profile(&dirs.ws, &[&dirs.ws], "restricted");
     let (_, events) = run(
@@ -382,7 +356,7 @@ async fn cannot_signal_the_server(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
     let mut client = Client::connect(&server).await?;
     client.initialize().await?;
-    let dirs = Dirs::new()?;
+    let dirs = Dirs::new_in(&std::env::temp_dir())?;
     let script = format!("kill -CONT {} && echo signalled", server.pid()?);
     let sandbox = profile(&dirs.ws, &[&dirs.ws], "enabled");
     let (_, events) = run(
