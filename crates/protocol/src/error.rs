@@ -15,6 +15,9 @@ pub enum ErrorCode {
     Internal,
     NotFound,
     SessionAlreadyAttached,
+    /// A per-connection limit on concurrent work is reached; the request did nothing and
+    /// may be retried once something in flight finishes. (rexec only.)
+    Busy,
 }
 
 impl ErrorCode {
@@ -26,6 +29,7 @@ impl ErrorCode {
             Self::Internal => -32603,
             Self::NotFound => -32004,
             Self::SessionAlreadyAttached => -32010,
+            Self::Busy => -32011,
         }
     }
 }
@@ -123,6 +127,18 @@ impl RpcError {
 
     pub fn start_cancelled(process_id: &str) -> Self {
         Self::invalid_request(format!("process {process_id} start was cancelled"))
+    }
+
+    /// `what` (e.g. "process/read long polls") already fills all `limit` slots of this
+    /// connection: the request was not started.
+    pub fn busy(what: &str, limit: usize) -> Self {
+        Self::new(
+            ErrorCode::Busy,
+            format!(
+                "too many {what} in flight on this connection (limit {limit}); \
+                 retry once one finishes"
+            ),
+        )
     }
 
     pub fn is(&self, code: ErrorCode) -> bool {
