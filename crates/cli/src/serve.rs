@@ -29,6 +29,20 @@ pub struct ServeArgs {
     /// Largest inbound message accepted, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_frame_bytes: usize,
+    /// How long a new connection may take to send its HTTP upgrade request, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    handshake_timeout_ms: u64,
+    /// Connections served at once (default: half the descriptor limit, at most 16384).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Connections still sending their upgrade request; past it the oldest is dropped
+    /// (default: an eighth of --max-connections, at least 8).
+    #[arg(long)]
+    max_pending_handshakes: Option<usize>,
+    /// Bytes of inbound WebSocket frames being received or decoded at once, across all
+    /// connections; a frame waits for room.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    max_inbound_bytes: usize,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -36,7 +50,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Some(read_token(path)?),
         None => None,
     };
-    let config = ServerConfig {
+    let descriptors = rexec_server::limits::raise_descriptor_limit();
+    let mut config = ServerConfig {
         session_ttl: Duration::from_millis(args.session_ttl_ms),
         closed_retention: Duration::from_millis(args.closed_retention_ms),
         ping_interval: Duration::from_millis(args.ping_interval_ms.max(1)),
@@ -46,7 +61,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // /proc/self/exe, which a forked child resolves to the same file even after the
         // binary on disk was replaced by an upgrade.
         sandbox_helper: Some(PathBuf::from("/proc/self/exe")),
-    };
+        handshake_timeout: Duration::from_millis(args.handshake_timeout_ms.max(1)),
+        max_inbound_bytes: args.max_inbound_bytes,
+        ..ServerConfig::default()
+    }
+    .with_connection_limits_for(descriptors);
+    if let Some(max) = args.max_connections {
+        config = config.with_max_connections(max);
+    }
+    if let Some(max) = args.max_pending_handshakes {
+        config.max_pending_handshakes = max.clamp(1, config.max_connections);
+    }
+    tracing::info!(descriptors, "descriptor limit");
     let server = Server::new(config);
     match args.listen {
         ListenUrl::WebSocket(address) => {

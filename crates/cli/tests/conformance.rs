@@ -34,6 +34,8 @@ mod fs_handles;
 mod fs_walk;
 #[path = "conformance/handshake.rs"]
 mod handshake;
+#[path = "conformance/hardening.rs"]
+mod hardening;
 #[path = "conformance/lifecycle.rs"]
 mod lifecycle;
 #[path = "conformance/limits.rs"]

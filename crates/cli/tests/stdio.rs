@@ -149,6 +149,57 @@ async fn rexec_stdio_round_trip_and_exit_on_eof() -> Result<()> {
     Ok(())
 }
 
+/// A 2 MiB line under a 1 MiB limit is answered (id -1, naming the limit) and skipped;
+/// the server keeps serving the lines after it and its processes keep running.
+#[tokio::test]
+async fn rexec_stdio_skips_an_over_long_line() -> Result<()> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rexec"));
+    command.args(["serve", "--listen", "stdio", "--max-frame-bytes", "1048576"]);
+    let mut server = exchange(StdioServer::spawn(command, None)?).await?;
+    server.send(start("before", "sleep 30")).await?;
+    let started = server.next().await?;
+    ensure!(
+        started["id"] == 2 && started.get("result").is_some(),
+        "start: {started}"
+    );
+    let long = format!(
+        r#"{{"id":3,"method":"process/start","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let stdin = server.stdin.as_mut().context("stdin")?;
+    stdin.write_all(long.as_bytes()).await?;
+    stdin.write_all(b"\n").await?;
+    let error = server.next().await?;
+    ensure!(
+        error["id"] == -1
+            && error["error"]["code"] == -32600
+            && error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("1048576")),
+        "the over-long line: {error}"
+    );
+    server.send(start("after", "echo still-serving")).await?;
+    let (out, code) = server.run_to_close("after").await?;
+    ensure!(
+        out == b"still-serving\n" && code == 0,
+        "after: {out:?} {code}"
+    );
+    server
+        .send(json!({"id": 4, "method": "process/terminate", "params": {"processId": "before"}}))
+        .await?;
+    loop {
+        let message = server.next().await?;
+        if message["id"] == 4 {
+            ensure!(
+                message["result"]["running"] == true,
+                "the earlier process died: {message}"
+            );
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| {

@@ -49,11 +49,40 @@ impl fmt::Display for RpcError {
     }
 }
 
+/// The longest error message sent, in bytes: anything a client supplied and the text quotes (a
+/// path, a serde message naming the value) is cut there, on a character boundary.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// How much of a client-supplied value (an id, a method name) an error quotes.
+pub const MAX_QUOTED_BYTES: usize = 128;
+
+/// `value`, or its first [`MAX_QUOTED_BYTES`] followed by how long it really was.
+pub fn quoted(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= MAX_QUOTED_BYTES {
+        return value.into();
+    }
+    let cut = char_boundary_at_most(value, MAX_QUOTED_BYTES);
+    format!("{}… ({} bytes)", &value[..cut], value.len()).into()
+}
+
+/// The largest character boundary of `text` not above `at`.
+fn char_boundary_at_most(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
 impl RpcError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE_BYTES {
+            let cut = char_boundary_at_most(&message, MAX_MESSAGE_BYTES - '…'.len_utf8());
+            message.truncate(cut);
+            message.push('…');
+        }
         Self {
             code: code.code(),
-            message: message.into(),
+            message,
             data: None,
         }
     }
@@ -78,19 +107,25 @@ impl RpcError {
     pub fn method_not_found(method: &str) -> Self {
         Self::new(
             ErrorCode::MethodNotFound,
-            format!("exec-server stub does not implement `{method}` yet"),
+            format!(
+                "exec-server stub does not implement `{}` yet",
+                quoted(method)
+            ),
         )
     }
 
     pub fn session_already_attached(session_id: &str) -> Self {
         Self::new(
             ErrorCode::SessionAlreadyAttached,
-            format!("session {session_id} is already attached to another connection"),
+            format!(
+                "session {} is already attached to another connection",
+                quoted(session_id)
+            ),
         )
     }
 
     pub fn unknown_session(session_id: &str) -> Self {
-        Self::invalid_request(format!("unknown session id {session_id}"))
+        Self::invalid_request(format!("unknown session id {}", quoted(session_id)))
     }
 
     pub fn session_resumed_elsewhere() -> Self {
@@ -103,30 +138,35 @@ impl RpcError {
 
     pub fn not_initialized(method: &str) -> Self {
         Self::invalid_request(format!(
-            "client must call initialize before invoking `{method}`"
+            "client must call initialize before invoking `{}`",
+            quoted(method)
         ))
     }
 
     pub fn not_initialized_notification(method: &str) -> Self {
         Self::invalid_request(format!(
-            "client must send initialized before invoking `{method}`"
+            "client must send initialized before invoking `{}`",
+            quoted(method)
         ))
     }
 
     pub fn unknown_process(process_id: &str) -> Self {
-        Self::invalid_request(format!("unknown process id {process_id}"))
+        Self::invalid_request(format!("unknown process id {}", quoted(process_id)))
     }
 
     pub fn process_starting(process_id: &str) -> Self {
-        Self::invalid_request(format!("process id {process_id} is starting"))
+        Self::invalid_request(format!("process id {} is starting", quoted(process_id)))
     }
 
     pub fn process_exists(process_id: &str) -> Self {
-        Self::invalid_request(format!("process {process_id} already exists"))
+        Self::invalid_request(format!("process {} already exists", quoted(process_id)))
     }
 
     pub fn start_cancelled(process_id: &str) -> Self {
-        Self::invalid_request(format!("process {process_id} start was cancelled"))
+        Self::invalid_request(format!(
+            "process {} start was cancelled",
+            quoted(process_id)
+        ))
     }
 
     /// `what` (e.g. "process/read long polls") already fills all `limit` slots of this
@@ -143,5 +183,24 @@ impl RpcError {
 
     pub fn is(&self, code: ErrorCode) -> bool {
         self.code == code.code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_values_are_quoted_short_and_messages_capped() {
+        let id = "é".repeat(10_000);
+        let error = RpcError::unknown_process(&id);
+        assert!(error.message.len() < 300, "{}", error.message.len());
+        assert!(error.message.contains("(20000 bytes)"), "{}", error.message);
+        let error = RpcError::invalid_params(format!("bad: {id}"));
+        assert!(error.message.len() <= MAX_MESSAGE_BYTES);
+        assert_eq!(
+            RpcError::unknown_process("p1").message,
+            "unknown process id p1"
+        );
     }
 }

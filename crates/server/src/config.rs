@@ -18,6 +18,32 @@ pub struct ServerConfig {
     /// The `rexec` executable that applies sandbox policies (run as
     /// `rexec __sandbox-exec …`). Without it, sandboxed starts are refused.
     pub sandbox_helper: Option<std::path::PathBuf>,
+    /// How long a new WebSocket connection may take to send its whole HTTP upgrade request.
+    pub handshake_timeout: Duration,
+    /// Connections (upgraded or not) served at once; further ones are refused at accept.
+    pub max_connections: usize,
+    /// Connections still sending their upgrade request; past it, the oldest is dropped.
+    pub max_pending_handshakes: usize,
+    /// Bytes of inbound WebSocket frames being received or decoded across all connections.
+    pub max_inbound_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Connection limits derived from a descriptor limit (`RLIMIT_NOFILE`): half the
+    /// descriptors for connections (the rest for the children's pipes, pidfds and files),
+    /// and an eighth of those, at least 8, for connections still in their handshake.
+    pub fn with_connection_limits_for(self, descriptors: u64) -> Self {
+        let max = usize::try_from(descriptors / 2).unwrap_or(usize::MAX);
+        self.with_max_connections(max.min(MAX_CONNECTIONS_CEILING))
+    }
+
+    /// `max` connections, an eighth of them (at least 8) for pending handshakes.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        let max = max.max(1);
+        self.max_connections = max;
+        self.max_pending_handshakes = (max / 8).max(8).min(max);
+        self
+    }
 }
 
 impl Default for ServerConfig {
@@ -29,11 +55,20 @@ impl Default for ServerConfig {
             max_frame_bytes: 64 * 1024 * 1024,
             token: None,
             sandbox_helper: None,
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 0,
+            max_pending_handshakes: 0,
+            max_inbound_bytes: 256 * 1024 * 1024,
         }
+        .with_connection_limits_for(crate::limits::descriptor_limit())
     }
 }
 
-/// Requests handled at once per connection; further frames wait (upstream's capacity).
+/// The derived connection limit never exceeds this, however many descriptors there are.
+pub const MAX_CONNECTIONS_CEILING: usize = 16_384;
+
+/// Requests of one kind (`process/read`, `process/write`, `fs/*`) running at once per
+/// connection (upstream's capacity); one more is answered -32011 at once.
 pub const MAX_IN_FLIGHT_REQUESTS: usize = 128;
 /// Frames queued for one connection's writer before producers wait (backpressure).
 pub const OUTBOUND_QUEUE_FRAMES: usize = 128;

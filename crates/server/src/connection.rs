@@ -5,15 +5,18 @@
 //! `initialize` and `initialized` are handled inline, so pipelined handshakes work; every
 //! other request is admitted inline (the handshake check is latched at admission, params are
 //! decoded, and requests that never wait are handled), and requests that may wait run in
-//! their own task, at most [`crate::config::MAX_IN_FLIGHT_REQUESTS`] at once. Responses may
-//! therefore leave out of order; the client matches them by id. Bad input is answered and never ends the connection, except
-//! where upstream closes it (`initialized` before `initialize`, unexpected notifications or
-//! responses).
+//! their own task, at most [`crate::config::MAX_IN_FLIGHT_REQUESTS`] of each kind
+//! (`process/read`, `process/write`, `fs/*`) at once. One more of a kind that is full is
+//! answered -32011 at once instead of waiting, so the transport never stops reading frames
+//! behind parked long polls and requests that never wait are always served promptly.
+//! Responses may therefore leave out of order; the client matches them by id. Bad input is
+//! answered and never ends the connection, except where upstream closes it (`initialized`
+//! before `initialize`, unexpected notifications or responses).
 
 use crate::Server;
 use crate::config::MAX_IN_FLIGHT_REQUESTS;
 use crate::handlers::fs::FileHandles;
-use crate::handlers::{self, Admitted, Reply, RequestContext};
+use crate::handlers::{self, Admitted, Deferred, Reply, RequestContext};
 use crate::outbound::{FrameSender, OutboundFrame};
 use crate::session::{ConnectionId, NotificationSink, Session};
 use rexec_protocol::environment::{InitializeParams, InitializeResult, RexecServerInfo};
@@ -54,7 +57,10 @@ pub struct Connection {
     binary_capable: bool,
     phase: Phase,
     in_flight: JoinSet<()>,
-    permits: Arc<Semaphore>,
+    /// Places for deferred requests, one pool per kind.
+    reads: Arc<Semaphore>,
+    writes: Arc<Semaphore>,
+    fs: Arc<Semaphore>,
     /// Files opened with `fs/open`; closed with the connection.
     files: Arc<FileHandles>,
 }
@@ -69,7 +75,9 @@ impl Connection {
             binary_capable: false,
             phase: Phase::AwaitingInitialize,
             in_flight: JoinSet::new(),
-            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
+            reads: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
+            writes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
+            fs: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
             files: Arc::default(),
         }
     }
@@ -150,8 +158,14 @@ impl Connection {
             Admitted::Done(outcome) => return self.respond(&id, outcome).await,
             Admitted::Deferred(deferred) => deferred,
         };
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-            return;
+        let (places, kind) = match &deferred {
+            Deferred::Read(_) => (&self.reads, "process/read requests"),
+            Deferred::Write(_) => (&self.writes, "process/write requests"),
+            Deferred::Fs(_) => (&self.fs, "fs requests"),
+        };
+        let Ok(permit) = Arc::clone(places).try_acquire_owned() else {
+            let error = RpcError::busy(kind, MAX_IN_FLIGHT_REQUESTS);
+            return self.reply_error(&id, &error).await;
         };
         let outbound = self.outbound.clone();
         self.in_flight.spawn(async move {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection;
 pub mod environment;
 pub mod handlers;
+pub mod limits;
 pub mod outbound;
 pub mod process;
 pub mod sandbox;

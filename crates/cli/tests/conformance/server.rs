@@ -53,6 +53,12 @@ pub struct ServerOptions {
     pub closed_retention_ms: Option<u64>,
     pub ping_interval_ms: Option<u64>,
     pub max_frame_bytes: Option<u64>,
+    pub handshake_timeout_ms: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_pending_handshakes: Option<u64>,
+    pub max_inbound_bytes: Option<u64>,
+    /// Run the server with this RLIMIT_NOFILE (soft and hard), through `prlimit`.
+    pub descriptor_limit: Option<u64>,
 }
 
 /// The last lines a server printed (stderr, and stdout after the URL line).
@@ -232,12 +238,27 @@ fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         ("--closed-retention-ms", options.closed_retention_ms),
         ("--ping-interval-ms", options.ping_interval_ms),
         ("--max-frame-bytes", options.max_frame_bytes),
+        ("--handshake-timeout-ms", options.handshake_timeout_ms),
+        ("--max-connections", options.max_connections),
+        ("--max-pending-handshakes", options.max_pending_handshakes),
+        ("--max-inbound-bytes", options.max_inbound_bytes),
     ];
     for (flag, value) in numeric {
         if let Some(value) = value {
             argv.push(flag.into());
             argv.push(value.to_string());
         }
+    }
+    if let Some(limit) = options.descriptor_limit {
+        // prlimit sets the limit on itself and execs the server: same pid.
+        argv.splice(
+            0..0,
+            [
+                "prlimit".into(),
+                format!("--nofile={limit}:{limit}"),
+                "--".into(),
+            ],
+        );
     }
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]);
@@ -250,8 +271,13 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         || options.closed_retention_ms.is_some()
         || options.ping_interval_ms.is_some()
         || options.max_frame_bytes.is_some()
+        || options.handshake_timeout_ms.is_some()
+        || options.max_connections.is_some()
+        || options.max_pending_handshakes.is_some()
+        || options.max_inbound_bytes.is_some()
+        || options.descriptor_limit.is_some()
     {
-        bail!("codex exec-server has no flags for TTL, retention, ping interval or frame size");
+        bail!("codex exec-server has no flags for rexec's session, frame and connection limits");
     }
     let mut command = Command::new(bin);
     command.args(["exec-server", "--listen", "ws://127.0.0.1:0"]);

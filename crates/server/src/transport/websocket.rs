@@ -1,178 +1,173 @@
-//! The WebSocket transport: an HTTP router with `/` (the upgrade) and `GET /readyz`.
+//! One upgraded WebSocket connection: a reader that never stops reading frames for long,
+//! a batching writer with pings, and dead-peer detection that neither can fool.
 //!
-//! Admission: a request carrying an `Origin` header is a browser and gets 403; with a token
-//! configured, an upgrade without `Authorization: Bearer <token>` gets 401 (`/readyz` stays
-//! open). Every accepted socket has TCP_NODELAY. Inbound text and binary frames both carry
-//! JSON. The server writes JSON as text frames and, for a client that negotiated
-//! `process/output.binary`, output as binary frames; it batches whatever is queued into one
-//! flush, and pings the client periodically. A peer that stays silent for a whole ping
-//! interval after a ping (no pong, no frame) is dropped as dead, so its session is detached
-//! and can be resumed promptly instead of answering -32010 until TCP gives up.
+//! Inbound text and binary frames both carry JSON and go to the [`Connection`] in wire
+//! order; ping, pong and close are handled as they arrive. The server writes JSON as text
+//! frames and, for a client that negotiated `process/output.binary`, output as binary
+//! frames; the writer sends whatever is queued with one flush. The socket under tungstenite
+//! reserves every inbound frame from the server-wide budget (`budget`) and counts outbound
+//! bytes (`liveness`). The connection ends when the peer closes, when the reader fails, or
+//! when the writer gives up on the peer (a ping unanswered for a whole interval while the
+//! reader listened, or a write that moved no byte for a whole interval) — whichever comes
+//! first; then the session detaches and can be resumed at once.
 
-use crate::Server;
+use super::budget::{BudgetedStream, FrameLedger};
+use super::listener::AcceptedConnection;
+use super::liveness::{CountingStream, Liveness, Verdict};
 use crate::connection::{Connection, Flow};
 use crate::outbound::{self, FrameReceiver, OutboundFrame};
-use axum::Router;
-use axum::extract::ws::{
-    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
-};
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
-use axum::serve::ListenerExt;
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-pub async fn serve(
-    server: Arc<Server>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/", any(upgrade))
-        .route("/readyz", get(|| async { StatusCode::OK }))
-        .with_state(server);
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "failed to set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
+pub use super::listener::serve;
 
-async fn upgrade(
-    State(server): State<Arc<Server>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    if headers.contains_key(header::ORIGIN) {
-        return (
-            StatusCode::FORBIDDEN,
-            "requests with an Origin header are refused",
-        )
-            .into_response();
-    }
-    if let Some(token) = &server.config.token
-        && !bearer_matches(&headers, token)
-    {
-        return (StatusCode::UNAUTHORIZED, "a valid bearer token is required").into_response();
-    }
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let max = server.config.max_frame_bytes;
-    upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(crate::config::INBOUND_READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| run(server, socket, peer))
-}
+type Socket<S> = WebSocketStream<BudgetedStream<CountingStream<S>>>;
 
-/// Compare the presented token in constant time.
-fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let Some(presented) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (presented.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn run(server: Arc<Server>, socket: WebSocket, peer: SocketAddr) {
+pub async fn run<S>(accepted: AcceptedConnection, io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let AcceptedConnection {
+        state, peer, place, ..
+    } = accepted;
+    let server = Arc::clone(&state.server);
+    let config = &server.config;
+    let liveness = Arc::new(Liveness::default());
+    let ledger = Arc::new(FrameLedger::default());
+    let io = BudgetedStream::new(
+        CountingStream::new(io, Arc::clone(&liveness)),
+        Arc::clone(&state.budget),
+        Arc::clone(&ledger),
+        config.max_frame_bytes,
+    );
+    let websocket = WebSocketConfig::default()
+        .max_message_size(Some(config.max_frame_bytes))
+        .max_frame_size(Some(config.max_frame_bytes))
+        .read_buffer_size(crate::config::INBOUND_READ_BUFFER_BYTES);
+    let socket: Socket<S> =
+        WebSocketStream::from_raw_socket(io, Role::Server, Some(websocket)).await;
     tracing::debug!(%peer, "websocket connected");
-    let (sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
     let (outbound, queue) = outbound::channel();
-    let heard = Arc::new(AtomicBool::new(true));
-    let ping_interval = server.config.ping_interval;
-    let mut writer = tokio::spawn(write_frames(sink, queue, ping_interval, Arc::clone(&heard)));
+    let ping_interval = config.ping_interval;
+    let mut writer = tokio::spawn(write_frames(
+        sink,
+        queue,
+        ping_interval,
+        Arc::clone(&liveness),
+    ));
     let prefix =
         format!("failed to parse websocket JSON-RPC message from exec-server websocket {peer}");
     let mut connection = Connection::new(server, outbound, prefix).with_binary_output();
-    loop {
-        let message = tokio::select! {
-            message = stream.next() => message,
-            _ = &mut writer => {
-                tracing::debug!(%peer, "websocket writer ended (peer dead or socket closed)");
-                break;
+    tokio::select! {
+        () = read_frames(&mut connection, stream, &liveness, &ledger) => {
+            writer.abort();
+        }
+        verdict = &mut writer => {
+            match verdict {
+                Ok(Verdict::Silent) => tracing::info!(%peer, "dropping a websocket peer that answered no ping for {ping_interval:?}"),
+                Ok(Verdict::Stalled) => tracing::info!(%peer, "dropping a websocket peer that accepted no byte for {ping_interval:?}"),
+                _ => tracing::debug!(%peer, "websocket writer ended"),
             }
-        };
-        let Some(message) = message else { break };
-        heard.store(true, Ordering::Relaxed);
-        let flow = match message {
-            Ok(Message::Text(text)) => connection.handle_frame(text.as_bytes()).await,
-            Ok(Message::Binary(bytes)) => connection.handle_frame(&bytes).await,
-            Ok(Message::Close(_)) => Flow::Close,
-            Ok(Message::Ping(_) | Message::Pong(_)) => Flow::Continue,
-            Err(err) => {
-                tracing::debug!(%peer, %err, "websocket read failed");
-                Flow::Close
-            }
-        };
-        if flow == Flow::Close {
-            break;
         }
     }
     connection.finish();
-    writer.abort();
+    drop(place);
     tracing::debug!(%peer, "websocket disconnected");
 }
 
-/// Drain the outbound queue; ping every `ping_interval`, and give up on a peer that sent
-/// nothing (`heard` still false) during a whole interval after a ping.
-async fn write_frames(
-    mut sink: SplitSink<WebSocket, Message>,
+async fn read_frames<S>(
+    connection: &mut Connection,
+    mut stream: SplitStream<Socket<S>>,
+    liveness: &Liveness,
+    ledger: &FrameLedger,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(message) = stream.next().await {
+        liveness.heard();
+        liveness.set_reader_busy(true);
+        let flow = match message {
+            Ok(Message::Text(text)) => {
+                let flow = connection.handle_frame(text.as_bytes()).await;
+                drop(text);
+                ledger.message_handled();
+                flow
+            }
+            Ok(Message::Binary(bytes)) => {
+                let flow = connection.handle_frame(&bytes).await;
+                drop(bytes);
+                ledger.message_handled();
+                flow
+            }
+            Ok(Message::Close(_)) => Flow::Close,
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Flow::Continue,
+            Err(err) => {
+                tracing::debug!(%err, "websocket read failed");
+                Flow::Close
+            }
+        };
+        liveness.set_reader_busy(false);
+        if flow == Flow::Close {
+            return;
+        }
+    }
+}
+
+/// Drain the outbound queue and ping every `ping_interval`, until the queue closes, the
+/// socket fails, or the peer is judged gone (the verdict says why).
+async fn write_frames<S>(
+    mut sink: SplitSink<Socket<S>, Message>,
     mut queue: FrameReceiver,
     ping_interval: Duration,
-    heard: Arc<AtomicBool>,
-) {
+    liveness: Arc<Liveness>,
+) -> Verdict
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut pings =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::new();
     loop {
         tokio::select! {
             frame = queue.recv() => {
                 let Some(frame) = frame else { break };
                 outbound::drain_ready(frame, &mut queue, &mut batch);
-                for frame in batch.drain(..) {
-                    let message = match frame {
-                        OutboundFrame::Text(text) => Message::Text(text.into()),
-                        OutboundFrame::Binary(bytes) => Message::Binary(bytes),
-                    };
-                    if sink.feed(message).await.is_err() {
-                        return;
+                let send = async {
+                    for frame in batch.drain(..) {
+                        let message = match frame {
+                            OutboundFrame::Text(text) => Message::Text(text.into()),
+                            OutboundFrame::Binary(bytes) => Message::Binary(bytes),
+                        };
+                        sink.feed(message).await?;
                     }
-                }
-                if sink.flush().await.is_err() {
-                    return;
+                    sink.flush().await
+                };
+                match liveness.progressing(send, ping_interval).await {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => return Verdict::Alive,
+                    None => return Verdict::Stalled,
                 }
             }
             _ = pings.tick() => {
-                if !heard.swap(false, Ordering::Relaxed) {
-                    tracing::debug!("websocket peer silent for a ping interval; dropping it");
-                    return;
+                if liveness.ping_tick() == Verdict::Silent {
+                    return Verdict::Silent;
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
+                match liveness.progressing(sink.send(Message::Ping(Default::default())), ping_interval).await {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => return Verdict::Alive,
+                    None => return Verdict::Stalled,
                 }
             }
         }
     }
     let _ = sink.close().await;
+    Verdict::Alive
 }
