@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Largest inbound message accepted, in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_frame_bytes: usize,
+    /// Longest a file request may block the server, in milliseconds; past it the request
+    /// fails ("timed out") and its thread is abandoned.
+    #[arg(long, default_value_t = 30_000)]
+    fs_timeout_ms: u64,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -46,6 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // /proc/self/exe, which a forked child resolves to the same file even after the
         // binary on disk was replaced by an upgrade.
         sandbox_helper: Some(PathBuf::from("/proc/self/exe")),
+        fs_timeout: Duration::from_millis(args.fs_timeout_ms.max(1)),
     };
     let server = Server::new(config);
     match args.listen {

@@ -18,6 +18,9 @@ pub struct ServerConfig {
     /// The `rexec` executable that applies sandbox policies (run as
     /// `rexec __sandbox-exec …`). Without it, sandboxed starts are refused.
     pub sandbox_helper: Option<std::path::PathBuf>,
+    /// Longest an `fs/*` request's blocking call may take; past it the request fails and
+    /// its thread is written off (see `handlers::fs::limit`).
+    pub fs_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -29,6 +32,7 @@ impl Default for ServerConfig {
             max_frame_bytes: 64 * 1024 * 1024,
             token: None,
             sandbox_helper: None,
+            fs_timeout: Duration::from_secs(30),
         }
     }
 }

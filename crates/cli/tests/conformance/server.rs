@@ -53,6 +53,7 @@ pub struct ServerOptions {
     pub closed_retention_ms: Option<u64>,
     pub ping_interval_ms: Option<u64>,
     pub max_frame_bytes: Option<u64>,
+    pub fs_timeout_ms: Option<u64>,
 }
 
 /// The last lines a server printed (stderr, and stdout after the URL line).
@@ -232,6 +233,7 @@ fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         ("--closed-retention-ms", options.closed_retention_ms),
         ("--ping-interval-ms", options.ping_interval_ms),
         ("--max-frame-bytes", options.max_frame_bytes),
+        ("--fs-timeout-ms", options.fs_timeout_ms),
     ];
     for (flag, value) in numeric {
         if let Some(value) = value {
@@ -250,6 +252,7 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         || options.closed_retention_ms.is_some()
         || options.ping_interval_ms.is_some()
         || options.max_frame_bytes.is_some()
+        || options.fs_timeout_ms.is_some()
     {
         bail!("codex exec-server has no flags for TTL, retention, ping interval or frame size");
     }
