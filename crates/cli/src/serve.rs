@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// connections; a frame waits for room.
     #[arg(long, default_value_t = 256 * 1024 * 1024)]
     max_inbound_bytes: usize,
+    /// Longest a file request may block the server, in milliseconds; past it the request
+    /// fails ("timed out") and its thread is abandoned.
+    #[arg(long, default_value_t = 30_000)]
+    fs_timeout_ms: u64,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -63,6 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         sandbox_helper: Some(PathBuf::from("/proc/self/exe")),
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms.max(1)),
         max_inbound_bytes: args.max_inbound_bytes,
+        fs_timeout: Duration::from_millis(args.fs_timeout_ms.max(1)),
         ..ServerConfig::default()
     }
     .with_connection_limits_for(descriptors);

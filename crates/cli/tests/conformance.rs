@@ -28,6 +28,8 @@ mod server;
 mod extensions;
 #[path = "conformance/fs.rs"]
 mod fs;
+#[path = "conformance/fs_blocking.rs"]
+mod fs_blocking;
 #[path = "conformance/fs_handles.rs"]
 mod fs_handles;
 #[path = "conformance/fs_walk.rs"]

@@ -26,6 +26,9 @@ pub struct ServerConfig {
     pub max_pending_handshakes: usize,
     /// Bytes of inbound WebSocket frames being received or decoded across all connections.
     pub max_inbound_bytes: usize,
+    /// Longest an `fs/*` request's blocking call may take; past it the request fails and
+    /// its thread is written off (see `handlers::fs::limit`).
+    pub fs_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             max_connections: 0,
             max_pending_handshakes: 0,
             max_inbound_bytes: 256 * 1024 * 1024,
+            fs_timeout: Duration::from_secs(30),
         }
         .with_connection_limits_for(crate::limits::descriptor_limit())
     }
@@ -67,8 +71,8 @@ impl Default for ServerConfig {
 /// The derived connection limit never exceeds this, however many descriptors there are.
 pub const MAX_CONNECTIONS_CEILING: usize = 16_384;
 
-/// Requests of one kind (`process/read`, `process/write`, `fs/*`) running at once per
-/// connection (upstream's capacity); one more is answered -32011 at once.
+/// `process/read`s, and `process/write`s, running at once per connection (upstream's
+/// capacity); one more is answered -32011 at once.
 pub const MAX_IN_FLIGHT_REQUESTS: usize = 128;
 /// Frames queued for one connection's writer before producers wait (backpressure).
 pub const OUTBOUND_QUEUE_FRAMES: usize = 128;

@@ -5,9 +5,9 @@
 //! `initialize` and `initialized` are handled inline, so pipelined handshakes work; every
 //! other request is admitted inline (the handshake check is latched at admission, params are
 //! decoded, and requests that never wait are handled), and requests that may wait run in
-//! their own task, at most [`crate::config::MAX_IN_FLIGHT_REQUESTS`] of each kind
-//! (`process/read`, `process/write`, `fs/*`) at once. One more of a kind that is full is
-//! answered -32011 at once instead of waiting, so the transport never stops reading frames
+//! their own task, at most [`crate::config::MAX_IN_FLIGHT_REQUESTS`] `process/read`s and as
+//! many `process/write`s at once (`fs/*` requests hold a place of the fs module's own, smaller
+//! cap, taken at admission). One more of a kind that is full is answered -32011 at once instead of waiting, so the transport never stops reading frames
 //! behind parked long polls and requests that never wait are always served promptly.
 //! Responses may therefore leave out of order; the client matches them by id. Bad input is
 //! answered and never ends the connection, except where upstream closes it (`initialized`
@@ -57,10 +57,9 @@ pub struct Connection {
     binary_capable: bool,
     phase: Phase,
     in_flight: JoinSet<()>,
-    /// Places for deferred requests, one pool per kind.
+    /// Places for deferred process requests, one pool per kind.
     reads: Arc<Semaphore>,
     writes: Arc<Semaphore>,
-    fs: Arc<Semaphore>,
     /// Files opened with `fs/open`; closed with the connection.
     files: Arc<FileHandles>,
 }
@@ -77,7 +76,6 @@ impl Connection {
             in_flight: JoinSet::new(),
             reads: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
             writes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
-            fs: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
             files: Arc::default(),
         }
     }
@@ -158,15 +156,20 @@ impl Connection {
             Admitted::Done(outcome) => return self.respond(&id, outcome).await,
             Admitted::Deferred(deferred) => deferred,
         };
-        let (places, kind) = match &deferred {
-            Deferred::Read(_) => (&self.reads, "process/read requests"),
-            Deferred::Write(_) => (&self.writes, "process/write requests"),
-            Deferred::Fs(_) => (&self.fs, "fs requests"),
+        let places = match &deferred {
+            Deferred::Read(_) => Some((&self.reads, "process/read requests")),
+            Deferred::Write(_) => Some((&self.writes, "process/write requests")),
+            Deferred::Fs(_) => None,
         };
-        let Ok(permit) = Arc::clone(places).try_acquire_owned() else {
-            let error = RpcError::busy(kind, MAX_IN_FLIGHT_REQUESTS);
-            return self.reply_error(&id, &error).await;
-        };
+        let permit =
+            match places.map(|(places, kind)| (Arc::clone(places).try_acquire_owned(), kind)) {
+                None => None,
+                Some((Ok(permit), _)) => Some(permit),
+                Some((Err(_), kind)) => {
+                    let error = RpcError::busy(kind, MAX_IN_FLIGHT_REQUESTS);
+                    return self.reply_error(&id, &error).await;
+                }
+            };
         let outbound = self.outbound.clone();
         self.in_flight.spawn(async move {
             let outcome = handlers::handle_deferred(&ctx, deferred).await;

@@ -117,7 +117,7 @@ where
 
 /// Prints a SKIPPED line straight to stderr: libtest's capture of `eprintln!` would hide
 /// it for a passing test, and a skip must never be silent.
-fn say_skipped(line: &str) {
+pub fn say_skipped(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

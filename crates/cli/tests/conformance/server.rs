@@ -59,6 +59,7 @@ pub struct ServerOptions {
     pub max_inbound_bytes: Option<u64>,
     /// Run the server with this RLIMIT_NOFILE (soft and hard), through `prlimit`.
     pub descriptor_limit: Option<u64>,
+    pub fs_timeout_ms: Option<u64>,
 }
 
 /// The last lines a server printed (stderr, and stdout after the URL line).
@@ -242,6 +243,7 @@ fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         ("--max-connections", options.max_connections),
         ("--max-pending-handshakes", options.max_pending_handshakes),
         ("--max-inbound-bytes", options.max_inbound_bytes),
+        ("--fs-timeout-ms", options.fs_timeout_ms),
     ];
     for (flag, value) in numeric {
         if let Some(value) = value {
@@ -276,6 +278,7 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         || options.max_pending_handshakes.is_some()
         || options.max_inbound_bytes.is_some()
         || options.descriptor_limit.is_some()
+        || options.fs_timeout_ms.is_some()
     {
         bail!("codex exec-server has no flags for rexec's session, frame and connection limits");
     }

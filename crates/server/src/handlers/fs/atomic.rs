@@ -85,11 +85,10 @@ pub fn replace_with(path: &Path, follow_symlinks: bool, bytes: &[u8]) -> io::Res
     replacement.commit()
 }
 
-/// Copy the file `source` over `path`, atomically (the kernel copies, via `copy_file_range`
-/// where it can).
-pub fn replace_with_copy(path: &Path, source: &Path) -> io::Result<()> {
+/// Copy the opened file `input` over `path`, atomically (the kernel copies, via
+/// `copy_file_range` where it can).
+pub fn replace_with_copy(path: &Path, mut input: File) -> io::Result<()> {
     let (replacement, mut file) = Replacement::start(path, false)?;
-    let mut input = File::open(source)?;
     io::copy(&mut input, &mut file)?;
     drop(file);
     // The copy carries the source's permissions, like `std::fs::copy`.

@@ -3,7 +3,8 @@
 //! kernel refuses what the policy does not allow — symlink and `..` escapes included —
 //! before anything touches the disk. Paths the plan keeps read-only inside writable trees
 //! (`.git`, …) are protected by a mount namespace for processes; here they are checked
-//! against the request's write targets first.
+//! against the request's write targets first. The deadline and the cap of `limit` apply
+//! to these threads as to the blocking pool.
 
 use crate::sandbox::{Plan, confine_thread};
 use std::io;
@@ -38,17 +39,13 @@ impl Confinement {
     }
 }
 
-/// Run `work` off the runtime: confined when there is a plan, else on the blocking pool.
-pub async fn run<T: Send + 'static>(
-    confinement: Option<Confinement>,
+/// Run `work` on a fresh OS thread confined to the plan and send its outcome to `done`;
+/// the thread ends with it.
+pub fn spawn<T: Send + 'static>(
+    confinement: Confinement,
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    let Some(confinement) = confinement else {
-        return tokio::task::spawn_blocking(work)
-            .await
-            .unwrap_or_else(|err| Err(io::Error::other(format!("filesystem task failed: {err}"))));
-    };
-    let (done, result) = oneshot::channel();
+    done: oneshot::Sender<io::Result<T>>,
+) -> io::Result<()> {
     std::thread::Builder::new()
         .name("rexec-fs-sandbox".to_owned())
         .spawn(move || {
@@ -60,7 +57,5 @@ pub async fn run<T: Send + 'static>(
             });
             let _ = done.send(outcome);
         })?;
-    result
-        .await
-        .unwrap_or_else(|_| Err(io::Error::other("sandboxed filesystem task failed")))
+    Ok(())
 }

@@ -1,8 +1,11 @@
 //! `fs/copy` as a blocking function: a regular file, a symbolic link (copied as a link) or,
 //! with `recursive`, a directory tree. Each file lands atomically (see `atomic`); other
-//! kinds of entries inside a tree (FIFOs, sockets, devices) are skipped.
+//! kinds of entries inside a tree (FIFOs, sockets, devices) are skipped, also when one
+//! replaces a file between the listing and the open.
 
 use super::atomic;
+use super::open::open_regular_file;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -24,12 +27,18 @@ pub fn copy(source: &Path, destination: &Path, recursive: bool) -> io::Result<()
     if file_type.is_symlink() {
         return copy_link(source, destination);
     }
-    if file_type.is_file() {
-        return atomic::replace_with_copy(destination, source);
+    match open_source(source)? {
+        Some(input) => atomic::replace_with_copy(destination, input),
+        None => Err(invalid(
+            "fs/copy only supports regular files, directories, and symlinks",
+        )),
     }
-    Err(invalid(
-        "fs/copy only supports regular files, directories, and symlinks",
-    ))
+}
+
+/// The source opened if it is a regular file (judged on the opened file, see `open`; a
+/// link swapped in after the type was read is refused with `ELOOP`).
+fn open_source(source: &Path) -> io::Result<Option<File>> {
+    Ok(open_regular_file(source, false)?.map(|(file, _)| file))
 }
 
 fn invalid(message: &str) -> io::Error {
@@ -46,7 +55,9 @@ fn copy_tree(source: &Path, destination: &Path) -> io::Result<()> {
         if file_type.is_dir() {
             copy_tree(&from, &to)?;
         } else if file_type.is_file() {
-            atomic::replace_with_copy(&to, &from)?;
+            if let Some(input) = open_source(&from)? {
+                atomic::replace_with_copy(&to, input)?;
+            }
         } else if file_type.is_symlink() {
             copy_link(&from, &to)?;
         }

@@ -4,12 +4,14 @@
 //! `replace` handle that was never closed leaves the old file untouched (its temporary
 //! sibling is removed). Every operation on a handle takes a [`Turn`] at admission, in wire
 //! order, and runs after the earlier ones on the same handle — so a client may pipeline
-//! `open`, blocks and `close` — while the file I/O itself runs on the blocking pool. The
+//! `open`, blocks and `close` — while the file I/O itself runs off the runtime under the
+//! request's claim (a slot of the connection and a deadline, see `limit`). The
 //! id is reserved at admission too: duplicates and the limit are judged in wire order.
 //! A read handle closes by itself once a block reaches end of file.
 
 use super::atomic::Replacement;
-use super::confine::{self, Confinement};
+use super::confine::Confinement;
+use super::limit::{Busy, Claim, Slots};
 use super::paths::open_regular;
 use crate::process::write_order::{Turn, WriteOrder};
 use crate::session::lock;
@@ -22,10 +24,13 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Default)]
 pub struct FileHandles {
     table: Mutex<HashMap<String, Arc<Handle>>>,
+    /// The connection's share of fs threads, for every `fs/*` request, not only handles.
+    slots: Slots,
 }
 
 struct Handle {
@@ -74,6 +79,11 @@ pub struct ReadBlock {
 }
 
 impl FileHandles {
+    /// A slot for one `method` request of this connection (see `limit`).
+    pub fn claim(&self, method: &'static str, timeout: Duration) -> Result<Claim, Busy> {
+        self.slots.claim(method, timeout)
+    }
+
     /// Reserve `params.handle_id`; the file is opened when the returned turn comes.
     pub fn admit_open(self: &Arc<Self>, params: &OpenParams) -> Result<Admitted, RpcError> {
         check_id(&params.handle_id)?;
@@ -152,14 +162,18 @@ impl Admitted {
         self,
         params: OpenParams,
         confinement: Option<Confinement>,
+        claim: Claim,
     ) -> Result<(), io::Error> {
         self.turn.wait().await;
         let path = params.path.into_path();
-        let opened = confine::run(confinement, move || match params.mode {
-            OpenMode::Read => open_regular(&path).map(|file| (file, None)),
-            OpenMode::Replace => Replacement::start(&path, true).map(|(r, file)| (file, Some(r))),
-        })
-        .await;
+        let opened = claim
+            .run(confinement, move || match params.mode {
+                OpenMode::Read => open_regular(&path, true).map(|(file, _)| (file, None)),
+                OpenMode::Replace => {
+                    Replacement::start(&path, true).map(|(r, file)| (file, Some(r)))
+                }
+            })
+            .await;
         let mut state = lock(&self.handle.state);
         match opened {
             Ok((file, replacement)) if matches!(*state, HandleState::Opening) => {
@@ -179,10 +193,17 @@ impl Admitted {
         }
     }
 
-    pub async fn read_block(self, offset: u64, len: usize) -> Result<ReadBlock, io::Error> {
+    pub async fn read_block(
+        self,
+        offset: u64,
+        len: usize,
+        claim: Claim,
+    ) -> Result<ReadBlock, io::Error> {
         self.turn.wait().await;
         let file = self.open_file()?;
-        let block = run_blocking(move || read_at(&file.file, offset, len)).await?;
+        let block = claim
+            .run(None, move || read_at(&file.file, offset, len))
+            .await?;
         if block.eof {
             *lock(&self.handle.state) = HandleState::Closed;
             self.handles.forget(&self.id, &self.handle);
@@ -190,14 +211,21 @@ impl Admitted {
         Ok(block)
     }
 
-    pub async fn write_block(self, offset: u64, bytes: Vec<u8>) -> Result<(), io::Error> {
+    pub async fn write_block(
+        self,
+        offset: u64,
+        bytes: Vec<u8>,
+        claim: Claim,
+    ) -> Result<(), io::Error> {
         self.turn.wait().await;
         let file = self.open_file()?;
-        run_blocking(move || file.file.write_all_at(&bytes, offset)).await
+        claim
+            .run(None, move || file.file.write_all_at(&bytes, offset))
+            .await
     }
 
     /// Close after the earlier operations; a `replace` handle's new content goes in place.
-    pub async fn close(self) -> Result<(), io::Error> {
+    pub async fn close(self, claim: Claim) -> Result<(), io::Error> {
         self.turn.wait().await;
         let state = std::mem::replace(&mut *lock(&self.handle.state), HandleState::Closed);
         let HandleState::Open(file) = state else {
@@ -206,7 +234,7 @@ impl Admitted {
         let replacement = lock(&file.replacement).take();
         drop(file);
         match replacement {
-            Some(replacement) => run_blocking(move || replacement.commit()).await,
+            Some(replacement) => claim.run(None, move || replacement.commit()).await,
             None => Ok(()),
         }
     }
@@ -259,12 +287,4 @@ fn read_at(file: &File, offset: u64, len: usize) -> io::Result<ReadBlock> {
         eof: filled < len,
         bytes,
     })
-}
-
-async fn run_blocking<T: Send + 'static>(
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|err| Err(io::Error::other(format!("filesystem task failed: {err}"))))
 }

@@ -2,28 +2,35 @@
 //!
 //! Admission (inline, in wire order) decodes params, resolves the request's `sandbox` into
 //! a plan (a malformed or unenforceable one is -32602, before any disk access), and
-//! reserves or looks up file handles. Everything that touches the disk then runs deferred,
-//! in its own request task, with the blocking calls on tokio's blocking pool — or, when
-//! sandboxed, on a thread confined to the plan (`confine`) — including serializing a large
-//! result, so file I/O never stalls the runtime or the connection. Errors follow upstream's `map_fs_error`: NotFound → -32004,
-//! InvalidInput and PermissionDenied → -32600, anything else → -32603, with the io text.
+//! reserves or looks up file handles, after claiming one of the connection's fs slots (all
+//! taken: -32011 at once, see `limit`). Everything that touches the disk then runs
+//! deferred, in its own request task, with the blocking call on tokio's blocking pool — or,
+//! when sandboxed, on a thread confined to the plan (`confine`) — including serializing a
+//! large result, so file I/O never stalls the runtime or the connection; the call has a
+//! deadline (`--fs-timeout-ms`), and files are opened so that opening never blocks
+//! (`open`). Errors follow upstream's `map_fs_error`: NotFound → -32004, InvalidInput and
+//! PermissionDenied → -32600, anything else (a timeout included) → -32603, with the io text.
 
 mod atomic;
 mod confine;
 mod copy;
 mod handles;
+mod limit;
 mod metadata;
 mod nofollow;
+mod open;
 mod paths;
 mod walk;
 
 use handles::BlockKind;
 pub use handles::FileHandles;
+pub use limit::{MAX_FS_REQUESTS, written_off};
 
 use super::{Admitted, Deferred, Reply, RequestContext};
 use crate::sandbox::{Plan, policy};
 use base64::Engine as _;
 use confine::Confinement;
+use limit::Claim;
 use rexec_protocol::fs::OpenMode;
 use rexec_protocol::fs::{
     CanonicalizeParams, CanonicalizeResult, CloseParams, CopyParams, CreateDirectoryParams,
@@ -81,8 +88,34 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<FsRequest, 
     })
 }
 
-/// An admitted `fs/*` request, to run in its own task.
-pub enum FsTask {
+impl FsRequest {
+    fn method(&self) -> &'static str {
+        match self {
+            Self::ReadFile(_) => method::FS_READ_FILE,
+            Self::WriteFile(_) => method::FS_WRITE_FILE,
+            Self::CreateDirectory(_) => method::FS_CREATE_DIRECTORY,
+            Self::GetMetadata(_) => method::FS_GET_METADATA,
+            Self::GetMetadataBatch(_) => method::FS_GET_METADATA_BATCH,
+            Self::Canonicalize(_) => method::FS_CANONICALIZE,
+            Self::ReadDirectory(_) => method::FS_READ_DIRECTORY,
+            Self::Walk(_) => method::FS_WALK,
+            Self::Remove(_) => method::FS_REMOVE,
+            Self::Copy(_) => method::FS_COPY,
+            Self::Open(_) => method::FS_OPEN,
+            Self::ReadBlock(_) => method::FS_READ_BLOCK,
+            Self::WriteBlock(_) => method::FS_WRITE_BLOCK,
+            Self::Close(_) => method::FS_CLOSE,
+        }
+    }
+}
+
+/// An admitted `fs/*` request, to run in its own task with its claim.
+pub struct FsTask {
+    claim: Claim,
+    work: Work,
+}
+
+enum Work {
     Path(FsRequest, Option<Arc<Plan>>),
     Open(handles::Admitted, OpenParams, Option<Arc<Plan>>),
     ReadBlock(handles::Admitted, ReadBlockParams),
@@ -100,24 +133,28 @@ pub fn admit(ctx: &RequestContext, request: FsRequest) -> Admitted {
 
 /// `Ok(None)`: done already (closing an unknown handle succeeds).
 fn admit_task(ctx: &RequestContext, request: FsRequest) -> Result<Option<FsTask>, RpcError> {
+    let files = &ctx.files;
+    // First, so a refused request leaves no trace (no handle reserved, no turn taken).
+    let claim = files
+        .claim(request.method(), ctx.server.config.fs_timeout)
+        .map_err(|limit::Busy| RpcError::busy("fs requests", MAX_FS_REQUESTS))?;
     let plan = match sandbox_of(&request) {
         Some(Some(sandbox)) => policy::resolve(sandbox, None, &server_tmpdir())?.map(Arc::new),
         _ => None,
     };
-    let files = &ctx.files;
-    Ok(Some(match request {
-        FsRequest::Open(params) => FsTask::Open(files.admit_open(&params)?, params, plan),
+    let work = match request {
+        FsRequest::Open(params) => Work::Open(files.admit_open(&params)?, params, plan),
         FsRequest::ReadBlock(params) => {
             let admitted = files.admit_block(&params.handle_id, BlockKind::Read, params.len)?;
-            FsTask::ReadBlock(admitted, params)
+            Work::ReadBlock(admitted, params)
         }
         FsRequest::WriteBlock(params) => {
             let len = params.chunk.0.len();
             let admitted = files.admit_block(&params.handle_id, BlockKind::Write, len)?;
-            FsTask::WriteBlock(admitted, params)
+            Work::WriteBlock(admitted, params)
         }
         FsRequest::Close(params) => match files.admit_close(&params.handle_id)? {
-            Some(admitted) => FsTask::Close(admitted),
+            Some(admitted) => Work::Close(admitted),
             None => return Ok(None),
         },
         FsRequest::GetMetadataBatch(params) if params.paths.len() > MAX_METADATA_BATCH_PATHS => {
@@ -125,8 +162,9 @@ fn admit_task(ctx: &RequestContext, request: FsRequest) -> Result<Option<FsTask>
                 "metadata batch must not exceed {MAX_METADATA_BATCH_PATHS} paths"
             )));
         }
-        other => FsTask::Path(other, plan),
-    }))
+        other => Work::Path(other, plan),
+    };
+    Ok(Some(FsTask { claim, work }))
 }
 
 /// `tmpdir` special paths in an fs sandbox name the server's `$TMPDIR`.
@@ -171,12 +209,13 @@ fn sandbox_of(request: &FsRequest) -> Option<&SandboxContext> {
 }
 
 pub async fn run(task: FsTask) -> Result<Reply, RpcError> {
-    match task {
-        FsTask::Path(request, plan) => {
+    let FsTask { claim, work } = task;
+    match work {
+        Work::Path(request, plan) => {
             let confinement = confinement(plan, &request);
-            run_path(request, confinement).await
+            run_path(request, confinement, claim).await
         }
-        FsTask::Open(admitted, params, plan) => {
+        Work::Open(admitted, params, plan) => {
             let handle_id = params.handle_id.clone();
             let confinement = plan.map(|plan| {
                 let writes = match params.mode {
@@ -189,12 +228,15 @@ pub async fn run(task: FsTask) -> Result<Reply, RpcError> {
                     removes_tree: false,
                 }
             });
-            admitted.open(params, confinement).await.map_err(io_error)?;
+            admitted
+                .open(params, confinement, claim)
+                .await
+                .map_err(io_error)?;
             Reply::new(&OpenResult { handle_id })
         }
-        FsTask::ReadBlock(admitted, params) => {
+        Work::ReadBlock(admitted, params) => {
             let block = admitted
-                .read_block(params.offset, params.len)
+                .read_block(params.offset, params.len, claim)
                 .await
                 .map_err(io_error)?;
             Reply::new(&ReadBlockResult {
@@ -202,24 +244,28 @@ pub async fn run(task: FsTask) -> Result<Reply, RpcError> {
                 eof: block.eof,
             })
         }
-        FsTask::WriteBlock(admitted, params) => {
+        Work::WriteBlock(admitted, params) => {
             admitted
-                .write_block(params.offset, params.chunk.0)
+                .write_block(params.offset, params.chunk.0, claim)
                 .await
                 .map_err(io_error)?;
             Reply::new(&EmptyResult {})
         }
-        FsTask::Close(admitted) => {
-            admitted.close().await.map_err(io_error)?;
+        Work::Close(admitted) => {
+            admitted.close(claim).await.map_err(io_error)?;
             Reply::new(&EmptyResult {})
         }
     }
 }
 
-async fn run_path(request: FsRequest, confinement: Option<Confinement>) -> Result<Reply, RpcError> {
+async fn run_path(
+    request: FsRequest,
+    confinement: Option<Confinement>,
+    claim: Claim,
+) -> Result<Reply, RpcError> {
     match request {
         FsRequest::ReadFile(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 let follow = p.follow_symlinks.unwrap_or(true);
                 let bytes = paths::read_file(p.path.as_path(), follow)?;
                 Ok(ReadFileResult {
@@ -229,7 +275,7 @@ async fn run_path(request: FsRequest, confinement: Option<Confinement>) -> Resul
             .await
         }
         FsRequest::WriteFile(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(&p.data_base64)
                     .map_err(|err| {
@@ -245,7 +291,7 @@ async fn run_path(request: FsRequest, confinement: Option<Confinement>) -> Resul
             .await
         }
         FsRequest::CreateDirectory(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 let recursive = p.recursive.unwrap_or(true);
                 let follow = p.follow_symlinks.unwrap_or(true);
                 paths::create_directory(p.path.as_path(), recursive, follow)?;
@@ -254,13 +300,13 @@ async fn run_path(request: FsRequest, confinement: Option<Confinement>) -> Resul
             .await
         }
         FsRequest::GetMetadata(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 metadata::get_metadata(p.path.as_path(), p.follow_symlinks.unwrap_or(true))
             })
             .await
         }
         FsRequest::GetMetadataBatch(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 let results = p
                     .paths
                     .iter()
@@ -274,7 +320,7 @@ async fn run_path(request: FsRequest, confinement: Option<Confinement>) -> Resul
             .await
         }
         FsRequest::Canonicalize(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 let path = paths::canonicalize(p.path.as_path())?;
                 Ok(CanonicalizeResult {
                     path: rexec_protocol::PathUri::from_path(path),
@@ -283,20 +329,20 @@ async fn run_path(request: FsRequest, confinement: Option<Confinement>) -> Resul
             .await
         }
         FsRequest::ReadDirectory(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 let entries = metadata::read_directory(p.path.as_path())?;
                 Ok(ReadDirectoryResult { entries })
             })
             .await
         }
         FsRequest::Walk(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 walk::walk(p.path.as_path(), &p.options)
             })
             .await
         }
         FsRequest::Remove(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 let recursive = p.recursive.unwrap_or(true);
                 let force = p.force.unwrap_or(true);
                 let follow = p.follow_symlinks.unwrap_or(true);
@@ -306,7 +352,7 @@ async fn run_path(request: FsRequest, confinement: Option<Confinement>) -> Resul
             .await
         }
         FsRequest::Copy(p) => {
-            blocking(confinement, move || {
+            blocking(claim, confinement, move || {
                 copy::copy(
                     p.source_path.as_path(),
                     p.destination_path.as_path(),
@@ -323,13 +369,16 @@ async fn run_path(request: FsRequest, confinement: Option<Confinement>) -> Resul
     }
 }
 
-/// Run `work` off the runtime (confined to its sandbox, if any) and serialize its result
-/// there too (a large file's base64 would otherwise be encoded on a runtime thread).
+/// Run `work` off the runtime (confined to its sandbox, if any) under the request's claim,
+/// and serialize its result there too (a large file's base64 would otherwise be encoded on
+/// a runtime thread).
 async fn blocking<T: Serialize + 'static>(
+    claim: Claim,
     confinement: Option<Confinement>,
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<Reply, RpcError> {
-    confine::run(confinement, move || Ok(Reply::new(&work()?)))
+    claim
+        .run(confinement, move || Ok(Reply::new(&work()?)))
         .await
         .map_err(io_error)?
 }

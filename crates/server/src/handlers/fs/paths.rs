@@ -1,9 +1,10 @@
-//! The path operations of `fs/*` as plain blocking functions (the dispatcher runs them on
-//! tokio's blocking pool): read, write, create a directory, remove, canonicalize. Errors are
+//! The path operations of `fs/*` as plain blocking functions (the dispatcher runs them off
+//! the runtime, with a deadline): read, write, create a directory, remove, canonicalize. Errors are
 //! `io::Error`s whose kind picks the JSON-RPC code (see `super::io_error`).
 
 use super::atomic;
 use super::nofollow::{FinalLink, refuse_symlinks};
+use super::open::open_regular_file;
 use rexec_protocol::fs::MAX_READ_FILE_BYTES;
 use std::fs::File;
 use std::io::{self, Read as _};
@@ -14,8 +15,7 @@ pub fn read_file(path: &Path, follow_symlinks: bool) -> io::Result<Vec<u8>> {
     if !follow_symlinks {
         refuse_symlinks(path, FinalLink::Loop)?;
     }
-    let file = open_regular(path)?;
-    let size = file.metadata()?.len();
+    let (file, size) = open_regular(path, follow_symlinks)?;
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.take(MAX_READ_FILE_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_READ_FILE_BYTES {
@@ -24,20 +24,19 @@ pub fn read_file(path: &Path, follow_symlinks: bool) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Open a regular file for reading: size-checked, and never a FIFO or device (opening one
-/// could block a worker thread forever).
-pub fn open_regular(path: &Path) -> io::Result<File> {
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() {
+/// Open a regular file of at most [`MAX_READ_FILE_BYTES`] for reading, with its size;
+/// anything else is refused without blocking (see `open`).
+pub fn open_regular(path: &Path, follow_symlinks: bool) -> io::Result<(File, u64)> {
+    let Some((file, metadata)) = open_regular_file(path, follow_symlinks)? else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("path `{}` is not a file", path.display()),
         ));
-    }
+    };
     if metadata.len() > MAX_READ_FILE_BYTES {
         return Err(too_large());
     }
-    File::open(path)
+    Ok((file, metadata.len()))
 }
 
 fn too_large() -> io::Error {
