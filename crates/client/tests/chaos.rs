@@ -105,6 +105,11 @@ async fn soak(seed: u64) {
         .expect("spawn true");
     let baseline = Resources::now();
     let tally = Arc::new(Tally::default());
+    // Connected before the faults start: a first connect is not resumed, it fails.
+    let mut connected = Vec::new();
+    for _ in 0..CLIENTS {
+        connected.push(connect(&proxy.url).await);
+    }
     let chaos_end = Instant::now() + CHAOS;
     set_frame_faults(&proxy, rng.fork(), Arc::clone(&tally));
     let driver = tokio::spawn(drive_faults(
@@ -115,11 +120,9 @@ async fn soak(seed: u64) {
     ));
 
     let mut clients = JoinSet::new();
-    for index in 0..CLIENTS {
-        let url = proxy.url.clone();
+    for (index, client) in connected.into_iter().enumerate() {
         let tally = Arc::clone(&tally);
         clients.spawn(async move {
-            let client = connect(&url).await;
             let mut round = 0;
             while Instant::now() < chaos_end {
                 run_round(&client, index, round, &tally).await;
