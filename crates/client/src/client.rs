@@ -245,7 +245,15 @@ impl Client {
         };
         let started = decode(method::PROCESS_START, started.await);
         let process = self.finish_start(shared, started)?;
-        let written = decode::<WriteResult>(method::PROCESS_WRITE, written.await);
+        let written = match decode::<WriteResult>(method::PROCESS_WRITE, written.await) {
+            // The answer was lost in a cut: the writeId makes sending it again safe.
+            Err(ClientError::Disconnected(_)) => {
+                self.inner
+                    .call_retrying(method::PROCESS_WRITE, &write)
+                    .await
+            }
+            written => written,
+        };
         match written {
             Ok(WriteResult {
                 status: WriteStatus::Accepted,

@@ -101,6 +101,41 @@ async fn a_write_whose_answer_was_lost_is_retried_with_the_same_write_id() {
     assert_eq!(proxy.results("initialize"), 2);
 }
 
+/// `ProcessSpec::stdin`'s write is a write like any other: when the answer to it is lost
+/// in a cut (the start's answer got through), it is sent again with its writeId after the
+/// resume, and the child reads its input once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_whose_stdin_write_answer_was_lost_still_gets_its_input_once() {
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(&server.url).await;
+    let cut_once = AtomicBool::new(true);
+    proxy.set_rule(move |f| {
+        if f.answers == Some("process/write") && cut_once.swap(false, Ordering::SeqCst) {
+            Verdict::Cut
+        } else {
+            Verdict::Pass
+        }
+    });
+    let client = connect(&proxy.url).await;
+    let input = lines(1, 100);
+    let done = within("run", client.run(sh("cat").stdin(input.clone())))
+        .await
+        .expect("run with stdin across a cut");
+    assert!(
+        done.stdout == input,
+        "stdout {:?}",
+        support::digest(&done.stdout)
+    );
+    assert_eq!(done.exit_code, 0);
+    let writes = proxy.requests("process/write");
+    assert_eq!(writes.len(), 2, "the write and its resend: {writes:?}");
+    assert_eq!(
+        writes[0]["params"]["writeId"],
+        writes[1]["params"]["writeId"]
+    );
+    assert_eq!(proxy.results("initialize"), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_call_fails_fast_and_the_process_is_still_followed() {
     let server = TestServer::start().await;

@@ -1,10 +1,14 @@
 //! Test support shared by the client's integration tests: an in-process rexec server on
 //! loopback, the fault-injecting proxy, the codex launcher, and small helpers for specs,
-//! patterned output and deadlines.
+//! patterned output and deadlines; for the chaos soak, a seeded PRNG, an event-stream
+//! checker against known output and descriptor/task leak checks.
 #![allow(dead_code)]
 
 pub mod codex;
+pub mod expect;
+pub mod leaks;
 pub mod proxy;
+pub mod rng;
 
 use rexec_client::{Client, ClientOptions, Endpoint, ProcessEvent, ProcessSpec};
 use rexec_server::transport::websocket;

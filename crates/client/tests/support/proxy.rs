@@ -7,19 +7,23 @@
 //! server→client text message (with the method of the request a response answers) and
 //! returns a [`Verdict`]. A binary output frame (`process/output.binary`) is shown to the
 //! rule as the equivalent `process/output` notification and, when passed on, forwarded as
-//! the original binary message, so every rule works the same for both encodings. `cut_all` ends every current connection at once (both sockets
-//! dropped, no close frames); `refuse` makes new connections fail before the upgrade.
+//! the original binary message, so every rule works the same for both encodings.
+//! `cut_all` ends every current connection at once (both sockets dropped, no close
+//! frames); `refuse` makes new connections fail before the upgrade; `inject` applies a
+//! [`Fault`] to one live connection (cut it, or stop reading one side for a while), which
+//! is how the chaos soak drives its faults from outside the message rule.
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
@@ -42,6 +46,18 @@ pub enum Verdict {
     Cut,
     /// Swallow this message, close the client's socket, keep the server's open this long.
     CutClientSide(Duration),
+}
+
+/// A fault applied to one live connection from outside the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Drop both sockets at once, no close frames.
+    Cut,
+    /// Stop reading from the server for this long: its frames (and its pings' pongs) back
+    /// up, as behind a peer that stopped reading.
+    StallServer(Duration),
+    /// Stop reading from the client for this long: its requests back up.
+    StallClient(Duration),
 }
 
 /// A server→client message as the rule sees it.
@@ -88,6 +104,11 @@ pub struct Stats {
     /// Output frames the server sent as binary messages (counted in `notifications` too).
     pub binary_frames: usize,
     pub connections: usize,
+    /// Connections the server ended (its socket closed or a close frame), not the proxy.
+    pub server_hangups: usize,
+    /// Of those, the ones it ended after the proxy had stopped reading from it a while
+    /// ([`Fault::StallServer`]): the server judged the peer dead.
+    pub hangups_after_stall: usize,
 }
 
 struct State {
@@ -98,6 +119,9 @@ struct State {
     refuse: AtomicBool,
     cuts: watch::Sender<u64>,
     changes: watch::Sender<u64>,
+    next_connection: AtomicU64,
+    /// Each relaying connection's fault inbox, by connection number.
+    live: Mutex<HashMap<u64, mpsc::UnboundedSender<Fault>>>,
 }
 
 pub struct Proxy {
@@ -122,6 +146,8 @@ impl Proxy {
             refuse: AtomicBool::new(false),
             cuts: watch::Sender::new(0),
             changes: watch::Sender::new(0),
+            next_connection: AtomicU64::new(1),
+            live: Mutex::default(),
         });
         let accept_state = Arc::clone(&state);
         let accept = tokio::spawn(async move {
@@ -172,6 +198,20 @@ impl Proxy {
         self.state.cuts.send_modify(|n| *n += 1);
     }
 
+    /// The numbers of the connections relaying right now, in the order they opened.
+    pub fn live_connections(&self) -> Vec<u64> {
+        let mut live: Vec<u64> = lock(&self.state.live).keys().copied().collect();
+        live.sort_unstable();
+        live
+    }
+
+    /// Apply `fault` to connection `id`; `false` if it has ended meanwhile.
+    pub fn inject(&self, id: u64, fault: Fault) -> bool {
+        lock(&self.state.live)
+            .get(&id)
+            .is_some_and(|inbox| inbox.send(fault).is_ok())
+    }
+
     pub fn refuse(&self, refuse: bool) {
         self.state.refuse.store(refuse, Ordering::SeqCst);
     }
@@ -206,6 +246,26 @@ enum End {
     ClientSide(Duration),
 }
 
+/// A relay's entry in the live table, removed when the relay ends however it ends.
+struct LiveEntry<'a> {
+    state: &'a State,
+    id: u64,
+}
+
+impl Drop for LiveEntry<'_> {
+    fn drop(&mut self) {
+        lock(&self.state.live).remove(&self.id);
+    }
+}
+
+/// Sleep until `until`, or forever when there is no stall.
+async fn stall_ends(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[allow(clippy::result_large_err)] // the handshake callback's signature is tungstenite's
 async fn relay(state: Arc<State>, tcp: TcpStream) {
     let auth: Arc<Mutex<Option<HeaderValue>>> = Arc::default();
@@ -228,6 +288,13 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
         return;
     };
     lock(&state.stats).connections += 1;
+    let (faults_tx, mut faults) = mpsc::unbounded_channel::<Fault>();
+    let id = state.next_connection.fetch_add(1, Ordering::SeqCst);
+    lock(&state.live).insert(id, faults_tx);
+    let _live = LiveEntry { state: &state, id };
+    let mut server_stalled: Option<Instant> = None;
+    let mut server_was_stalled = false;
+    let mut client_stalled: Option<Instant> = None;
     let (mut to_client, mut from_client) = client.split();
     let (mut to_server, mut from_server) = server.split();
     let (delayed_tx, mut delayed) = mpsc::unbounded_channel::<Message>();
@@ -236,7 +303,7 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
     let mut held: Option<Message> = None;
     let end = loop {
         tokio::select! {
-            message = from_client.next() => {
+            message = from_client.next(), if client_stalled.is_none() => {
                 let Some(Ok(message)) = message else { break End::Both };
                 if let Message::Text(text) = &message
                     && let Ok(value) = serde_json::from_str::<Value>(text)
@@ -258,12 +325,19 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
                     break End::Both;
                 }
             }
-            message = from_server.next() => {
-                let Some(Ok(message)) = message else { break End::Both };
+            message = from_server.next(), if server_stalled.is_none() => {
+                let Some(Ok(message)) = message.filter(|m| !matches!(m, Ok(Message::Close(_))))
+                else {
+                    let mut stats = lock(&state.stats);
+                    stats.server_hangups += 1;
+                    stats.hangups_after_stall += usize::from(server_was_stalled);
+                    drop(stats);
+                    state.changes.send_modify(|n| *n += 1);
+                    break End::Both;
+                };
                 let value = match &message {
                     Message::Text(text) => serde_json::from_str::<Value>(text).ok(),
                     Message::Binary(bytes) => binary_output_as_json(&state, bytes),
-                    Message::Close(_) => break End::Both,
                     _ => None,
                 };
                 let Some(value) = value else { continue };
@@ -310,6 +384,16 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
                 }
             }
             _ = cuts.changed() => break End::Both,
+            fault = faults.recv() => match fault {
+                Some(Fault::Cut) | None => break End::Both,
+                Some(Fault::StallServer(d)) => {
+                    server_stalled = Some(Instant::now() + d);
+                    server_was_stalled = true;
+                }
+                Some(Fault::StallClient(d)) => client_stalled = Some(Instant::now() + d),
+            },
+            () = stall_ends(server_stalled) => server_stalled = None,
+            () = stall_ends(client_stalled) => client_stalled = None,
         }
     };
     drop((to_client, from_client));

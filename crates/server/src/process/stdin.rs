@@ -106,12 +106,15 @@ impl StdinPort {
         turn.wait().await;
         let (writer, tty) = {
             let mut state = lock(&self.state);
+            // A retry of a write already applied gets that write's answer, even when the
+            // write itself closed stdin.
+            if state.ids.seen.contains(write_id) {
+                return WriteOutcome::Accepted;
+            }
             let Some(writer) = state.writer.clone() else {
                 return WriteOutcome::StdinClosed;
             };
-            if !state.ids.insert(write_id) {
-                return WriteOutcome::Accepted;
-            }
+            state.ids.insert(write_id);
             if close_after {
                 state.writer = None;
             }
@@ -157,6 +160,22 @@ async fn write_all(fd: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_retried_closing_write_is_accepted_and_applied_once() {
+        use tokio::io::AsyncReadExt;
+        let (ours, child) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+        let port = StdinPort::open(OwnedFd::from(ours), false).expect("open stdin");
+        let write = |id: &'static str| port.write(port.take_turn(), id, b"last".to_vec(), true);
+        assert_eq!(write("w1").await, WriteOutcome::Accepted);
+        assert_eq!(write("w1").await, WriteOutcome::Accepted, "the retry");
+        assert_eq!(write("w2").await, WriteOutcome::StdinClosed, "a new write");
+        child.set_nonblocking(true).expect("nonblocking");
+        let mut child = tokio::net::UnixStream::from_std(child).expect("register");
+        let mut read = Vec::new();
+        child.read_to_end(&mut read).await.expect("read to EOF");
+        assert_eq!(read, b"last");
+    }
 
     #[test]
     fn write_ids_are_forgotten_oldest_first() {
