@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Events held out of order per process (upstream #31576).
-pub(crate) const REORDER_MAX_EVENTS: usize = 256;
+pub const REORDER_MAX_EVENTS: usize = 256;
 /// Output bytes held out of order per process.
 pub(crate) const REORDER_MAX_BYTES: usize = 1024 * 1024;
 /// How long a gap may stay open on a server that does not promise ordered notifications
@@ -30,7 +30,7 @@ pub(crate) const REORDER_GRACE: Duration = Duration::from_millis(50);
 
 /// A notification, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Incoming {
+pub enum Incoming {
     Output {
         seq: u64,
         stream: OutputStream,
@@ -93,7 +93,7 @@ impl Incoming {
 
 /// What the owner must do after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Repair {
+pub enum Repair {
     None,
     /// Send `process/read {afterSeq, waitMs: 0}` and feed the result to `on_read`.
     Read {
@@ -112,7 +112,7 @@ struct Grace {
 }
 
 #[derive(Debug)]
-pub(crate) struct OrderedLog {
+pub struct OrderedLog {
     /// The last seq delivered (every lower seq delivered or reported as a gap).
     last: u64,
     pending: BTreeMap<u64, Incoming>,
@@ -137,7 +137,7 @@ impl OrderedLog {
         self.ordered_server = ordered;
     }
 
-    pub(crate) fn new(ordered_server: bool) -> Self {
+    pub fn new(ordered_server: bool) -> Self {
         Self {
             last: 0,
             pending: BTreeMap::new(),
@@ -160,20 +160,20 @@ impl OrderedLog {
         self.last
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.closed
     }
 
-    pub(crate) fn is_terminal(&self) -> bool {
+    pub fn is_terminal(&self) -> bool {
         self.closed || self.failed
     }
 
-    pub(crate) fn on_started(&mut self, out: &mut Vec<ProcessEvent>) -> Repair {
+    pub fn on_started(&mut self, out: &mut Vec<ProcessEvent>) -> Repair {
         self.started = true;
         self.step_done(out)
     }
 
-    pub(crate) fn on_event(&mut self, event: Incoming, out: &mut Vec<ProcessEvent>) -> Repair {
+    pub fn on_event(&mut self, event: Incoming, out: &mut Vec<ProcessEvent>) -> Repair {
         if self.is_terminal() {
             return Repair::None;
         }
@@ -190,7 +190,7 @@ impl OrderedLog {
     }
 
     /// Apply a repair read (sent with `afterSeq` at or below the last delivered seq).
-    pub(crate) fn on_read(&mut self, result: ReadResult, out: &mut Vec<ProcessEvent>) -> Repair {
+    pub fn on_read(&mut self, result: ReadResult, out: &mut Vec<ProcessEvent>) -> Repair {
         self.read_in_flight = false;
         if self.is_terminal() {
             return Repair::None;
@@ -227,19 +227,19 @@ impl OrderedLog {
     }
 
     /// The read's response will never come (the connection dropped).
-    pub(crate) fn on_read_lost(&mut self) {
+    pub fn on_read_lost(&mut self) {
         self.read_in_flight = false;
     }
 
     /// The read failed on a live connection: the stream cannot be repaired.
-    pub(crate) fn on_read_failed(&mut self, reason: String, out: &mut Vec<ProcessEvent>) {
+    pub fn on_read_failed(&mut self, reason: String, out: &mut Vec<ProcessEvent>) {
         self.read_in_flight = false;
         if !self.is_terminal() {
             self.fail(reason, out);
         }
     }
 
-    pub(crate) fn on_grace_expired(&mut self, token: u64, out: &mut Vec<ProcessEvent>) -> Repair {
+    pub fn on_grace_expired(&mut self, token: u64, out: &mut Vec<ProcessEvent>) -> Repair {
         match &mut self.grace {
             Some(grace) if grace.armed_at == token && self.last == token => grace.expired = true,
             Some(grace) if grace.armed_at == token => self.grace = None,
@@ -250,7 +250,7 @@ impl OrderedLog {
 
     /// A new connection resumed the session: read from the last delivered seq. `None` when
     /// the process needs no repair (finished, or never started).
-    pub(crate) fn begin_resume(&mut self) -> Option<u64> {
+    pub fn begin_resume(&mut self) -> Option<u64> {
         if self.is_terminal() || !self.started {
             return None;
         }
