@@ -202,19 +202,11 @@ impl OrderedLog {
             );
             return Repair::None;
         }
-        // A legacy exit held for its verdict gets it from the read (upstream merge rule).
-        let verdict = result.exited && result.sandbox_denied;
-        for event in self.pending.values_mut() {
-            if let Incoming::Exited {
-                sandbox_denied,
-                denial,
-                ..
-            } = event
-                && sandbox_denied.is_none()
-            {
-                *sandbox_denied = Some(verdict);
-                *denial = result.sandbox_denial.clone().map(Box::new);
-            }
+        // A legacy exit held for its verdict gets it from a read that saw the exit (upstream
+        // merge rule). One taken before the exit (its answer overtaken by the exit
+        // notification) knows no verdict: the exit stays held and one more read follows.
+        if result.exited {
+            self.give_verdict(&result);
         }
         let target = result.next_seq.saturating_sub(1);
         if target > self.last
@@ -224,6 +216,21 @@ impl OrderedLog {
             return Repair::None;
         }
         self.step_done(out)
+    }
+
+    fn give_verdict(&mut self, result: &ReadResult) {
+        for event in self.pending.values_mut() {
+            if let Incoming::Exited {
+                sandbox_denied,
+                denial,
+                ..
+            } = event
+                && sandbox_denied.is_none()
+            {
+                *sandbox_denied = Some(result.sandbox_denied);
+                *denial = result.sandbox_denial.clone().map(Box::new);
+            }
+        }
     }
 
     /// The read's response will never come (the connection dropped).
