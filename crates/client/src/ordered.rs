@@ -178,6 +178,11 @@ impl OrderedLog {
             return Repair::None;
         }
         let seq = event.seq();
+        if seq == u64::MAX {
+            // No log gets this far; one that claims to would overflow every `last + 1`.
+            self.fail(format!("the server sent an event with seq {seq}"), out);
+            return Repair::None;
+        }
         if seq <= self.last || self.pending.contains_key(&seq) {
             return self.next_action(); // duplicate
         }

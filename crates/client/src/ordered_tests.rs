@@ -367,3 +367,22 @@ fn a_read_taken_before_a_legacy_exit_gives_it_no_verdict() {
     assert_eq!(repair, Repair::None);
     assert_eq!(render(&events), ["o1:a", "x2:1:true"]);
 }
+
+#[test]
+fn the_highest_seq_fails_the_process_instead_of_overflowing() {
+    let mut log = started(true);
+    let mut events = Vec::new();
+    assert_eq!(
+        log.on_event(out(2, "b"), &mut events),
+        Repair::Read { after_seq: 0 }
+    );
+    log.on_read(read(vec![], u64::MAX, None, false), &mut events);
+    assert_eq!(
+        log.last_seq(),
+        u64::MAX - 1,
+        "a hostile read can get this far"
+    );
+    assert_eq!(log.on_event(out(u64::MAX, "x"), &mut events), Repair::None);
+    assert_eq!(render(&events).last().map(String::as_str), Some("F"));
+    assert!(log.is_terminal());
+}
