@@ -82,8 +82,14 @@ fuzz_target!(|scenario: Scenario| {
 /// What the server's log holds at each seq (index seq − 1).
 #[derive(Debug, Clone, PartialEq)]
 enum Logged {
-    Output { stream: OutputStream, bytes: Bytes },
-    Exit { code: i32, denial: Option<SandboxDenial> },
+    Output {
+        stream: OutputStream,
+        bytes: Bytes,
+    },
+    Exit {
+        code: i32,
+        denial: Option<SandboxDenial>,
+    },
     Close,
 }
 
@@ -309,7 +315,10 @@ impl World {
             self.client.on_read_lost();
         }
         if let Some(after_seq) = self.client.begin_resume() {
-            assert_eq!(after_seq, self.stream.covered, "resume reads from the last seq");
+            assert_eq!(
+                after_seq, self.stream.covered,
+                "resume reads from the last seq"
+            );
             self.read = Some(PendingRead::Sent(after_seq));
         }
     }
@@ -358,7 +367,10 @@ impl World {
             Repair::None => {}
             Repair::Read { after_seq } => {
                 assert!(self.started, "a repair read before the start was answered");
-                assert!(self.read.is_none(), "a second repair read while one is in flight");
+                assert!(
+                    self.read.is_none(),
+                    "a second repair read while one is in flight"
+                );
                 assert_eq!(after_seq, self.stream.covered, "reads from the last seq");
                 self.read = Some(PendingRead::Sent(after_seq));
             }

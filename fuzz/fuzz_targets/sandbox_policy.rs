@@ -19,7 +19,12 @@ fuzz_target!(|data: &[u8]| {
         match policy::resolve(&sandbox, cwd, &env) {
             Ok(Some(plan)) => {
                 if let Some(rules) = &plan.file_system {
-                    for path in rules.read.iter().chain(&rules.write).chain(&rules.protected) {
+                    for path in rules
+                        .read
+                        .iter()
+                        .chain(&rules.write)
+                        .chain(&rules.protected)
+                    {
                         assert!(path.is_absolute(), "{path:?} in {plan:?}");
                     }
                     for path in &rules.protected {
