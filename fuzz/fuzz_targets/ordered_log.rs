@@ -284,11 +284,9 @@ impl World {
     }
 
     fn read_arrives(&mut self) {
-        let Some(PendingRead::Answered(_)) = self.read else {
+        let answered = |read: &mut PendingRead| matches!(read, PendingRead::Answered(_));
+        let Some(PendingRead::Answered(result)) = self.read.take_if(answered) else {
             return;
-        };
-        let Some(PendingRead::Answered(result)) = self.read.take() else {
-            unreachable!("checked above");
         };
         let mut out = Vec::new();
         let repair = self.client.on_read(*result, &mut out);
