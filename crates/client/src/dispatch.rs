@@ -98,60 +98,26 @@ impl ClientInner {
         name: &str,
         params: Option<&RawValue>,
     ) {
-        let raw = params.map_or("null", RawValue::get);
-        let decoded = match name {
-            method::PROCESS_OUTPUT => serde_json::from_str::<OutputNotification>(raw).map(|n| {
-                let event = Incoming::Output {
-                    seq: n.seq,
-                    stream: n.stream,
-                    bytes: Bytes::from(n.chunk.0),
-                };
-                (n.process_id, event)
-            }),
-            method::PROCESS_EXITED => serde_json::from_str::<ExitedNotification>(raw).map(|n| {
-                let event = Incoming::Exited {
-                    seq: n.seq,
-                    code: n.exit_code,
-                    sandbox_denied: n.sandbox_denied,
-                    denial: n.sandbox_denial.map(Box::new),
-                };
-                (n.process_id, event)
-            }),
-            method::PROCESS_CLOSED => serde_json::from_str::<ClosedNotification>(raw)
-                .map(|n| (n.process_id, Incoming::Closed { seq: n.seq })),
-            _ => {
-                tracing::debug!(method = name, "ignoring a notification");
+        let (process_id, event) = match decode_notification(name, params) {
+            Some(Ok(decoded)) => decoded,
+            Some(Err(err)) => {
+                tracing::warn!(method = name, %err, "ignoring an undecodable notification");
                 return;
             }
-        };
-        let (process_id, event) = match decoded {
-            Ok(decoded) => decoded,
-            Err(err) => {
-                tracing::warn!(method = name, %err, "ignoring an undecodable notification");
+            None => {
+                tracing::debug!(method = name, "ignoring a notification");
                 return;
             }
         };
         self.deliver(connection, &process_id, event);
     }
 
-    /// A binary output frame: the same event as a `process/output` notification, with the
-    /// payload sliced out of the message without a copy.
+    /// A binary output frame: the same event as a `process/output` notification.
     fn on_binary_output(self: &Arc<Self>, connection: &Arc<Connection>, message: &Bytes) {
-        let frame = match binary_output::decode(message) {
-            Ok(frame) => frame,
-            Err(err) => {
-                tracing::warn!(%err, "ignoring an undecodable binary output frame");
-                return;
-            }
-        };
-        // The payload is the message's tail, so this range is always in bounds.
-        let bytes = message.slice(message.len() - frame.chunk.len()..);
-        let event = Incoming::Output {
-            seq: frame.seq,
-            stream: frame.stream,
-            bytes,
-        };
-        self.deliver(connection, frame.process_id, event);
+        match decode_binary_output(message) {
+            Ok((process_id, event)) => self.deliver(connection, process_id, event),
+            Err(err) => tracing::warn!(%err, "ignoring an undecodable binary output frame"),
+        }
     }
 
     /// Feed one event to its process's ordered log.
@@ -224,4 +190,50 @@ impl ClientInner {
             process.on_read_lost();
         }
     }
+}
+
+/// A process notification's target and event; `None` for a method that is not one.
+pub fn decode_notification(
+    name: &str,
+    params: Option<&RawValue>,
+) -> Option<Result<(String, Incoming), serde_json::Error>> {
+    let raw = params.map_or("null", RawValue::get);
+    Some(match name {
+        method::PROCESS_OUTPUT => serde_json::from_str::<OutputNotification>(raw).map(|n| {
+            let event = Incoming::Output {
+                seq: n.seq,
+                stream: n.stream,
+                bytes: Bytes::from(n.chunk.0),
+            };
+            (n.process_id, event)
+        }),
+        method::PROCESS_EXITED => serde_json::from_str::<ExitedNotification>(raw).map(|n| {
+            let event = Incoming::Exited {
+                seq: n.seq,
+                code: n.exit_code,
+                sandbox_denied: n.sandbox_denied,
+                denial: n.sandbox_denial.map(Box::new),
+            };
+            (n.process_id, event)
+        }),
+        method::PROCESS_CLOSED => serde_json::from_str::<ClosedNotification>(raw)
+            .map(|n| (n.process_id, Incoming::Closed { seq: n.seq })),
+        _ => return None,
+    })
+}
+
+/// A binary output frame's target and event, the payload sliced out of the message
+/// without a copy.
+pub fn decode_binary_output(
+    message: &Bytes,
+) -> Result<(&str, Incoming), binary_output::BinaryOutputError> {
+    let frame = binary_output::decode(message)?;
+    // The payload is the message's tail, so this range is always in bounds.
+    let bytes = message.slice(message.len() - frame.chunk.len()..);
+    let event = Incoming::Output {
+        seq: frame.seq,
+        stream: frame.stream,
+        bytes,
+    };
+    Ok((frame.process_id, event))
 }

@@ -60,6 +60,14 @@ pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, San
 pub use spec::{DEFAULT_OUTPUT_BUDGET, ProcessSpec};
 pub use stream::EventStream;
 
+/// The pure inbound decoding and ordered-log state machine, for the `fuzz/` targets.
+/// Not part of the API: it changes whenever they do.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::dispatch::{decode_binary_output, decode_notification};
+    pub use crate::ordered::{Incoming, OrderedLog, REORDER_MAX_EVENTS, Repair};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

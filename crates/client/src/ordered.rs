@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Events held out of order per process (upstream #31576).
-pub(crate) const REORDER_MAX_EVENTS: usize = 256;
+pub const REORDER_MAX_EVENTS: usize = 256;
 /// Output bytes held out of order per process.
 pub(crate) const REORDER_MAX_BYTES: usize = 1024 * 1024;
 /// How long a gap may stay open on a server that does not promise ordered notifications
@@ -30,7 +30,7 @@ pub(crate) const REORDER_GRACE: Duration = Duration::from_millis(50);
 
 /// A notification, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Incoming {
+pub enum Incoming {
     Output {
         seq: u64,
         stream: OutputStream,
@@ -93,7 +93,7 @@ impl Incoming {
 
 /// What the owner must do after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Repair {
+pub enum Repair {
     None,
     /// Send `process/read {afterSeq, waitMs: 0}` and feed the result to `on_read`.
     Read {
@@ -112,7 +112,7 @@ struct Grace {
 }
 
 #[derive(Debug)]
-pub(crate) struct OrderedLog {
+pub struct OrderedLog {
     /// The last seq delivered (every lower seq delivered or reported as a gap).
     last: u64,
     pending: BTreeMap<u64, Incoming>,
@@ -137,7 +137,7 @@ impl OrderedLog {
         self.ordered_server = ordered;
     }
 
-    pub(crate) fn new(ordered_server: bool) -> Self {
+    pub fn new(ordered_server: bool) -> Self {
         Self {
             last: 0,
             pending: BTreeMap::new(),
@@ -160,24 +160,29 @@ impl OrderedLog {
         self.last
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.closed
     }
 
-    pub(crate) fn is_terminal(&self) -> bool {
+    pub fn is_terminal(&self) -> bool {
         self.closed || self.failed
     }
 
-    pub(crate) fn on_started(&mut self, out: &mut Vec<ProcessEvent>) -> Repair {
+    pub fn on_started(&mut self, out: &mut Vec<ProcessEvent>) -> Repair {
         self.started = true;
         self.step_done(out)
     }
 
-    pub(crate) fn on_event(&mut self, event: Incoming, out: &mut Vec<ProcessEvent>) -> Repair {
+    pub fn on_event(&mut self, event: Incoming, out: &mut Vec<ProcessEvent>) -> Repair {
         if self.is_terminal() {
             return Repair::None;
         }
         let seq = event.seq();
+        if seq == u64::MAX {
+            // No log gets this far; one that claims to would overflow every `last + 1`.
+            self.fail(format!("the server sent an event with seq {seq}"), out);
+            return Repair::None;
+        }
         if seq <= self.last || self.pending.contains_key(&seq) {
             return self.next_action(); // duplicate
         }
@@ -190,7 +195,7 @@ impl OrderedLog {
     }
 
     /// Apply a repair read (sent with `afterSeq` at or below the last delivered seq).
-    pub(crate) fn on_read(&mut self, result: ReadResult, out: &mut Vec<ProcessEvent>) -> Repair {
+    pub fn on_read(&mut self, result: ReadResult, out: &mut Vec<ProcessEvent>) -> Repair {
         self.read_in_flight = false;
         if self.is_terminal() {
             return Repair::None;
@@ -202,19 +207,11 @@ impl OrderedLog {
             );
             return Repair::None;
         }
-        // A legacy exit held for its verdict gets it from the read (upstream merge rule).
-        let verdict = result.exited && result.sandbox_denied;
-        for event in self.pending.values_mut() {
-            if let Incoming::Exited {
-                sandbox_denied,
-                denial,
-                ..
-            } = event
-                && sandbox_denied.is_none()
-            {
-                *sandbox_denied = Some(verdict);
-                *denial = result.sandbox_denial.clone().map(Box::new);
-            }
+        // A legacy exit held for its verdict gets it from a read that saw the exit (upstream
+        // merge rule). One taken before the exit (its answer overtaken by the exit
+        // notification) knows no verdict: the exit stays held and one more read follows.
+        if result.exited {
+            self.give_verdict(&result);
         }
         let target = result.next_seq.saturating_sub(1);
         if target > self.last
@@ -226,20 +223,35 @@ impl OrderedLog {
         self.step_done(out)
     }
 
+    fn give_verdict(&mut self, result: &ReadResult) {
+        for event in self.pending.values_mut() {
+            if let Incoming::Exited {
+                sandbox_denied,
+                denial,
+                ..
+            } = event
+                && sandbox_denied.is_none()
+            {
+                *sandbox_denied = Some(result.sandbox_denied);
+                *denial = result.sandbox_denial.clone().map(Box::new);
+            }
+        }
+    }
+
     /// The read's response will never come (the connection dropped).
-    pub(crate) fn on_read_lost(&mut self) {
+    pub fn on_read_lost(&mut self) {
         self.read_in_flight = false;
     }
 
     /// The read failed on a live connection: the stream cannot be repaired.
-    pub(crate) fn on_read_failed(&mut self, reason: String, out: &mut Vec<ProcessEvent>) {
+    pub fn on_read_failed(&mut self, reason: String, out: &mut Vec<ProcessEvent>) {
         self.read_in_flight = false;
         if !self.is_terminal() {
             self.fail(reason, out);
         }
     }
 
-    pub(crate) fn on_grace_expired(&mut self, token: u64, out: &mut Vec<ProcessEvent>) -> Repair {
+    pub fn on_grace_expired(&mut self, token: u64, out: &mut Vec<ProcessEvent>) -> Repair {
         match &mut self.grace {
             Some(grace) if grace.armed_at == token && self.last == token => grace.expired = true,
             Some(grace) if grace.armed_at == token => self.grace = None,
@@ -250,7 +262,7 @@ impl OrderedLog {
 
     /// A new connection resumed the session: read from the last delivered seq. `None` when
     /// the process needs no repair (finished, or never started).
-    pub(crate) fn begin_resume(&mut self) -> Option<u64> {
+    pub fn begin_resume(&mut self) -> Option<u64> {
         if self.is_terminal() || !self.started {
             return None;
         }

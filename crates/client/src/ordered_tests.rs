@@ -347,3 +347,42 @@ fn a_contradictory_read_fails_the_process() {
     log.on_read(read(vec![chunk(2, "b")], 3, None, true), &mut events);
     assert_eq!(render(&events), ["o1:a", "F"]);
 }
+
+#[test]
+fn a_read_taken_before_a_legacy_exit_gives_it_no_verdict() {
+    let mut log = started(true);
+    let mut events = Vec::new();
+    log.on_event(out(1, "a"), &mut events);
+    assert_eq!(log.begin_resume(), Some(1));
+    // The exit overtakes the answer of a read the server took while the child still ran.
+    assert_eq!(log.on_event(exited(2, 1, None), &mut events), Repair::None);
+    let repair = log.on_read(read(vec![chunk(1, "a")], 2, None, false), &mut events);
+    assert_eq!(render(&events), ["o1:a"], "no exit without its verdict");
+    assert_eq!(
+        repair,
+        Repair::Read { after_seq: 1 },
+        "one more read for it"
+    );
+    let repair = log.on_read(read(vec![], 3, Some((1, true)), false), &mut events);
+    assert_eq!(repair, Repair::None);
+    assert_eq!(render(&events), ["o1:a", "x2:1:true"]);
+}
+
+#[test]
+fn the_highest_seq_fails_the_process_instead_of_overflowing() {
+    let mut log = started(true);
+    let mut events = Vec::new();
+    assert_eq!(
+        log.on_event(out(2, "b"), &mut events),
+        Repair::Read { after_seq: 0 }
+    );
+    log.on_read(read(vec![], u64::MAX, None, false), &mut events);
+    assert_eq!(
+        log.last_seq(),
+        u64::MAX - 1,
+        "a hostile read can get this far"
+    );
+    assert_eq!(log.on_event(out(u64::MAX, "x"), &mut events), Repair::None);
+    assert_eq!(render(&events).last().map(String::as_str), Some("F"));
+    assert!(log.is_terminal());
+}
