@@ -1,7 +1,7 @@
 //! The inbound memory budget: the bytes of WebSocket frames being received or decoded,
 //! across all connections, never exceed `--max-inbound-bytes`.
 //!
-//! [`BudgetedStream`] sits under tungstenite on each upgraded connection and reads the
+//! [`BudgetedReader`] is the read side under tungstenite on each upgraded connection; it reads the
 //! frame headers as they pass. A data frame's header is held back until its payload length
 //! is reserved from the server-wide [`InboundBudget`]; tungstenite allocates a frame's
 //! buffer when it parses the header, so nothing is allocated for a frame that has no budget.
@@ -19,7 +19,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 /// Bytes read from the socket per call (requests and stdin are small).
@@ -132,7 +132,7 @@ impl Header {
     }
 }
 
-pub struct BudgetedStream<S> {
+pub struct BudgetedReader<S> {
     inner: S,
     budget: Arc<InboundBudget>,
     ledger: Arc<FrameLedger>,
@@ -141,7 +141,7 @@ pub struct BudgetedStream<S> {
     scan: Scan,
 }
 
-impl<S> BudgetedStream<S> {
+impl<S> BudgetedReader<S> {
     pub fn new(
         inner: S,
         budget: Arc<InboundBudget>,
@@ -193,7 +193,7 @@ impl<S> BudgetedStream<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for BudgetedStream<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for BudgetedReader<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -296,36 +296,6 @@ fn poll_fill<S: AsyncRead + Unpin>(
     Poll::Ready(Ok(n > 0))
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for BudgetedStream<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +325,7 @@ mod tests {
         let budget = InboundBudget::new(100_000);
         let ledger = Arc::new(FrameLedger::default());
         let (mut client, server) = tokio::io::duplex(1 << 20);
-        let mut stream = BudgetedStream::new(server, budget.clone(), ledger.clone(), 1 << 20);
+        let mut stream = BudgetedReader::new(server, budget.clone(), ledger.clone(), 1 << 20);
         let mut wire = frame(1, false, &[b'a'; 300]);
         wire.extend(frame(0x9, true, b"ping")); // a control frame in between
         wire.extend(frame(0, true, &[b'b'; 70_000]));
@@ -376,7 +346,7 @@ mod tests {
         let budget = InboundBudget::new(1000);
         let ledger = Arc::new(FrameLedger::default());
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let mut stream = BudgetedStream::new(server, budget.clone(), ledger.clone(), 1 << 16);
+        let mut stream = BudgetedReader::new(server, budget.clone(), ledger.clone(), 1 << 16);
         let first = frame(1, true, &[b'x'; 600]);
         let second = frame(1, true, &[b'y'; 600]);
         client.write_all(&first).await.expect("write");
@@ -398,7 +368,7 @@ mod tests {
     async fn a_frame_larger_than_the_whole_budget_is_refused() {
         let budget = InboundBudget::new(1000);
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let mut stream = BudgetedStream::new(server, budget, Arc::default(), 1 << 16);
+        let mut stream = BudgetedReader::new(server, budget, Arc::default(), 1 << 16);
         client
             .write_all(&frame(2, true, &[0; 2000]))
             .await

@@ -9,7 +9,7 @@
 //!   answered, unread.
 //! - **Writes make progress.** A write that moves no byte into the socket for a whole ping
 //!   interval means the peer stopped reading (or vanished with data in flight). The socket
-//!   is wrapped in [`CountingStream`], and the writer watches its byte counter while a
+//!   write side is wrapped in [`CountingWriter`], and the writer watches its byte counter while a
 //!   write is pending, instead of waiting on the write alone.
 //!
 //! Either rule ends the connection within two intervals, so its session detaches and a
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 
 /// Shared between a connection's reader, its writer and its socket.
 #[derive(Default)]
@@ -99,13 +99,13 @@ impl Liveness {
     }
 }
 
-/// A socket whose accepted writes are counted in [`Liveness`].
-pub struct CountingStream<S> {
+/// The write side of a socket, its accepted bytes counted in [`Liveness`].
+pub struct CountingWriter<S> {
     inner: S,
     liveness: Arc<Liveness>,
 }
 
-impl<S> CountingStream<S> {
+impl<S> CountingWriter<S> {
     pub fn new(inner: S, liveness: Arc<Liveness>) -> Self {
         Self { inner, liveness }
     }
@@ -117,17 +117,7 @@ impl<S> CountingStream<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountingWriter<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -11,23 +11,23 @@
 //! reader listened, or a write that moved no byte for a whole interval) — whichever comes
 //! first; then the session detaches and can be resumed at once.
 
-use super::budget::{BudgetedStream, FrameLedger};
+use super::budget::{BudgetedReader, FrameLedger};
 use super::listener::AcceptedConnection;
-use super::liveness::{CountingStream, Liveness, Verdict};
+use super::liveness::{CountingWriter, Liveness, Verdict};
 use crate::connection::{Connection, Flow};
 use crate::outbound::{self, FrameReceiver, OutboundFrame};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, Join, ReadHalf, WriteHalf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 pub use super::listener::serve;
 
-type Socket<S> = WebSocketStream<BudgetedStream<CountingStream<S>>>;
+type Socket<S> = WebSocketStream<Join<BudgetedReader<ReadHalf<S>>, CountingWriter<WriteHalf<S>>>>;
 
 pub async fn run<S>(accepted: AcceptedConnection, io: S)
 where
@@ -40,12 +40,14 @@ where
     let config = &server.config;
     let liveness = Arc::new(Liveness::default());
     let ledger = Arc::new(FrameLedger::default());
-    let io = BudgetedStream::new(
-        CountingStream::new(io, Arc::clone(&liveness)),
+    let (reader, writer) = tokio::io::split(io);
+    let reader = BudgetedReader::new(
+        reader,
         Arc::clone(&state.budget),
         Arc::clone(&ledger),
         config.max_frame_bytes,
     );
+    let io = tokio::io::join(reader, CountingWriter::new(writer, Arc::clone(&liveness)));
     let websocket = WebSocketConfig::default()
         .max_message_size(Some(config.max_frame_bytes))
         .max_frame_size(Some(config.max_frame_bytes))
