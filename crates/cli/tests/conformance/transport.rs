@@ -91,3 +91,40 @@ async fn server_sends_pings(ctx: Ctx) -> Result<()> {
     client.ping().await
 }
 conformance_test!(rexec_only("--ping-interval-ms") server_sends_pings => rexec_server_sends_pings, codex_server_sends_pings);
+
+/// RFC 7235: the auth scheme is case-insensitive; the token itself is exact.
+async fn bearer_scheme_is_case_insensitive(ctx: Ctx) -> Result<()> {
+    let token = "conformance-token-9c1d";
+    let options = ServerOptions {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    let server = ctx.server_with(&options).await?;
+    let addr = server.addr;
+    for scheme in ["bearer", "BEARER"] {
+        let header = format!("Authorization: {scheme} {token}");
+        let status = raw_http_status(addr, &upgrade_request(addr, &[&header])).await?;
+        ensure!(status == 101, "`{scheme}` scheme answered {status}");
+    }
+    let header = format!("Authorization: bearer {}", token.to_uppercase());
+    let status = raw_http_status(addr, &upgrade_request(addr, &[&header])).await?;
+    ensure!(status == 401, "a token in another case answered {status}");
+    Ok(())
+}
+conformance_test!(rexec_only("RFC 7235 scheme matching") bearer_scheme_is_case_insensitive => rexec_bearer_scheme_is_case_insensitive, codex_bearer_scheme_is_case_insensitive);
+
+/// A browser request is refused everywhere, the health check included.
+async fn readyz_with_origin_refused(ctx: Ctx) -> Result<()> {
+    let server = ctx.server().await?;
+    let addr = server.addr;
+    let request = format!(
+        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nConnection: close\r\n\r\n"
+    );
+    let status = raw_http_status(addr, &request).await?;
+    ensure!(
+        status == 403,
+        "/readyz with an Origin header answered {status}"
+    );
+    Ok(())
+}
+conformance_test!(rexec_only("Origin refused on every route") readyz_with_origin_refused => rexec_readyz_with_origin_refused, codex_readyz_with_origin_refused);
