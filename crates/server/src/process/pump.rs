@@ -102,6 +102,7 @@ impl Runner {
                     self.on_read(source.stream, read, &mut source.eof).await;
                 }
                 status = child.wait(), if !exited => {
+                    self.process.descendants().reaped();
                     self.drain_before_exit(&mut sources).await;
                     self.publish_exit(exit_code(status)).await;
                     exited = true;
@@ -113,6 +114,8 @@ impl Runner {
         // pidfds kept for the 30 s retention made every spawn pay for thousands of them.
         drop(sources);
         drop(child);
+        // Its cgroup goes now if nothing in it outlived the pipes.
+        self.process.descendants().remove_if_empty();
         let seq = self.process.record_closed();
         self.process.stdin.shut();
         let process_id = self.process.id.as_str();

@@ -1,11 +1,15 @@
-//! Spawning a child: pipes or a PTY, its own process group, exactly the environment asked for.
+//! Spawning a child: pipes or a PTY, its own process group, exactly the environment asked
+//! for, inside its containment ([`super::containment`]).
 //!
-//! Pipe children are spawned without a `pre_exec` hook, so the standard library can use its
-//! `posix_spawn` fast path. PTY children need `setsid` and a controlling terminal, done in a
-//! `pre_exec` hook that only makes two async-signal-safe syscalls. A sandboxed child is the
-//! sandbox helper, which execs the command itself; its hook only clears close-on-exec on
-//! the helper's report channel.
+//! With a cgroup, every child joins it in a `pre_exec` hook (one `write` to an open
+//! `cgroup.procs`) before its program runs, so nothing it forks starts outside; a hook
+//! makes the standard library fork instead of using `posix_spawn`. In the subreaper
+//! fallback pipe children have no hook and keep the `posix_spawn` fast path. PTY children
+//! add `setsid` and a controlling terminal (two more async-signal-safe syscalls). A
+//! sandboxed child is the sandbox helper, which execs the command itself; its hook also
+//! clears close-on-exec on the helper's report channel.
 
+use super::containment::{self, Descendants};
 use crate::sandbox::HelperCommand;
 use rexec_protocol::process::OutputStream;
 use rustix::fs::{Mode, OFlags};
@@ -13,7 +17,7 @@ use rustix::process::Pid;
 use rustix::pty::OpenptFlags;
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -36,7 +40,8 @@ pub struct SpawnRequest<'a> {
 
 pub struct SpawnedChild {
     pub child: Child,
-    pub pgid: Pid,
+    /// The child's pid and process group, and whatever it starts.
+    pub descendants: Descendants,
     /// Non-blocking read ends: stdout and stderr pipes, or the PTY master.
     pub outputs: Vec<(OutputStream, OwnedFd)>,
     /// The write end of stdin (a pipe, or a PTY master duplicate), when writable.
@@ -75,12 +80,70 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<SpawnedChild> {
         .current_dir(request.cwd)
         .env_clear()
         .envs(request.env);
+    let contained = containment::get().prepare().map_err(|err| {
+        io::Error::new(err.kind(), format!("failed to contain `{program}`: {err}"))
+    })?;
+    if let Some(fd) = contained.join_fd() {
+        join_before_exec(&mut command, fd);
+    }
     let spawned = if request.tty {
         spawn_pty(command)
     } else {
         spawn_pipes(command, request.pipe_stdin)
     };
-    spawned.map_err(|err| io::Error::new(err.kind(), format!("failed to spawn `{program}`: {err}")))
+    let spawned = spawned
+        .map_err(|err| io::Error::new(err.kind(), format!("failed to spawn `{program}`: {err}")))?;
+    let fd_targets = if contained.needs_fd_targets() {
+        spawned.fd_targets()
+    } else {
+        Vec::new()
+    };
+    let pid = child_pid(&spawned.child)?;
+    let descendants = contained.spawned(pid, request.tty, fd_targets);
+    Ok(SpawnedChild {
+        child: spawned.child,
+        descendants,
+        outputs: spawned.outputs,
+        stdin: spawned.stdin,
+        pty_master: spawned.pty_master,
+    })
+}
+
+/// Move the child into its cgroup (writing "0" to `cgroup.procs` means "me") before exec.
+fn join_before_exec(command: &mut Command, procs: RawFd) {
+    // SAFETY: one write(2) on a descriptor the parent keeps open until the spawn returns;
+    // no allocation, no lock.
+    unsafe {
+        command.pre_exec(move || {
+            let procs = std::os::fd::BorrowedFd::borrow_raw(procs);
+            rustix::io::write(procs, b"0")?;
+            Ok(())
+        });
+    }
+}
+
+/// A spawned child before its containment handle exists.
+struct Spawned {
+    child: Child,
+    outputs: Vec<(OutputStream, OwnedFd)>,
+    stdin: Option<OwnedFd>,
+    pty_master: Option<Arc<OwnedFd>>,
+    /// The PTY slave's path, for attribution.
+    pty_path: Option<String>,
+}
+
+impl Spawned {
+    /// How `/proc/PID/fd` shows the child's output: each pipe's inode, or the PTY.
+    fn fd_targets(&self) -> Vec<String> {
+        if let Some(path) = &self.pty_path {
+            return vec![path.clone()];
+        }
+        self.outputs
+            .iter()
+            .filter_map(|(_, fd)| rustix::fs::fstat(fd).ok())
+            .map(|stat| format!("pipe:[{}]", stat.st_ino))
+            .collect()
+    }
 }
 
 fn helper_command(helper: &HelperCommand) -> Command {
@@ -98,7 +161,7 @@ fn helper_command(helper: &HelperCommand) -> Command {
     command
 }
 
-fn spawn_pipes(mut command: Command, pipe_stdin: bool) -> io::Result<SpawnedChild> {
+fn spawn_pipes(mut command: Command, pipe_stdin: bool) -> io::Result<Spawned> {
     command
         .process_group(0)
         .stdin(if pipe_stdin {
@@ -109,7 +172,6 @@ fn spawn_pipes(mut command: Command, pipe_stdin: bool) -> io::Result<SpawnedChil
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command.spawn()?;
-    let pgid = child_pid(&child)?;
     let mut outputs = Vec::with_capacity(2);
     if let Some(stdout) = child.stdout.take() {
         outputs.push((OutputStream::Stdout, stdout.into_owned_fd()?));
@@ -118,16 +180,16 @@ fn spawn_pipes(mut command: Command, pipe_stdin: bool) -> io::Result<SpawnedChil
         outputs.push((OutputStream::Stderr, stderr.into_owned_fd()?));
     }
     let stdin = child.stdin.take().map(|s| s.into_owned_fd()).transpose()?;
-    Ok(SpawnedChild {
+    Ok(Spawned {
         child,
-        pgid,
         outputs,
         stdin,
         pty_master: None,
+        pty_path: None,
     })
 }
 
-fn spawn_pty(mut command: Command) -> io::Result<SpawnedChild> {
+fn spawn_pty(mut command: Command) -> io::Result<Spawned> {
     let master =
         rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
@@ -164,15 +226,14 @@ fn spawn_pty(mut command: Command) -> io::Result<SpawnedChild> {
     // The parent's copies of the slave close with `command`, so the master sees EOF (EIO)
     // once every process holding the terminal is gone.
     drop(command);
-    let pgid = child_pid(&child)?;
     let writer = rustix::io::dup(&master)?;
     let control = Arc::new(rustix::io::dup(&master)?);
-    Ok(SpawnedChild {
+    Ok(Spawned {
         child,
-        pgid,
         outputs: vec![(OutputStream::Pty, master)],
         stdin: Some(writer),
         pty_master: Some(control),
+        pty_path: Some(slave_path.to_string_lossy().into_owned()),
     })
 }
 
