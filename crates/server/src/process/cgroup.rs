@@ -4,9 +4,10 @@
 //!
 //! The server never moves itself: its own cgroup keeps its processes and gets only child
 //! directories without controllers, so the "no internal processes" rule of cgroup v2 is
-//! never in play. A child joins its cgroup in a `pre_exec` hook (one `write` of "0" to an
-//! already open `cgroup.procs`), before it can run a single instruction of its program, so
-//! nothing it forks can start outside.
+//! never in play. A child is cloned straight into its cgroup (`CLONE_INTO_CGROUP`, see
+//! [`super::clone_spawn`]), or, where the kernel cannot, joins it in a `pre_exec` hook (one
+//! `write` of "0" to `cgroup.procs`); either way before it runs a single instruction of
+//! its program, so nothing it forks can start outside.
 
 use std::fs;
 use std::io::{self, Write};
@@ -121,6 +122,15 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
+    /// The directory, `O_PATH`, for `clone3`'s `cgroup` argument.
+    pub fn open_dir(&self) -> io::Result<OwnedFd> {
+        Ok(rustix::fs::open(
+            &self.dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?)
+    }
+
     /// `cgroup.procs`, opened for the child's `pre_exec` hook to write "0" (itself) to.
     pub fn open_procs(&self) -> io::Result<OwnedFd> {
         let file = fs::OpenOptions::new()

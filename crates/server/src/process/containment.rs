@@ -4,7 +4,7 @@
 //! subreaper` forces the fallback (tests use it).
 //!
 //! [`Containment::prepare`] is called right before a spawn; the [`Preparing`] it returns
-//! gives the spawn its `pre_exec` descriptor and becomes the process's [`Descendants`]:
+//! gives the spawn the cgroup to clone the child into and becomes the process's [`Descendants`]:
 //! what terminate, session expiry and shutdown kill, and what is removed once empty.
 
 use super::cgroup::{Cgroup, CgroupTree};
@@ -12,7 +12,7 @@ use super::reaper::{Attribution, Reaper};
 use rexec_protocol::environment::ProcessContainment;
 use rustix::process::Pid;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, OnceLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ impl Containment {
         Ok(match self {
             Self::Cgroup(tree) => {
                 let cgroup = tree.create_leaf()?;
-                let procs = match cgroup.open_procs() {
+                let dir = match cgroup.open_dir() {
                     Ok(fd) => fd,
                     Err(err) => {
                         cgroup.remove();
@@ -80,7 +80,7 @@ impl Containment {
                 Preparing::Cgroup {
                     tree,
                     cgroup: Arc::new(cgroup),
-                    procs,
+                    dir,
                     spawned: false,
                 }
             }
@@ -133,8 +133,8 @@ pub enum Preparing {
     Cgroup {
         tree: &'static CgroupTree,
         cgroup: Arc<Cgroup>,
-        /// `cgroup.procs`, written by the child's `pre_exec` hook.
-        procs: OwnedFd,
+        /// The cgroup's directory, to clone the child into.
+        dir: OwnedFd,
         /// Unset, the cgroup is removed on drop (the spawn failed).
         spawned: bool,
     },
@@ -146,11 +146,20 @@ pub enum Preparing {
 }
 
 impl Preparing {
-    /// The descriptor the child writes "0" to before it execs, if any.
-    pub fn join_fd(&self) -> Option<RawFd> {
+    /// The cgroup's directory (`O_PATH`) to clone the child into, if it gets one.
+    pub fn cgroup_dir(&self) -> Option<BorrowedFd<'_>> {
         match self {
-            Self::Cgroup { procs, .. } => Some(procs.as_raw_fd()),
+            Self::Cgroup { dir, .. } => Some(dir.as_fd()),
             Self::Subreaper { .. } => None,
+        }
+    }
+
+    /// `cgroup.procs`, for a child to write "0" to in `pre_exec` where it cannot be cloned
+    /// into its cgroup.
+    pub fn open_procs(&self) -> io::Result<Option<OwnedFd>> {
+        match self {
+            Self::Cgroup { cgroup, .. } => cgroup.open_procs().map(Some),
+            Self::Subreaper { .. } => Ok(None),
         }
     }
 
@@ -256,7 +265,7 @@ impl Descendants {
         }
     }
 
-    /// The child itself was reaped (tokio waited for it).
+    /// The child itself was reaped (the pump waited for it).
     pub fn reaped(&self) {
         if let Kind::Subreaper { reaper, .. } = &self.kind {
             reaper.unregister(self.pid);

@@ -11,6 +11,7 @@
 //! the format is chosen per send, so it follows a resume onto a connection that differs.
 
 use super::Process;
+use super::spawn::Child;
 use super::table::ProcessTable;
 use crate::outbound::OutboundFrame;
 use crate::session::NotificationRoute;
@@ -28,7 +29,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
-use tokio::process::Child;
 use tokio::sync::oneshot;
 
 /// Largest chunk read from a pipe or PTY in one go (a Linux pipe holds 64 KiB).
