@@ -17,7 +17,7 @@ use rustix::process::{Pid, WaitIdOptions, WaitIdStatus};
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, c_char, c_int};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -26,27 +26,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-const CLONE_PIDFD: u64 = 0x1000;
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// The search path `execvp` uses when the environment has no PATH.
 const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
-
-/// `struct clone_args` of `<linux/sched.h>`, up to `cgroup` (CLONE_ARGS_SIZE_VER2).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
 
 const UNKNOWN: u8 = 0;
 const WORKS: u8 = 1;
@@ -174,41 +155,23 @@ pub fn spawn(
     debug_assert!(fds.stdio.iter().all(|fd| fd.as_raw_fd() > 2));
     let (mut report, report_child) = std::io::pipe()?;
     let report_child = above_stdio(report_child.into())?;
-    let mut pidfd: c_int = -1;
-    let args = CloneArgs {
-        flags: CLONE_PIDFD | CLONE_INTO_CGROUP,
-        pidfd: &raw mut pidfd as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
-        ..CloneArgs::default()
+    let context = ChildContext {
+        exec,
+        fds,
+        report: report_child.as_raw_fd(),
     };
-    // SAFETY: `args` is a valid clone_args of the size passed. Without CLONE_VM the child
-    // runs on its own copy of this address space; it only calls `exec_child`, which
-    // makes async-signal-safe syscalls on data prepared above and never returns.
-    let pid = unsafe { libc::syscall(libc::SYS_clone3, &raw const args, size_of::<CloneArgs>()) };
-    if pid == 0 {
-        // SAFETY: in the child, see above.
-        unsafe { exec_child(exec, fds, report_child.as_raw_fd()) }
-    }
-    if pid < 0 {
-        let err = io::Error::last_os_error();
-        let missing = matches!(
-            err.raw_os_error(),
-            Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)
-        );
-        if missing && STATE.load(Ordering::Relaxed) != WORKS {
-            STATE.store(UNAVAILABLE, Ordering::Relaxed);
-            tracing::warn!(%err, "clone3 into a cgroup is not available; children join their cgroup in pre_exec (slower spawns)");
-            return Err(CloneError::Unavailable);
-        }
-        return Err(err.into());
-    }
+    // SAFETY: `child_main` makes only async-signal-safe calls, writes no memory but its
+    // own stack, and execs or exits; `context` outlives the call.
+    let cloned =
+        unsafe { super::clone3::clone_into(cgroup, child_main, (&raw const context).cast()) };
+    let (pid, pidfd) = match cloned {
+        Ok(cloned) => cloned,
+        Err(err) => return Err(unavailable(err)),
+    };
     STATE.store(WORKS, Ordering::Relaxed);
     drop(report_child);
-    // SAFETY: the kernel stored a new pidfd (close-on-exec) that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     let mut child = PidfdChild {
-        pid: Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("clone3 gave no pid"))?,
+        pid: Pid::from_raw(pid).ok_or_else(|| io::Error::other("clone3 gave no pid"))?,
         pidfd: Some(pidfd),
         watched: None,
     };
@@ -225,6 +188,21 @@ pub fn spawn(
     // The child failed before exec and exits at once: reap it here.
     let _ = child.wait_blocking();
     Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)).into())
+}
+
+/// A clone error: [`CloneError::Unavailable`] (logged once) if it says the kernel
+/// cannot clone into a cgroup and no clone has worked yet.
+fn unavailable(err: io::Error) -> CloneError {
+    let missing = matches!(
+        err.raw_os_error(),
+        Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)
+    );
+    if missing && STATE.load(Ordering::Relaxed) != WORKS {
+        STATE.store(UNAVAILABLE, Ordering::Relaxed);
+        tracing::warn!(%err, "clone3 into a cgroup is not available; children join their cgroup in pre_exec (slower spawns)");
+        return CloneError::Unavailable;
+    }
+    err.into()
 }
 
 /// Read until `buf` is full or EOF; the count read.
@@ -248,38 +226,36 @@ pub fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
-/// The child between clone and exec.
+/// What the child needs, behind the one pointer the clone passes.
+struct ChildContext<'a> {
+    exec: &'a Exec,
+    fds: &'a ChildFds<'a>,
+    report: RawFd,
+}
+
+/// The child between clone and exec: set up, exec, or report the errno and exit 127.
 ///
 /// # Safety
-/// Only in the child of a fork-like clone (its own address space, one thread). Makes
-/// only async-signal-safe calls and allocates nothing.
-unsafe fn exec_child(exec: &Exec, fds: &ChildFds<'_>, report: RawFd) -> ! {
-    let errno = unsafe { prepare_and_exec(exec, fds) };
+/// Only as the entry of a child of [`super::clone3::clone_into`], with a `ChildContext`.
+unsafe extern "C" fn child_main(context: *const std::ffi::c_void) -> ! {
+    // SAFETY: the parent keeps the context alive until the child has exec'd or exited.
+    let context = unsafe { &*context.cast::<ChildContext<'_>>() };
+    let errno = unsafe { prepare_and_exec(context.exec, context.fds) };
     let bytes = errno.to_ne_bytes();
     unsafe {
-        libc::write(report, bytes.as_ptr().cast(), bytes.len());
+        libc::write(context.report, bytes.as_ptr().cast(), bytes.len());
         libc::_exit(127)
     }
 }
 
 /// Returns only on failure, with the errno.
 unsafe fn prepare_and_exec(exec: &Exec, fds: &ChildFds<'_>) -> c_int {
-    let errno = || {
-        io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    };
+    let errno = super::clone3::errno;
     // SAFETY (whole block): plain syscalls on descriptors and strings the parent keeps
     // alive until the child has exec'd or reported.
     unsafe {
-        // A clean signal state, as the standard library gives its children: nothing
-        // blocked, SIGPIPE (ignored by the Rust runtime) back to its default.
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0
-            || libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR
-        {
-            return errno();
+        if let Err(errno) = super::clone3::reset_signals() {
+            return errno;
         }
         for (target, fd) in fds.stdio.iter().enumerate() {
             if libc::dup2(fd.as_raw_fd(), target as c_int) < 0 {
@@ -540,6 +516,20 @@ pub(super) mod tests {
         assert_eq!(exit.map(|status| status.code()), Ok(Some(3)));
         let killed = run(&cgroup, &["sh", "-c", "kill -9 $$"], "/tmp").await;
         assert_eq!(killed.map(|status| status.signal()), Ok(Some(9)));
+        drop(cgroup);
+        containment::get().settle();
+    }
+
+    /// The server blocks every signal around the clone and ignores SIGPIPE; its children
+    /// start with nothing blocked and SIGPIPE at its default (bit 13 of SigIgn unset).
+    #[tokio::test]
+    async fn children_start_with_a_clean_signal_state() {
+        let Some(cgroup) = cgroup() else { return };
+        let check = "grep -Eq '^SigBlk:\\s+0+$' /proc/self/status \\
+            && ignored=$(awk '/^SigIgn/ { print $2 }' /proc/self/status) \\
+            && [ $(( 0x$ignored & 0x1000 )) -eq 0 ]";
+        let clean = run(&cgroup, &["sh", "-c", check], "/tmp").await;
+        assert_eq!(clean.map(|status| status.code()), Ok(Some(0)));
         drop(cgroup);
         containment::get().settle();
     }

@@ -6,6 +6,7 @@
 //! log's mutex briefly and never awaits under it; readers wait on the `changes` watch.
 
 pub mod cgroup;
+pub mod clone3;
 pub mod clone_spawn;
 pub mod containment;
 pub mod env;
