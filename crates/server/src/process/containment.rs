@@ -73,7 +73,7 @@ impl Containment {
                 let dir = match cgroup.open_dir() {
                     Ok(fd) => fd,
                     Err(err) => {
-                        cgroup.remove();
+                        tree.release(&cgroup);
                         return Err(err);
                     }
                 };
@@ -208,12 +208,13 @@ impl Drop for Preparing {
     /// A spawn that failed: its cgroup is still empty.
     fn drop(&mut self) {
         if let Self::Cgroup {
+            tree,
             cgroup,
             spawned: false,
             ..
         } = self
         {
-            cgroup.remove();
+            tree.release(cgroup);
         }
     }
 }
@@ -277,7 +278,7 @@ impl Descendants {
     /// with the session.
     pub fn remove_if_empty(&self) -> bool {
         match &self.kind {
-            Kind::Cgroup { cgroup, .. } => cgroup.remove(),
+            Kind::Cgroup { tree, cgroup } => tree.release(cgroup),
             Kind::Subreaper { .. } => true,
         }
     }
@@ -312,7 +313,7 @@ pub struct Lingering {
 impl Lingering {
     /// Removed (empty now)?
     pub fn remove_if_empty(&self) -> bool {
-        self.cgroup.remove()
+        self.tree.release(&self.cgroup)
     }
 
     pub fn kill(&self) {
