@@ -1,6 +1,6 @@
 //! cgroup v2 containment: one cgroup per process below a directory of the server's own
-//! (`<server's cgroup>/rexec-<pid>/p<N>`), killed as a whole with `cgroup.kill` and removed
-//! (`rmdir`) once empty.
+//! (`<server's cgroup>/rexec-<pid>/p<N>`), killed as a whole with `cgroup.kill`, and once
+//! empty kept as a spare for a later process or removed (`rmdir`).
 //!
 //! The server never moves itself: its own cgroup keeps its processes and gets only child
 //! directories without controllers, so the "no internal processes" rule of cgroup v2 is
