@@ -71,6 +71,30 @@ pub struct EnvironmentInfo {
     pub temp_dir: Option<PathUri>,
     #[serde(default)]
     pub capabilities: EnvironmentCapabilities,
+    /// rexec extension ([`crate::extensions::PROCESS_CONTAINMENT`]): present only when the
+    /// server is rexec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rexec: Option<RexecEnvironmentInfo>,
+}
+
+/// What a rexec server adds to `environment/info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RexecEnvironmentInfo {
+    /// How the server keeps the descendants of its processes killable.
+    pub process_containment: ProcessContainment,
+}
+
+/// How a rexec server finds every descendant of a process it kills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProcessContainment {
+    /// Each process has its own cgroup v2, killed as a whole (`cgroup.kill`): nothing it
+    /// forks escapes, whatever its session or process group.
+    Cgroup,
+    /// No cgroup: the server is a child subreaper and kills the descendants it can
+    /// attribute to the process (see ARCHITECTURE.md, "Descendants").
+    Subreaper,
 }
 
 /// Capability bits that gate newer request fields. rexec reports `fileWriteStreaming`
@@ -121,6 +145,26 @@ mod tests {
         let empty: InitializeParams =
             serde_json::from_str(r#"{"clientName":"c","rexec":{}}"#).expect("decode");
         assert_eq!(empty.rexec, Some(RexecClientRequest::default()));
+    }
+
+    #[test]
+    fn environment_info_carries_the_containment_mode_only_from_rexec() {
+        let upstream = r#"{"shell":{"name":"sh","path":"/bin/sh"}}"#;
+        let info: EnvironmentInfo = serde_json::from_str(upstream).expect("decode");
+        assert_eq!(info.rexec, None);
+        assert!(
+            serde_json::to_value(&info)
+                .expect("encode")
+                .get("rexec")
+                .is_none()
+        );
+        let rexec =
+            r#"{"shell":{"name":"sh","path":"/bin/sh"},"rexec":{"processContainment":"cgroup"}}"#;
+        let info: EnvironmentInfo = serde_json::from_str(rexec).expect("decode");
+        assert_eq!(
+            info.rexec.map(|r| r.process_containment),
+            Some(ProcessContainment::Cgroup)
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub const SANDBOX_DENIAL: &str = "process/exited.sandboxDenial";
 /// same flight as `initialize`, before it knows that directory.
 pub const START_DEFAULT_CWD: &str = "process/start.defaultCwd";
 
+/// `environment/info` carries `rexec: {processContainment: "cgroup" | "subreaper"}`: how
+/// the server makes sure every descendant of a process dies with it.
+pub const PROCESS_CONTAINMENT: &str = "environment/info.processContainment";
+
 pub const ALL: &[&str] = &[
     PROCESS_RESIZE,
     WRITE_CLOSE_STDIN,
@@ -36,4 +40,5 @@ pub const ALL: &[&str] = &[
     BINARY_OUTPUT,
     SANDBOX_DENIAL,
     START_DEFAULT_CWD,
+    PROCESS_CONTAINMENT,
 ];

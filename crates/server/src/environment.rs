@@ -1,10 +1,12 @@
 //! What `environment/info` reports about this host, computed once at startup.
 
 use rexec_protocol::PathUri;
-use rexec_protocol::environment::{EnvironmentCapabilities, EnvironmentInfo, ShellInfo};
+use rexec_protocol::environment::{
+    EnvironmentCapabilities, EnvironmentInfo, ProcessContainment, RexecEnvironmentInfo, ShellInfo,
+};
 use std::path::{Path, PathBuf};
 
-pub fn local_environment_info() -> EnvironmentInfo {
+pub fn local_environment_info(containment: ProcessContainment) -> EnvironmentInfo {
     let shell_path = std::env::var_os("SHELL")
         .filter(|s| !s.is_empty())
         .map_or_else(|| PathBuf::from("/bin/sh"), PathBuf::from);
@@ -29,6 +31,9 @@ pub fn local_environment_info() -> EnvironmentInfo {
             file_write_streaming: true,
             ..EnvironmentCapabilities::default()
         },
+        rexec: Some(RexecEnvironmentInfo {
+            process_containment: containment,
+        }),
     }
 }
 

@@ -32,15 +32,19 @@ pub struct Server {
 
 impl Server {
     pub fn new(config: ServerConfig) -> Arc<Self> {
+        let containment = process::containment::get();
+        containment.start_reaping();
         Arc::new(Self {
             sessions: SessionRegistry::new(config.session_ttl, config.closed_retention),
-            environment: environment::local_environment_info(),
+            environment: environment::local_environment_info(containment.mode()),
             config,
         })
     }
 
-    /// Kill every child of every session. Used on graceful shutdown.
+    /// Kill every child of every session and all their descendants, and remove what held
+    /// them. Used on graceful shutdown.
     pub fn kill_all_processes(&self) {
         self.sessions.kill_all_processes();
+        process::containment::get().settle();
     }
 }

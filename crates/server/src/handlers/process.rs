@@ -2,6 +2,7 @@
 
 use super::{Admitted, Deferred, Reply, RequestContext};
 use crate::process::Process;
+use crate::process::containment::Descendants;
 use crate::process::env::child_env;
 use crate::process::pump::Pump;
 use crate::process::read::long_poll;
@@ -103,7 +104,7 @@ async fn launch(
         Some((command, plan)) => {
             // Until the helper reports, an error or a dropped start must not leave it
             // (or the command it may already have exec'd) running unwatched.
-            let mut unwatched = KillGroupOnDrop(Some(spawned.pgid));
+            let mut unwatched = KillOnDrop(Some(&spawned.descendants));
             let sandbox = Sandbox::launch(command, plan, cwd)
                 .await
                 .map_err(|err| match err {
@@ -122,7 +123,7 @@ async fn launch(
     };
     let process = Arc::new(Process::new(
         params.process_id.clone(),
-        spawned.pgid,
+        spawned.descendants,
         spawned.pty_master,
         stdin.map_err(|err| RpcError::internal(format!("failed to open process stdin: {err}")))?,
         sandbox,
@@ -163,14 +164,14 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// SIGKILLs a process group on drop unless defused (set to `None`). The dropped `Child`
-/// is reaped by tokio in the background.
-struct KillGroupOnDrop(Option<rustix::process::Pid>);
+/// SIGKILLs a child and its descendants on drop unless defused (set to `None`). The
+/// dropped `Child` is reaped by tokio in the background.
+struct KillOnDrop<'a>(Option<&'a Descendants>);
 
-impl Drop for KillGroupOnDrop {
+impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        if let Some(descendants) = self.0 {
+            descendants.kill();
         }
     }
 }

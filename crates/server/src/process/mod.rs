@@ -5,10 +5,15 @@
 //! its pump task, the only writer of its event log. Everything that touches the log holds the
 //! log's mutex briefly and never awaits under it; readers wait on the `changes` watch.
 
+pub mod cgroup;
+pub mod clone3;
+pub mod clone_spawn;
+pub mod containment;
 pub mod env;
 pub mod event_log;
 pub mod pump;
 pub mod read;
+pub mod reaper;
 pub mod spawn;
 pub mod stdin;
 pub mod table;
@@ -17,6 +22,7 @@ pub mod write_order;
 use crate::sandbox::Sandbox;
 use crate::session::lock;
 use bytes::Bytes;
+use containment::Descendants;
 use event_log::{EventLog, ExitRecord};
 use rexec_protocol::process::OutputStream;
 use rustix::process::{Pid, Signal};
@@ -27,8 +33,9 @@ use tokio::sync::watch;
 
 pub struct Process {
     pub id: String,
-    /// The child's process group (its pid: every child leads its own group).
-    pgid: Pid,
+    /// The child's process group (its pid: every child leads its own group) and
+    /// everything it started, for killing.
+    descendants: Descendants,
     /// The PTY master, for `tty: true` processes.
     pty_master: Option<Arc<OwnedFd>>,
     log: Mutex<EventLog>,
@@ -42,14 +49,14 @@ pub struct Process {
 impl Process {
     pub fn new(
         id: String,
-        pgid: Pid,
+        descendants: Descendants,
         pty_master: Option<Arc<OwnedFd>>,
         stdin: StdinPort,
         sandbox: Option<Sandbox>,
     ) -> Self {
         Self {
             id,
-            pgid,
+            descendants,
             pty_master,
             log: Mutex::default(),
             changes: watch::Sender::new(()),
@@ -121,12 +128,17 @@ impl Process {
         self.pty_master.is_some()
     }
 
-    /// SIGKILL the whole process group, unless everything in it is already gone.
+    /// SIGKILL the process and every descendant: its cgroup; or, in the subreaper
+    /// fallback, its group and what is attributed to it, unless it is closed already.
     pub fn kill_group(&self) {
-        if self.log().is_closed() {
+        if !self.descendants.kill_outlives_close() && self.log().is_closed() {
             return;
         }
-        signal_group(self.pgid, Signal::KILL);
+        self.descendants.kill();
+    }
+
+    pub fn descendants(&self) -> &Descendants {
+        &self.descendants
     }
 
     /// Ctrl-C: SIGINT to the terminal's foreground group for a PTY (what a keyboard
@@ -139,7 +151,7 @@ impl Process {
             .pty_master
             .as_deref()
             .and_then(|master| rustix::termios::tcgetpgrp(master).ok())
-            .unwrap_or(self.pgid);
+            .unwrap_or(self.descendants.pid());
         match rustix::process::kill_process_group(group, Signal::INT) {
             Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
             Err(err) => Err(err.into()),
@@ -160,7 +172,7 @@ impl Process {
     }
 }
 
-fn signal_group(pgid: Pid, signal: Signal) {
+pub(crate) fn signal_group(pgid: Pid, signal: Signal) {
     if let Err(err) = rustix::process::kill_process_group(pgid, signal)
         && err != rustix::io::Errno::SRCH
     {

@@ -11,6 +11,7 @@
 //! the format is chosen per send, so it follows a resume onto a connection that differs.
 
 use super::Process;
+use super::spawn::Child;
 use super::table::ProcessTable;
 use crate::outbound::OutboundFrame;
 use crate::session::NotificationRoute;
@@ -28,7 +29,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
-use tokio::process::Child;
 use tokio::sync::oneshot;
 
 /// Largest chunk read from a pipe or PTY in one go (a Linux pipe holds 64 KiB).
@@ -102,6 +102,7 @@ impl Runner {
                     self.on_read(source.stream, read, &mut source.eof).await;
                 }
                 status = child.wait(), if !exited => {
+                    self.process.descendants().reaped();
                     self.drain_before_exit(&mut sources).await;
                     self.publish_exit(exit_code(status)).await;
                     exited = true;
@@ -113,6 +114,8 @@ impl Runner {
         // pidfds kept for the 30 s retention made every spawn pay for thousands of them.
         drop(sources);
         drop(child);
+        // Its cgroup goes now if nothing in it outlived the pipes.
+        self.process.descendants().remove_if_empty();
         let seq = self.process.record_closed();
         self.process.stdin.shut();
         let process_id = self.process.id.as_str();

@@ -1,8 +1,10 @@
 //! A session's process table: `processId` → process, with `Starting` reservations so that
 //! concurrent starts of one id race correctly (exactly one wins) and a terminate can cancel
-//! a start in progress.
+//! a start in progress. It also keeps the cgroups of forgotten processes whose descendants
+//! still run (a daemon that closed its output), so they die with the session.
 
 use super::Process;
+use super::containment::{self, Lingering};
 use crate::session::lock;
 use rexec_protocol::RpcError;
 use std::collections::HashMap;
@@ -22,6 +24,8 @@ pub enum Lookup {
 
 pub struct ProcessTable {
     slots: Mutex<HashMap<String, Slot>>,
+    /// Cgroups of forgotten processes that still had members.
+    lingering: Mutex<Vec<Lingering>>,
     /// How long a closed process stays readable.
     pub closed_retention: Duration,
 }
@@ -30,6 +34,7 @@ impl ProcessTable {
     pub fn new(closed_retention: Duration) -> Self {
         Self {
             slots: Mutex::default(),
+            lingering: Mutex::default(),
             closed_retention,
         }
     }
@@ -90,6 +95,16 @@ impl ProcessTable {
         {
             slots.remove(&process.id);
         }
+        drop(slots);
+        let mut lingering = lock(&self.lingering);
+        lingering.retain(|cgroup| !cgroup.remove_if_empty());
+        if !process.descendants().remove_if_empty()
+            && let Some(cgroup) = process.descendants().lingering()
+        {
+            lingering.push(cgroup);
+        }
+        drop(lingering);
+        containment::get().sweep();
     }
 
     pub fn kill_all(&self) {
@@ -102,6 +117,9 @@ impl ProcessTable {
             .collect();
         for process in processes {
             process.kill_group();
+        }
+        for cgroup in lock(&self.lingering).drain(..) {
+            cgroup.kill();
         }
     }
 }
