@@ -111,9 +111,16 @@ impl Connection {
             writer_done: Mutex::new(Some(done_rx)),
             _child: Mutex::new(child),
         });
-        let writer = tokio::spawn(async move {
-            transport::write_loop(sink, queue).await;
-            let _ = done_tx.send(());
+        let writer = tokio::spawn({
+            let connection = Arc::downgrade(&connection);
+            let client = client.clone();
+            async move {
+                let outcome = transport::write_loop(sink, queue).await;
+                let _ = done_tx.send(());
+                if let (Err(reason), Some(connection)) = (outcome, connection.upgrade()) {
+                    end(&connection, &client, &reason);
+                }
+            }
         });
         let reader = tokio::spawn(read_loop(Arc::clone(&connection), source, client));
         lock(&connection.tasks).extend([writer.abort_handle(), reader.abort_handle()]);
@@ -123,6 +130,12 @@ impl Connection {
     /// Why the connection ended, once it has.
     pub(crate) fn close_reason(&self) -> Option<String> {
         lock(&self.table).closed.clone()
+    }
+
+    /// Whether requests can still go out: not ended, and the writer still running (it
+    /// may have stopped an instant before the connection is marked ended).
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.outbound.is_closed() && self.close_reason().is_none()
     }
 
     pub(crate) fn is_established(&self) -> bool {
@@ -280,10 +293,16 @@ async fn read_loop(
             None => break "the server closed the connection".to_owned(),
         };
     };
+    end(&connection, &client, &reason);
+}
+
+/// The connection ended (seen by the reader, or by the writer while the reader may still
+/// be busy with frames received before the end): resume or give up, then stop both tasks.
+fn end(connection: &Arc<Connection>, client: &Weak<ClientInner>, reason: &str) {
     tracing::debug!(%reason, "connection ended");
     match client.upgrade() {
-        Some(inner) => inner.on_connection_end(&connection, &reason),
-        None => fail_waiting(connection.close(&reason), &reason),
+        Some(inner) => inner.on_connection_end(connection, reason),
+        None => fail_waiting(connection.close(reason), reason),
     }
     connection.abort();
 }

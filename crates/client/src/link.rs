@@ -145,8 +145,9 @@ impl ClientInner {
         let mut changes = self.link_changed.subscribe();
         loop {
             match &*lock(&self.link) {
-                // A connection that just ended is about to be replaced: wait for that.
-                Link::Up(connection) if connection.close_reason().is_none() => {
+                // A connection that just ended, or whose writer stopped, is about to be
+                // replaced: wait for that.
+                Link::Up(connection) if connection.is_usable() => {
                     return Ok(Arc::clone(connection));
                 }
                 Link::Up(_) => {}

@@ -313,8 +313,11 @@ impl FrameSink {
 }
 
 /// The writer task: send what is queued, flush once per batch, stop on `Close`, when every
-/// sender is gone, or on the first write error (the reader then sees the connection end).
-pub(crate) async fn write_loop(mut sink: FrameSink, mut queue: mpsc::Receiver<Outgoing>) {
+/// sender is gone, or with the reason on the first write error.
+pub(crate) async fn write_loop(
+    mut sink: FrameSink,
+    mut queue: mpsc::Receiver<Outgoing>,
+) -> Result<(), String> {
     while let Some(first) = queue.recv().await {
         let mut item = Some(first);
         let mut sent = 0;
@@ -323,8 +326,7 @@ pub(crate) async fn write_loop(mut sink: FrameSink, mut queue: mpsc::Receiver<Ou
             match current {
                 Outgoing::Frame(frame) => {
                     if let Err(err) = sink.feed(frame).await {
-                        tracing::debug!(%err, "write failed");
-                        return;
+                        return Err(format!("writing to the server failed: {err}"));
                     }
                 }
                 Outgoing::Close => {
@@ -338,12 +340,12 @@ pub(crate) async fn write_loop(mut sink: FrameSink, mut queue: mpsc::Receiver<Ou
             }
         }
         if let Err(err) = sink.flush().await {
-            tracing::debug!(%err, "flush failed");
-            return;
+            return Err(format!("writing to the server failed: {err}"));
         }
         if close {
             break;
         }
     }
     sink.close().await;
+    Ok(())
 }

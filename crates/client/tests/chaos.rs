@@ -30,11 +30,17 @@ const CHAOS: Duration = Duration::from_secs(12);
 /// The whole soak, faults, drain and leak check included, fails beyond this.
 const BOUND: Duration = Duration::from_secs(55);
 const PING_INTERVAL: Duration = Duration::from_millis(400);
-/// Detached sessions and closed processes are kept this long: longer than any outage the
-/// faults cause plus the client's resume window, since the server may detach a stalled
-/// peer before the client notices anything.
+/// Detached sessions are kept this long: longer than the client's resume window plus the
+/// time the server may take to detach a stalled peer before the client notices anything.
 const SESSION_TTL: Duration = Duration::from_secs(4);
 const RESUME_WINDOW: Duration = Duration::from_millis(2500);
+/// Closed processes stay readable this long. Its clock starts when the process closes,
+/// which can be before an outage begins (its last notifications queued behind a stall of
+/// up to 1.2 s, the server's detection taking up to two ping intervals), and the resume
+/// that repairs it can take the whole resume window after that: 4.5 s in all, plus a
+/// loaded machine's delays. Shorter, and a repair read meets a forgotten process
+/// ("unknown process id").
+const CLOSED_RETENTION: Duration = Duration::from_secs(10);
 
 /// Numbered lines like [`support::line`], tagged with one letter so stdout and stderr
 /// differ: 47 bytes each.
@@ -92,7 +98,7 @@ async fn soak(seed: u64) {
     let mut rng = Rng::new(seed);
     let server = TestServer::with_config(ServerConfig {
         session_ttl: SESSION_TTL,
-        closed_retention: SESSION_TTL,
+        closed_retention: CLOSED_RETENTION,
         ping_interval: PING_INTERVAL,
         ..ServerConfig::default()
     })
@@ -161,10 +167,14 @@ async fn soak(seed: u64) {
         Tally::get(&tally.restarts),
     );
 
-    // Every client closed: once the sessions expire the server holds nothing.
-    let settled = settle(&baseline, SESSION_TTL + Duration::from_secs(7))
-        .await
-        .unwrap_or_else(|leak| panic!("seed {seed}: leaked: {leak}"));
+    // Every client closed: once the sessions expire and the closed processes are forgotten
+    // the server holds nothing.
+    let settled = settle(
+        &baseline,
+        CLOSED_RETENTION.max(SESSION_TTL) + Duration::from_secs(7),
+    )
+    .await
+    .unwrap_or_else(|leak| panic!("seed {seed}: leaked: {leak}"));
     assert!(proxy.live_connections().is_empty());
     println!(
         "seed {seed}: settled at {} descriptors, {} tasks (baseline {}, {})",
@@ -209,7 +219,7 @@ fn set_frame_faults(proxy: &Proxy, rng: Rng, tally: Arc<Tally>) {
     });
 }
 
-/// Until `end`, every 100–600 ms: cut a random connection, or stall one of its sides
+/// Until `end`, every 100–600 ms: cut or reset a random connection, or stall one of its sides
 /// (from a few milliseconds, a delay in order, to three ping intervals).
 async fn drive_faults(proxy: Arc<Proxy>, mut rng: Rng, tally: Arc<Tally>, end: Instant) {
     loop {
@@ -224,9 +234,14 @@ async fn drive_faults(proxy: Arc<Proxy>, mut rng: Rng, tally: Arc<Tally>, end: I
         }
         let id = live[rng.between(0, live.len() as u64 - 1) as usize];
         let fault = match rng.between(0, 11) {
-            0..=3 => {
+            0..=2 => {
                 Tally::add(&tally.cuts, 1);
                 Fault::Cut
+            }
+            // A reset: the client's next write fails before its reader hears of it.
+            3 => {
+                Tally::add(&tally.cuts, 1);
+                Fault::ResetClient
             }
             4..=7 => {
                 Tally::add(&tally.server_stalls, 1);

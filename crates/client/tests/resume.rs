@@ -7,7 +7,7 @@ mod support;
 use rexec_client::{ClientError, ClientOptions, ProcessEvent};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use support::proxy::{Proxy, Verdict};
+use support::proxy::{Fault, Proxy, Verdict};
 use support::{PERL_LINE, TestServer, collect, connect, connect_with, lines, perl, sh, within};
 use tokio::time::Instant;
 
@@ -99,6 +99,76 @@ async fn a_write_whose_answer_was_lost_is_retried_with_the_same_write_id() {
         writes[2]["params"]["writeId"]
     );
     assert_eq!(proxy.results("initialize"), 2);
+}
+
+/// The client's writer can hit the end of a connection (a reset) while its reader is still
+/// busy with frames received before it: here a lossless subscriber that is not polled holds
+/// the reader back for as long as the test likes. A write must then resume the session
+/// instead of failing (or waiting on the dead connection), and be applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_the_writer_died_resumes_while_the_reader_is_busy() {
+    let server = TestServer::start().await;
+    let proxy = Proxy::start(&server.url).await;
+    let client = connect(&proxy.url).await;
+    let cat = client
+        .start(sh("cat").pipe_stdin(true))
+        .await
+        .expect("start cat");
+    // Far more than the replay history (1 MiB), so the reader is held back at its limit.
+    let flood = client
+        .start(
+            perl(&format!(
+                "{PERL_LINE} for my $i (1..200000) {{ print line($i) }}"
+            ))
+            .lossless_events(true),
+        )
+        .await
+        .expect("start flood");
+    let held = flood.events().lossless();
+    let mut watch = flood.events();
+    // Once the history is full (256 events or 1 MiB less one chunk's allowance), the reader
+    // holds back before reading the next frame: it cannot see the reset.
+    within("the replay history to fill", async {
+        let (mut events, mut bytes) = (0, 0);
+        while events < 256 && bytes < 960 * 1024 {
+            match watch.next().await {
+                Some(ProcessEvent::Output { bytes: chunk, .. }) => bytes += chunk.len(),
+                Some(_) => {}
+                None => panic!("the flood ended before filling the history"),
+            }
+            events += 1;
+        }
+    })
+    .await;
+    drop(watch);
+    let live = proxy.live_connections();
+    assert_eq!(live.len(), 1);
+    assert!(proxy.inject(live[0], Fault::ResetClient));
+    proxy.wait_for("the reset", |s| s.client_resets == 1).await;
+    let write = tokio::spawn({
+        let cat = cat.clone();
+        async move { cat.write(b"once\n").await }
+    });
+    // The dead writer alone must start the resume: the reader is still held back.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        proxy.wait_for("the resume", |s| s.results.get("initialize") == Some(&2)),
+    )
+    .await
+    .expect("no resume while the reader was busy: the dead writer went unnoticed");
+    drop(held);
+    let status = within("write", write)
+        .await
+        .expect("write task")
+        .expect("write");
+    assert_eq!(status, rexec_client::WriteStatus::Accepted);
+    cat.close_stdin().await.expect("close stdin");
+    let done = within("cat", cat.wait()).await.expect("cat completes");
+    assert_eq!(done.stdout, b"once\n", "written exactly once");
+    flood.terminate().await.expect("terminate the flood");
+    within("flood", flood.wait())
+        .await
+        .expect("the flood completes");
 }
 
 /// `ProcessSpec::stdin`'s write is a write like any other: when the answer to it is lost

@@ -10,10 +10,12 @@
 //! the original binary message, so every rule works the same for both encodings.
 //! `cut_all` ends every current connection at once (both sockets dropped, no close
 //! frames); `refuse` makes new connections fail before the upgrade; `inject` applies a
-//! [`Fault`] to one live connection (cut it, or stop reading one side for a while), which
-//! is how the chaos soak drives its faults from outside the message rule.
+//! [`Fault`] to one live connection (cut it, reset the client's socket, or stop reading one
+//! side for a while), which is how the chaos soak drives its faults from outside the
+//! message rule.
 
 use base64::Engine;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -21,9 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
@@ -58,6 +61,9 @@ pub enum Fault {
     StallServer(Duration),
     /// Stop reading from the client for this long: its requests back up.
     StallClient(Duration),
+    /// Reset the client's socket (RST, so its next write fails at once) and close the
+    /// server's: what the client has received but not yet read stays readable to it.
+    ResetClient,
 }
 
 /// A server→client message as the rule sees it.
@@ -104,11 +110,20 @@ pub struct Stats {
     /// Output frames the server sent as binary messages (counted in `notifications` too).
     pub binary_frames: usize,
     pub connections: usize,
+    /// Client sockets reset by [`Fault::ResetClient`] (counted once the reset is sent).
+    pub client_resets: usize,
     /// Connections the server ended (its socket closed or a close frame), not the proxy.
     pub server_hangups: usize,
     /// Of those, the ones it ended after the proxy had stopped reading from it a while
     /// ([`Fault::StallServer`]): the server judged the peer dead.
     pub hangups_after_stall: usize,
+}
+
+/// How faults reach one relaying connection. A reset has its own way in, heard even while
+/// the relay is blocked sending to a client that does not read.
+struct Inbox {
+    faults: mpsc::UnboundedSender<Fault>,
+    reset: Arc<Notify>,
 }
 
 struct State {
@@ -121,7 +136,7 @@ struct State {
     changes: watch::Sender<u64>,
     next_connection: AtomicU64,
     /// Each relaying connection's fault inbox, by connection number.
-    live: Mutex<HashMap<u64, mpsc::UnboundedSender<Fault>>>,
+    live: Mutex<HashMap<u64, Inbox>>,
 }
 
 pub struct Proxy {
@@ -207,9 +222,15 @@ impl Proxy {
 
     /// Apply `fault` to connection `id`; `false` if it has ended meanwhile.
     pub fn inject(&self, id: u64, fault: Fault) -> bool {
-        lock(&self.state.live)
-            .get(&id)
-            .is_some_and(|inbox| inbox.send(fault).is_ok())
+        let live = lock(&self.state.live);
+        let Some(inbox) = live.get(&id) else {
+            return false;
+        };
+        if fault == Fault::ResetClient {
+            inbox.reset.notify_one();
+            return true;
+        }
+        inbox.faults.send(fault).is_ok()
     }
 
     pub fn refuse(&self, refuse: bool) {
@@ -244,6 +265,7 @@ impl Drop for Proxy {
 enum End {
     Both,
     ClientSide(Duration),
+    ResetClient,
 }
 
 /// A relay's entry in the live table, removed when the relay ends however it ends.
@@ -290,7 +312,12 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
     lock(&state.stats).connections += 1;
     let (faults_tx, mut faults) = mpsc::unbounded_channel::<Fault>();
     let id = state.next_connection.fetch_add(1, Ordering::SeqCst);
-    lock(&state.live).insert(id, faults_tx);
+    let reset = Arc::new(Notify::new());
+    let inbox = Inbox {
+        faults: faults_tx,
+        reset: Arc::clone(&reset),
+    };
+    lock(&state.live).insert(id, inbox);
     let _live = LiveEntry { state: &state, id };
     let mut server_stalled: Option<Instant> = None;
     let mut server_was_stalled = false;
@@ -372,17 +399,23 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
                 if !out.is_empty() {
                     out.extend(held.take());
                 }
+                let mut failed = None;
                 for message in out {
-                    if to_client.send(message).await.is_err() {
+                    if let Err(end) = send_to_client(&mut to_client, message, &reset).await {
+                        failed = Some(end);
                         break;
                     }
                 }
-            }
-            Some(message) = delayed.recv() => {
-                if to_client.send(message).await.is_err() {
-                    break End::Both;
+                if let Some(End::ResetClient) = failed {
+                    break End::ResetClient;
                 }
             }
+            Some(message) = delayed.recv() => {
+                if let Err(end) = send_to_client(&mut to_client, message, &reset).await {
+                    break end;
+                }
+            }
+            () = reset.notified() => break End::ResetClient,
             _ = cuts.changed() => break End::Both,
             fault = faults.recv() => match fault {
                 Some(Fault::Cut) | None => break End::Both,
@@ -391,16 +424,37 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
                     server_was_stalled = true;
                 }
                 Some(Fault::StallClient(d)) => client_stalled = Some(Instant::now() + d),
+                Some(Fault::ResetClient) => break End::ResetClient,
             },
             () = stall_ends(server_stalled) => server_stalled = None,
             () = stall_ends(client_stalled) => client_stalled = None,
         }
     };
-    drop((to_client, from_client));
+    let client = to_client.reunite(from_client);
+    if let (End::ResetClient, Ok(client)) = (&end, &client) {
+        let _ = client.get_ref().set_zero_linger();
+    }
+    drop(client);
+    if matches!(end, End::ResetClient) {
+        lock(&state.stats).client_resets += 1;
+        state.changes.send_modify(|n| *n += 1);
+    }
     if let End::ClientSide(hold) = end {
         tokio::time::sleep(hold).await;
     }
     drop((to_server, from_server));
+}
+
+/// Send `message` to the client, unless a reset comes first.
+async fn send_to_client(
+    to_client: &mut SplitSink<WebSocketStream<TcpStream>, Message>,
+    message: Message,
+    reset: &Notify,
+) -> Result<(), End> {
+    tokio::select! {
+        sent = to_client.send(message) => sent.map_err(|_| End::Both),
+        () = reset.notified() => Err(End::ResetClient),
+    }
 }
 
 /// A binary output frame as the `process/output` notification it stands for.
