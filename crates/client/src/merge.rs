@@ -4,7 +4,8 @@
 //! reflected in `exited` / `closed` / `nextSeq`, and output the server evicted shows up the
 //! same way. This module rebuilds the events of `(after_seq, nextSeq − 1]`:
 //! - chunks and held notifications go where their seq says (a chunk wins over a held copy);
-//! - `closed` takes the last seq, `nextSeq − 1` (close is always the last event);
+//! - `closed` takes the last seq, `nextSeq − 1` (close is always the last event; a read
+//!   that runs past a close already received contradicts it and fails the process);
 //! - a missing exit is rebuilt with its code and denial verdict in the highest seq left
 //!   free: output the server still retains is all returned, so a free seq above the first
 //!   returned chunk can only be the exit; when the exit itself fell among evicted output its
@@ -50,6 +51,16 @@ pub(crate) fn plan(merge: ReadMerge) -> Result<Vec<ProcessEvent>, String> {
         accounted_bytes,
     } = merge;
     let mut slots = held.split_off(&(after_seq + 1));
+    if let Some(closed) = slots
+        .values()
+        .find(|event| matches!(event, Incoming::Closed { .. }))
+        .map(Incoming::seq)
+        .filter(|&seq| seq < target)
+    {
+        return Err(format!(
+            "process/read reports seqs up to {target}, past the close received at seq {closed}"
+        ));
+    }
     let mut first_retained = None;
     let mut previous = after_seq;
     for chunk in result.chunks {

@@ -386,3 +386,26 @@ fn the_highest_seq_fails_the_process_instead_of_overflowing() {
     assert_eq!(render(&events).last().map(String::as_str), Some("F"));
     assert!(log.is_terminal());
 }
+
+#[test]
+fn a_read_that_runs_past_a_received_close_fails_the_process() {
+    // Found by the `client_inbound` fuzz target: `closed` at seq 3 arrives first, and
+    // the repair read claims seqs up to u64::MAX − 1 without a close.
+    let mut log = started(true);
+    let mut events = Vec::new();
+    assert_eq!(
+        log.on_event(Incoming::Closed { seq: 3 }, &mut events),
+        Repair::Read { after_seq: 0 }
+    );
+    log.on_read(read(vec![], u64::MAX, None, false), &mut events);
+    let rendered = render(&events);
+    assert_eq!(
+        rendered.last().map(String::as_str),
+        Some("F"),
+        "{rendered:?}"
+    );
+    assert!(
+        !rendered.iter().any(|e| e.starts_with('c')),
+        "nothing may follow a close, and a close contradicted by the read is not delivered: {rendered:?}"
+    );
+}
