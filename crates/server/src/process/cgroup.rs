@@ -91,16 +91,23 @@ impl CgroupTree {
         Ok(Cgroup::new(dir))
     }
 
-    /// Remember a killed cgroup, to be removed once its members are gone.
-    pub fn bury(&self, cgroup: &Cgroup) {
-        cgroup.buried.store(true, Ordering::Relaxed);
-        crate::session::lock(&self.graveyard).push(cgroup.dir.clone());
+    /// Kill every member of `cgroup` and remember it, to be removed once they are gone;
+    /// nothing when it was released. One turn with [`Self::release`]: a cgroup released
+    /// (and perhaps handed to another process) between the kill and its burial would
+    /// otherwise be removed from under its next owner.
+    pub fn kill(&self, cgroup: &Cgroup) {
+        let _turn = crate::session::lock(&cgroup.turn);
+        if cgroup.kill() {
+            cgroup.buried.store(true, Ordering::Relaxed);
+            crate::session::lock(&self.graveyard).push(cgroup.dir.clone());
+        }
     }
 
     /// Give up `cgroup` if it is empty: kept as a spare for a later process, or removed.
     /// False while members remain. Once released, `cgroup` kills nothing: an empty cgroup
     /// gains no member but by a spawn into it, and that is another process's.
     pub fn release(&self, cgroup: &Cgroup) -> bool {
+        let _turn = crate::session::lock(&cgroup.turn);
         if cgroup.released.load(Ordering::Relaxed) {
             return true;
         }
@@ -156,6 +163,8 @@ pub struct Cgroup {
     released: AtomicBool,
     /// Killed and in the graveyard.
     buried: AtomicBool,
+    /// Held by a kill-and-bury or a release, so the two never interleave.
+    turn: std::sync::Mutex<()>,
 }
 
 impl Cgroup {
@@ -164,6 +173,7 @@ impl Cgroup {
             dir,
             released: AtomicBool::new(false),
             buried: AtomicBool::new(false),
+            turn: std::sync::Mutex::new(()),
         }
     }
 
@@ -191,8 +201,8 @@ impl Cgroup {
     }
 
     /// SIGKILL every member, whatever its process group or session. False when the cgroup
-    /// is gone already.
-    pub fn kill(&self) -> bool {
+    /// is gone already or released. (Through [`CgroupTree::kill`], which buries it.)
+    fn kill(&self) -> bool {
         if self.released.load(Ordering::Relaxed) {
             return false;
         }

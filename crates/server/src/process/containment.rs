@@ -251,11 +251,7 @@ impl Descendants {
     /// SIGKILL the process and its descendants.
     pub fn kill(&self) {
         match &self.kind {
-            Kind::Cgroup { tree, cgroup } => {
-                if cgroup.kill() {
-                    tree.bury(cgroup);
-                }
-            }
+            Kind::Cgroup { tree, cgroup } => tree.kill(cgroup),
             Kind::Subreaper {
                 reaper,
                 attribution,
@@ -317,8 +313,6 @@ impl Lingering {
     }
 
     pub fn kill(&self) {
-        if self.cgroup.kill() {
-            self.tree.bury(&self.cgroup);
-        }
+        self.tree.kill(&self.cgroup);
     }
 }
