@@ -139,7 +139,7 @@ impl Client {
             }
         };
         let (id, frame) = client.inner.request(method::PROCESS_START, &params);
-        let started = opening.call(id, frame);
+        let started = opening.start(id, frame, Arc::clone(&shared));
         if let Err(err) = client.inner.establish(opening, reply).await {
             client.inner.remove_route(&shared);
             return Err(err);
@@ -214,7 +214,7 @@ impl Client {
         };
         match spec.stdin {
             None => {
-                let started = self.inner.call(method::PROCESS_START, &params).await;
+                let started = self.inner.call_start(&params, &shared).await;
                 self.finish_start(shared, started)
             }
             Some(stdin) => self.start_with_stdin(shared, &params, stdin).await,
@@ -234,7 +234,9 @@ impl Client {
         let sent = async {
             let connection = self.inner.link().await?;
             let (id, frame) = self.inner.request(method::PROCESS_START, params);
-            let started = connection.send_call(id, frame).await?;
+            let started = connection
+                .send_start(id, frame, Arc::clone(&shared))
+                .await?;
             let (id, frame) = self.inner.request(method::PROCESS_WRITE, &write);
             let written = connection.send_call(id, frame).await?;
             Ok((started, written))

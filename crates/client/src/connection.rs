@@ -33,6 +33,10 @@ pub(crate) enum Pending {
     Initialize(oneshot::Sender<Reply>),
     /// A repair `process/read`, applied by the reader in wire order.
     Repair(Arc<ProcessShared>),
+    /// A `process/start`: the reader marks the process started the moment the answer
+    /// arrives, before it reads the output behind it (which a gap would otherwise hold in
+    /// the reorder buffer until the starting task runs again).
+    Start(oneshot::Sender<Reply>, Arc<ProcessShared>),
 }
 
 /// What a new connection sends before anything else — the handshake and whatever rides in
@@ -54,10 +58,15 @@ impl Opening {
         self.pending.push((id, pending));
     }
 
-    /// A request whose answer is awaited on the returned receiver.
-    pub(crate) fn call(&mut self, id: i64, frame: String) -> oneshot::Receiver<Reply> {
+    /// A `process/start` for `process`, its answer awaited on the returned receiver.
+    pub(crate) fn start(
+        &mut self,
+        id: i64,
+        frame: String,
+        process: Arc<ProcessShared>,
+    ) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
-        self.request(id, frame, Pending::Call(tx));
+        self.request(id, frame, Pending::Start(tx, process));
         rx
     }
 }
@@ -183,7 +192,29 @@ impl Connection {
         frame: String,
     ) -> Result<impl Future<Output = Reply> + use<>, ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.register(id, Pending::Call(tx))?;
+        self.send_waiting(id, frame, Pending::Call(tx), rx).await
+    }
+
+    /// [`Connection::send_call`] for the `process/start` of `process`.
+    pub(crate) async fn send_start(
+        &self,
+        id: i64,
+        frame: String,
+        process: Arc<ProcessShared>,
+    ) -> Result<impl Future<Output = Reply> + use<>, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send_waiting(id, frame, Pending::Start(tx, process), rx)
+            .await
+    }
+
+    async fn send_waiting(
+        &self,
+        id: i64,
+        frame: String,
+        pending: Pending,
+        rx: oneshot::Receiver<Reply>,
+    ) -> Result<impl Future<Output = Reply> + use<>, ClientError> {
+        self.register(id, pending)?;
         if let Err(err) = self.send(frame).await {
             self.unregister(id);
             return Err(err);
@@ -261,7 +292,7 @@ impl Connection {
 pub(crate) fn fail_waiting(pending: Vec<Pending>, reason: &str) {
     for waiting in pending {
         match waiting {
-            Pending::Call(tx) | Pending::Initialize(tx) => {
+            Pending::Call(tx) | Pending::Initialize(tx) | Pending::Start(tx, _) => {
                 let _ = tx.send(Err(ClientError::Disconnected(reason.to_owned())));
             }
             Pending::Repair(process) => process.on_read_lost(),

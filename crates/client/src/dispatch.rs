@@ -74,6 +74,13 @@ impl ClientInner {
             Pending::Call(tx) | Pending::Initialize(tx) => {
                 let _ = tx.send(result.map(ToOwned::to_owned).map_err(ClientError::Rpc));
             }
+            Pending::Start(tx, process) => {
+                if result.is_ok() {
+                    let step = process.on_started();
+                    self.after_step(Some(connection), &process, step);
+                }
+                let _ = tx.send(result.map(ToOwned::to_owned).map_err(ClientError::Rpc));
+            }
             Pending::Repair(process) => {
                 let step = match result {
                     Ok(raw) => match serde_json::from_str::<ReadResult>(raw.get()) {

@@ -13,11 +13,12 @@ use crate::connection::{self, Connection, Opening, Pending, Reply};
 use crate::error::ClientError;
 use crate::options::Endpoint;
 use crate::recovery;
+use crate::shared::ProcessShared;
 use crate::transport;
 use rexec_protocol::environment::{InitializeParams, InitializeResult, RexecClientRequest};
 use rexec_protocol::jsonrpc::notification_frame;
 use rexec_protocol::method;
-use rexec_protocol::process::EmptyResult;
+use rexec_protocol::process::{EmptyResult, StartParams, StartResult};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -169,13 +170,22 @@ impl ClientInner {
     ) -> Result<R, ClientError> {
         let connection = self.link().await?;
         let (id, frame) = self.request(method, params);
-        let raw = connection.call(id, frame).await.map_err(|err| match err {
-            ClientError::Disconnected(reason) => {
-                ClientError::Disconnected(format!("{reason} (while {method} was pending)"))
-            }
-            other => other,
-        });
-        decode(method, raw)
+        decode_pending(method, connection.call(id, frame).await)
+    }
+
+    /// `process/start` for `process`, which the reader marks started as the answer arrives.
+    pub(crate) async fn call_start(
+        &self,
+        params: &StartParams,
+        process: &Arc<ProcessShared>,
+    ) -> Result<StartResult, ClientError> {
+        let connection = self.link().await?;
+        let (id, frame) = self.request(method::PROCESS_START, params);
+        let raw = match connection.send_start(id, frame, Arc::clone(process)).await {
+            Ok(reply) => reply.await,
+            Err(err) => Err(err),
+        };
+        decode_pending(method::PROCESS_START, raw)
     }
 
     /// A call that is safe to repeat (a write with its writeId): retried after a resume
@@ -245,6 +255,17 @@ impl ClientInner {
         self.bump();
         self.fail_processes(error);
     }
+}
+
+/// A response's result as `R`, a lost connection naming the request it cost.
+fn decode_pending<R: DeserializeOwned>(method: &str, reply: Reply) -> Result<R, ClientError> {
+    let reply = reply.map_err(|err| match err {
+        ClientError::Disconnected(reason) => {
+            ClientError::Disconnected(format!("{reason} (while {method} was pending)"))
+        }
+        other => other,
+    });
+    decode(method, reply)
 }
 
 /// A response's result as `R`.

@@ -188,9 +188,13 @@ impl ProcessShared {
         self.step(|s, out| s.ordered.on_grace_expired(token, out))
     }
 
-    /// `process/start` was answered.
+    /// `process/start` was answered: by the reader as the answer arrives, then again by
+    /// the starting task (a no-op by then).
     pub(crate) fn on_started(&self) -> Step {
         self.step(|s, out| {
+            if s.answered_at.is_some() {
+                return Repair::None;
+            }
             s.answered_at = Some(Instant::now());
             s.ordered.on_started(out)
         })

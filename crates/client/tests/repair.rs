@@ -325,3 +325,67 @@ async fn forced_eviction_becomes_one_gap_with_the_exact_byte_count() {
     assert_eq!(done.omitted_bytes, 0);
     assert_eq!(proxy.count("process/read"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_task_that_runs_late_loses_nothing_to_a_flood_behind_a_delayed_event() {
+    // The first output is held back until the process has closed; the ~3 MiB behind it
+    // reaches the client while the task that called `start` is not being polled. The
+    // process counts as started when the start answer arrives, so the reorder buffer (1 MiB)
+    // sheds and repairs instead of failing the process.
+    const LAST: u64 = 70_000;
+    let (gate, gate_rx) = watch::channel(false);
+    let (_server, proxy) = setup(move |f| {
+        if f.is("process/output") && f.seq() == Some(1) {
+            return Verdict::Gate(gate_rx.clone());
+        }
+        if f.is("process/closed") {
+            gate.send_replace(true);
+        }
+        Verdict::Pass
+    })
+    .await;
+    let client = connect(&proxy.url).await;
+    let script = format!("{PERL_LINE} print line($_) for 1..{LAST};");
+    let start = client.start(perl(&script).output_budget(16 << 20));
+    let mut start = std::pin::pin!(start);
+    // One poll sends the request; then the task looks away until the flood is through.
+    std::future::poll_fn(|cx| {
+        assert!(
+            start.as_mut().poll(cx).is_pending(),
+            "started before any answer"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let all = lines(1, LAST);
+    let flood = all.len() as u64;
+    proxy
+        .wait_for("the flood and close", |s| {
+            s.output_bytes >= flood && s.notifications.get("process/closed") == Some(&1)
+        })
+        .await;
+    let process = within("start", start).await.expect("start");
+    let done = within("wait", process.wait()).await.expect("completion");
+
+    assert_eq!(done.exit_code, 0);
+    let lost: u64 = done.gaps.iter().map(|g| g.bytes_lost).sum();
+    assert_eq!(
+        done.stdout.len() as u64 + lost,
+        flood,
+        "gaps: {:?}",
+        done.gaps
+    );
+    // Whatever retention could not cover is a gap; the rest is the output, in order.
+    let mut rest = all.iter();
+    assert!(
+        done.stdout.iter().all(|b| rest.any(|a| a == b)),
+        "delivered {} is not the output minus its gaps {:?}",
+        support::digest(&done.stdout),
+        done.gaps
+    );
+    println!("gaps after the late start: {:?}", done.gaps);
+    assert!(
+        proxy.count("process/read") >= 1,
+        "the gap was repaired by a read"
+    );
+}
