@@ -24,16 +24,13 @@ mod server;
 use anyhow::{Context, Result, bail, ensure};
 use client::Client;
 use serde_json::{Value, json};
+use server::{Server, ServerOptions, Target};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 /// How soon after the kill the grandchild must be gone (the bound).
 const GONE_WITHIN: Duration = Duration::from_secs(1);
-const STARTUP: Duration = Duration::from_secs(20);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the grandchild is started.
@@ -58,97 +55,22 @@ fn script(pid_file: &Path, grandchild: Grandchild) -> String {
     )
 }
 
-struct TestServer {
-    child: Child,
-    url: String,
-    _scratch: server::ScratchDir,
-}
-
-impl TestServer {
-    async fn spawn(flags: &[&str], subreaper: bool) -> Result<TestServer> {
-        let mut argv: Vec<String> = match std::env::var("REXEC_SERVER_CMD") {
-            Ok(cmd) if !cmd.trim().is_empty() => shell_words::split(&cmd)?,
-            _ => vec![
-                env!("CARGO_BIN_EXE_rexec").into(),
-                "serve".into(),
-                "--listen".into(),
-                "ws://127.0.0.1:0".into(),
-            ],
-        };
-        argv.extend(flags.iter().map(|f| f.to_string()));
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        if subreaper {
-            command.env("REXEC_PROCESS_CONTAINMENT", "subreaper");
+/// A rexec server (`REXEC_SERVER_CMD` or this build) with a session TTL and, for the
+/// fallback, `REXEC_PROCESS_CONTAINMENT=subreaper`; and a client initialized on it.
+async fn server_and_client(ttl_ms: Option<u64>, subreaper: bool) -> Result<(Server, Client)> {
+    let options = ServerOptions {
+        session_ttl_ms: ttl_ms,
+        env: if subreaper {
+            vec![("REXEC_PROCESS_CONTAINMENT", "subreaper")]
         } else {
-            command.env_remove("REXEC_PROCESS_CONTAINMENT");
-        }
-        let mut child = command.spawn().context("spawning rexec serve")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(STARTUP, lines.next_line())
-            .await
-            .context("no URL from the server in time")??
-            .context("the server printed nothing")?;
-        ensure!(url.starts_with("ws://"), "unexpected first line {url:?}");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(TestServer {
-            child,
-            url,
-            _scratch: server::ScratchDir::new("descendants")?,
-        })
-    }
-
-    fn pid(&self) -> Result<u32> {
-        self.child.id().context("server already exited")
-    }
-
-    async fn client(&self) -> Result<Client> {
-        let mut client = Client::connect_with_headers(&self.url, &[]).await?;
-        client.initialize().await?;
-        Ok(client)
-    }
-
-    fn scratch(&self) -> &Path {
-        self._scratch.path()
-    }
-
-    /// SIGTERM; waits for the exit.
-    async fn terminate(&mut self) -> Result<()> {
-        let pid = rustix::process::Pid::from_raw(self.pid()? as i32).context("pid")?;
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .context("the server did not exit within 10 s of SIGTERM")??;
-        ensure!(status.success(), "server exited with {status}");
-        Ok(())
-    }
-}
-
-impl Drop for TestServer {
-    /// A clean shutdown (SIGTERM), so the server removes its cgroups; SIGKILL on drop of
-    /// the child if it has not gone within a second.
-    fn drop(&mut self) {
-        let Some(pid) = self
-            .child
-            .id()
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        else {
-            return;
-        };
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        for _ in 0..100 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let server = Server::spawn(Target::Rexec, &options).await?;
+    let mut client = Client::connect(&server).await?;
+    client.initialize().await?;
+    Ok((server, client))
 }
 
 /// A process identified by pid and start time.
@@ -275,8 +197,7 @@ async fn terminate_kills(
     tty: bool,
     test: &str,
 ) -> Result<()> {
-    let server = TestServer::spawn(&[], subreaper).await?;
-    let mut client = server.client().await?;
+    let (server, mut client) = server_and_client(None, subreaper).await?;
     let mode = containment(&mut client).await?;
     if subreaper {
         ensure!(mode == "subreaper", "forced fallback reports {mode}");
@@ -323,8 +244,7 @@ async fn a_detached_grandchild_of_a_pty_process_dies_at_terminate() -> Result<()
 #[tokio::test]
 async fn a_detached_grandchild_of_a_sandboxed_process_dies_at_terminate() -> Result<()> {
     let test = "a_detached_grandchild_of_a_sandboxed_process_dies_at_terminate";
-    let server = TestServer::spawn(&[], false).await?;
-    let mut client = server.client().await?;
+    let (server, mut client) = server_and_client(None, false).await?;
     let mode = containment(&mut client).await?;
     if skip_without_cgroup(&mode, test)? {
         return Ok(());
@@ -363,8 +283,7 @@ async fn a_detached_grandchild_of_a_sandboxed_process_dies_at_terminate() -> Res
 async fn a_detached_setsid_grandchild_dies_when_the_session_expires() -> Result<()> {
     let test = "a_detached_setsid_grandchild_dies_when_the_session_expires";
     let ttl = Duration::from_millis(300);
-    let server = TestServer::spawn(&["--session-ttl-ms", "300"], false).await?;
-    let mut client = server.client().await?;
+    let (server, mut client) = server_and_client(Some(ttl.as_millis() as u64), false).await?;
     let mode = containment(&mut client).await?;
     if skip_without_cgroup(&mode, test)? {
         return Ok(());
@@ -382,8 +301,7 @@ async fn a_detached_setsid_grandchild_dies_when_the_session_expires() -> Result<
 }
 
 async fn shutdown_kills(subreaper: bool, test: &str) -> Result<()> {
-    let mut server = TestServer::spawn(&[], subreaper).await?;
-    let mut client = server.client().await?;
+    let (mut server, mut client) = server_and_client(None, subreaper).await?;
     let mode = containment(&mut client).await?;
     if !subreaper && skip_without_cgroup(&mode, test)? {
         return Ok(());
@@ -406,7 +324,8 @@ async fn shutdown_kills(subreaper: bool, test: &str) -> Result<()> {
             dir.display()
         );
     }
-    server.terminate().await?;
+    let status = server.terminate(Duration::from_secs(10)).await?;
+    ensure!(status.success(), "server exited with {status}");
     gone_within(grandchild, GONE_WITHIN, "the server's SIGTERM").await?;
     if let Some(dir) = cgroups {
         ensure!(

@@ -156,20 +156,19 @@ impl Connection {
             Admitted::Done(outcome) => return self.respond(&id, outcome).await,
             Admitted::Deferred(deferred) => deferred,
         };
-        let places = match &deferred {
-            Deferred::Read(_) => Some((&self.reads, "process/read requests")),
-            Deferred::Write(_) => Some((&self.writes, "process/write requests")),
-            Deferred::Fs(_) => None,
+        // `fs/*` took its place at admission.
+        let (places, kind) = match &deferred {
+            Deferred::Read(_) => (Some(&self.reads), "process/read requests"),
+            Deferred::Write(_) => (Some(&self.writes), "process/write requests"),
+            Deferred::Fs(_) => (None, "fs requests"),
         };
-        let permit =
-            match places.map(|(places, kind)| (Arc::clone(places).try_acquire_owned(), kind)) {
-                None => None,
-                Some((Ok(permit), _)) => Some(permit),
-                Some((Err(_), kind)) => {
-                    let error = RpcError::busy(kind, MAX_IN_FLIGHT_REQUESTS);
-                    return self.reply_error(&id, &error).await;
-                }
-            };
+        let permit = match places.map(|places| Arc::clone(places).try_acquire_owned()) {
+            Some(Err(_)) => {
+                let error = RpcError::busy(kind, MAX_IN_FLIGHT_REQUESTS);
+                return self.reply_error(&id, &error).await;
+            }
+            permit => permit.and_then(Result::ok),
+        };
         let outbound = self.outbound.clone();
         self.in_flight.spawn(async move {
             let outcome = handlers::handle_deferred(&ctx, deferred).await;

@@ -59,6 +59,8 @@ pub struct ServerOptions {
     pub max_inbound_bytes: Option<u64>,
     /// Run the server with this RLIMIT_NOFILE (soft and hard), through `prlimit`.
     pub descriptor_limit: Option<u64>,
+    /// Extra environment for the rexec server (e.g. `REXEC_PROCESS_CONTAINMENT`).
+    pub env: Vec<(&'static str, &'static str)>,
     pub fs_timeout_ms: Option<u64>,
 }
 
@@ -177,6 +179,12 @@ impl Server {
         })
     }
 
+    /// A directory under `$HOME`, removed with the server (tests/descendants.rs).
+    #[allow(dead_code)]
+    pub fn scratch(&self) -> &Path {
+        self._scratch.path()
+    }
+
     /// The server's OS process id.
     pub fn pid(&self) -> Result<u32> {
         self.child.id().context("server has already exited")
@@ -263,7 +271,7 @@ fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         );
     }
     let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]);
+    command.args(&argv[1..]).envs(options.env.iter().copied());
     Ok(command)
 }
 
@@ -278,6 +286,7 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         || options.max_pending_handshakes.is_some()
         || options.max_inbound_bytes.is_some()
         || options.descriptor_limit.is_some()
+        || !options.env.is_empty()
         || options.fs_timeout_ms.is_some()
     {
         bail!("codex exec-server has no flags for rexec's session, frame and connection limits");

@@ -33,9 +33,7 @@ pub async fn run<S>(accepted: AcceptedConnection, io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let AcceptedConnection {
-        state, peer, place, ..
-    } = accepted;
+    let AcceptedConnection { state, peer, place } = accepted;
     let server = Arc::clone(&state.server);
     let config = &server.config;
     let liveness = Arc::new(Liveness::default());
