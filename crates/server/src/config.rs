@@ -71,9 +71,14 @@ impl Default for ServerConfig {
 /// The derived connection limit never exceeds this, however many descriptors there are.
 pub const MAX_CONNECTIONS_CEILING: usize = 16_384;
 
-/// `process/read`s, and `process/write`s, running at once per connection (upstream's
-/// capacity); one more is answered -32011 at once.
-pub const MAX_IN_FLIGHT_REQUESTS: usize = 128;
+/// `process/read` long polls parked at once per connection (upstream's capacity); one more
+/// is answered -32011 at once.
+pub const MAX_IN_FLIGHT_READS: usize = 128;
+/// `process/write`s waiting at once per connection. A write waits until the child takes its
+/// bytes, so a client that pipelines stdin holds many; they are bounded by count (each is a
+/// task) and by the stdin bytes they hold, and one past either is answered -32011 at once.
+pub const MAX_IN_FLIGHT_WRITES: usize = 1024;
+pub const MAX_IN_FLIGHT_WRITE_BYTES: usize = 16 * 1024 * 1024;
 /// Frames queued for one connection's writer before producers wait (backpressure).
 pub const OUTBOUND_QUEUE_FRAMES: usize = 128;
 

@@ -5,16 +5,17 @@
 //! `initialize` and `initialized` are handled inline, so pipelined handshakes work; every
 //! other request is admitted inline (the handshake check is latched at admission, params are
 //! decoded, and requests that never wait are handled), and requests that may wait run in
-//! their own task, at most [`crate::config::MAX_IN_FLIGHT_REQUESTS`] `process/read`s and as
-//! many `process/write`s at once (`fs/*` requests hold a place of the fs module's own, smaller
-//! cap, taken at admission). One more of a kind that is full is answered -32011 at once instead of waiting, so the transport never stops reading frames
-//! behind parked long polls and requests that never wait are always served promptly.
+//! their own task, within per-kind bounds: `process/read` long polls by count, `process/write`s
+//! by count and by the stdin bytes they hold (see [`crate::config`]); `fs/*` requests hold a
+//! place of the fs module's own cap, taken at admission. One more of a kind that is full is
+//! answered -32011 at once instead of waiting, so the transport never stops reading frames
+//! behind parked requests and requests that never wait are always served promptly.
 //! Responses may therefore leave out of order; the client matches them by id. Bad input is
 //! answered and never ends the connection, except where upstream closes it (`initialized`
 //! before `initialize`, unexpected notifications or responses).
 
 use crate::Server;
-use crate::config::MAX_IN_FLIGHT_REQUESTS;
+use crate::config::{MAX_IN_FLIGHT_READS, MAX_IN_FLIGHT_WRITE_BYTES, MAX_IN_FLIGHT_WRITES};
 use crate::handlers::fs::FileHandles;
 use crate::handlers::{self, Admitted, Deferred, Reply, RequestContext};
 use crate::outbound::{FrameSender, OutboundFrame};
@@ -28,7 +29,7 @@ use rexec_protocol::{
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
@@ -57,9 +58,10 @@ pub struct Connection {
     binary_capable: bool,
     phase: Phase,
     in_flight: JoinSet<()>,
-    /// Places for deferred process requests, one pool per kind.
+    /// Places for deferred process requests: reads by count, writes by count and bytes.
     reads: Arc<Semaphore>,
     writes: Arc<Semaphore>,
+    write_bytes: Arc<Semaphore>,
     /// Files opened with `fs/open`; closed with the connection.
     files: Arc<FileHandles>,
 }
@@ -74,8 +76,9 @@ impl Connection {
             binary_capable: false,
             phase: Phase::AwaitingInitialize,
             in_flight: JoinSet::new(),
-            reads: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
-            writes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_REQUESTS)),
+            reads: Arc::new(Semaphore::new(MAX_IN_FLIGHT_READS)),
+            writes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_WRITES)),
+            write_bytes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_WRITE_BYTES)),
             files: Arc::default(),
         }
     }
@@ -156,25 +159,51 @@ impl Connection {
             Admitted::Done(outcome) => return self.respond(&id, outcome).await,
             Admitted::Deferred(deferred) => deferred,
         };
-        // `fs/*` took its place at admission.
-        let (places, kind) = match &deferred {
-            Deferred::Read(_) => (Some(&self.reads), "process/read requests"),
-            Deferred::Write(_) => (Some(&self.writes), "process/write requests"),
-            Deferred::Fs(_) => (None, "fs requests"),
-        };
-        let permit = match places.map(|places| Arc::clone(places).try_acquire_owned()) {
-            Some(Err(_)) => {
-                let error = RpcError::busy(kind, MAX_IN_FLIGHT_REQUESTS);
-                return self.reply_error(&id, &error).await;
-            }
-            permit => permit.and_then(Result::ok),
+        let places = match self.take_places(&deferred) {
+            Ok(places) => places,
+            Err(error) => return self.reply_error(&id, &error).await,
         };
         let outbound = self.outbound.clone();
         self.in_flight.spawn(async move {
             let outcome = handlers::handle_deferred(&ctx, deferred).await;
             send_response(&outbound, &id, outcome).await;
-            drop(permit);
+            drop(places);
         });
+    }
+
+    /// The places `deferred` holds while it runs, or the busy error if its kind is full.
+    /// `fs/*` took its place at admission. A write bigger than the byte bound takes all of
+    /// it, so it runs alone rather than never.
+    fn take_places(&self, deferred: &Deferred) -> Result<Vec<OwnedSemaphorePermit>, RpcError> {
+        let take = |places: &Arc<Semaphore>, count: usize, what: &str, limit: usize| {
+            let count = u32::try_from(count.min(limit)).unwrap_or(u32::MAX);
+            Arc::clone(places)
+                .try_acquire_many_owned(count)
+                .map_err(|_| RpcError::busy(what, limit))
+        };
+        Ok(match deferred {
+            Deferred::Read(_) => vec![take(
+                &self.reads,
+                1,
+                "process/read requests",
+                MAX_IN_FLIGHT_READS,
+            )?],
+            Deferred::Write(write) => vec![
+                take(
+                    &self.writes,
+                    1,
+                    "process/write requests",
+                    MAX_IN_FLIGHT_WRITES,
+                )?,
+                take(
+                    &self.write_bytes,
+                    write.stdin_bytes(),
+                    "process/write bytes",
+                    MAX_IN_FLIGHT_WRITE_BYTES,
+                )?,
+            ],
+            Deferred::Fs(_) => Vec::new(),
+        })
     }
 
     async fn respond(&self, id: &RequestId, outcome: Result<Reply, RpcError>) {

@@ -12,11 +12,13 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::client::{Client, Incoming, RPC_TIMEOUT};
-use crate::harness::{Ctx, poll_until, sh};
+use crate::harness::{Ctx, encode, poll_until, sh};
 use crate::server::{ServerOptions, lock};
 
-/// The per-kind in-flight limit (`MAX_IN_FLIGHT_REQUESTS`).
+/// Long polls parked at once per connection (`MAX_IN_FLIGHT_READS`).
 const IN_FLIGHT: usize = 128;
+/// Stdin bytes held by waiting writes per connection (`MAX_IN_FLIGHT_WRITE_BYTES`).
+const WRITE_BYTES: usize = 16 * 1024 * 1024;
 /// -32011: a per-connection limit on concurrent work is reached.
 const BUSY: i64 = -32011;
 
@@ -100,6 +102,55 @@ async fn busy_connection_is_served_and_kept(ctx: Ctx) -> Result<()> {
 }
 
 conformance_test!(rexec_only("in-flight limit answered with -32011") busy_connection_is_served_and_kept => rexec_busy_connection_is_served_and_kept, codex_busy_connection_is_served_and_kept);
+
+/// Writes to a child that never reads its stdin wait, holding their bytes: once they hold
+/// the byte bound, one more write is answered -32011 at once, a terminate is still served,
+/// and every waiting write is answered when the process ends.
+async fn stalled_writes_are_bounded_by_bytes(ctx: Ctx) -> Result<()> {
+    let server = ctx.server().await?;
+    let mut client = Client::connect(&server).await?;
+    client.initialize().await?;
+    let mut params = sh("deaf", "sleep 60");
+    params["pipeStdin"] = json!(true);
+    client.call("process/start", params).await?;
+    let block = encode(&vec![b'x'; 1024 * 1024]);
+    let write = |n: usize| json!({"processId": "deaf", "chunk": block, "writeId": format!("w{n}")});
+    let mut waiting = Vec::new();
+    // One block fills the process's stdin queue (1 MiB); the rest wait, holding their bytes.
+    for n in 0..=WRITE_BYTES / (1024 * 1024) {
+        waiting.push(client.send_request("process/write", write(n)).await?);
+    }
+    let extra = client
+        .request_within("process/write", write(usize::MAX), Duration::from_secs(5))
+        .await
+        .context("the write past the byte bound was not answered at once")?;
+    match extra {
+        Err(error) if error.code == BUSY => ensure!(
+            error.message.contains("process/write bytes") && error.message.contains("16777216"),
+            "the busy error should say what is full and the limit: {error}"
+        ),
+        other => bail!("expected -32011 for the write past the byte bound, got {other:?}"),
+    }
+    let terminated = client
+        .request_within(
+            "process/terminate",
+            json!({"processId": "deaf"}),
+            Duration::from_secs(3),
+        )
+        .await
+        .context("terminate waited behind the stalled writes")?;
+    ensure!(terminated.is_ok(), "terminate failed: {terminated:?}");
+    // The child is gone, so each write is answered either way; what matters is that it is.
+    for id in waiting {
+        let _accepted_or_failed = client
+            .wait_response(&json!(id), Instant::now() + RPC_TIMEOUT)
+            .await
+            .with_context(|| format!("stalled write {id} was never answered"))?;
+    }
+    Ok(())
+}
+
+conformance_test!(rexec_only("write byte bound answered with -32011") stalled_writes_are_bounded_by_bytes => rexec_stalled_writes_are_bounded_by_bytes, codex_stalled_writes_are_bounded_by_bytes);
 
 /// A client that floods its connection and never reads is dropped within two ping
 /// intervals of the server's writes stalling: its session can be resumed elsewhere, and

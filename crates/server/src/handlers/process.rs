@@ -222,6 +222,13 @@ pub struct PendingWrite {
     turn: Turn,
 }
 
+impl PendingWrite {
+    /// The stdin bytes this write holds until the child takes them.
+    pub fn stdin_bytes(&self) -> usize {
+        self.params.chunk.0.len()
+    }
+}
+
 /// Validate a write and, for a running process, take its turn now (wire order).
 pub fn admit_write(ctx: &RequestContext, params: WriteParams) -> Admitted {
     if params.write_id.is_empty() {

@@ -1,6 +1,8 @@
-//! A process's stdin: a bounded queue drained by a writer task, de-duplicated by `writeId`.
+//! A process's stdin: a queue bounded by chunks and bytes, drained by a writer task,
+//! de-duplicated by `writeId`.
 //!
-//! `accepted` means queued, not consumed (as upstream). The last 4096 accepted write ids are
+//! `accepted` means queued, not consumed (as upstream); a write that finds the queue full
+//! waits for room. The last 4096 accepted write ids are
 //! remembered, so a client that retries a write whose response was lost never writes twice.
 //! Writes take effect in wire order (see `write_order`), so a client may pipeline them.
 
@@ -11,12 +13,14 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Remembered write ids per process.
 pub const WRITE_ID_MEMORY: usize = 4096;
-/// Chunks queued to the writer task before `process/write` waits.
+/// Chunks, and bytes, queued to the writer task before `process/write` waits. A chunk
+/// larger than the byte bound is queued alone.
 const STDIN_QUEUE_CHUNKS: usize = 128;
+const STDIN_QUEUE_BYTES: usize = 1024 * 1024;
 /// What closing stdin means on a terminal: the EOF character (Ctrl-D).
 const TERMINAL_EOF: u8 = 0x04;
 
@@ -51,8 +55,11 @@ impl WriteIds {
     }
 }
 
+/// A queued chunk and its share of the queue's byte bound, returned once written.
+type Queued = (Vec<u8>, OwnedSemaphorePermit);
+
 struct StdinState {
-    writer: Option<mpsc::Sender<Vec<u8>>>,
+    writer: Option<mpsc::Sender<Queued>>,
     tty: bool,
     ids: WriteIds,
 }
@@ -60,6 +67,7 @@ struct StdinState {
 pub struct StdinPort {
     state: Mutex<StdinState>,
     order: Arc<WriteOrder>,
+    queued_bytes: Arc<Semaphore>,
 }
 
 impl StdinPort {
@@ -72,6 +80,7 @@ impl StdinPort {
                 ids: WriteIds::default(),
             }),
             order: Arc::default(),
+            queued_bytes: Arc::new(Semaphore::new(STDIN_QUEUE_BYTES)),
         }
     }
 
@@ -87,6 +96,7 @@ impl StdinPort {
                 ids: WriteIds::default(),
             }),
             order: Arc::default(),
+            queued_bytes: Arc::new(Semaphore::new(STDIN_QUEUE_BYTES)),
         })
     }
 
@@ -120,14 +130,26 @@ impl StdinPort {
             }
             (writer, state.tty)
         };
-        if !bytes.is_empty() && writer.send(bytes).await.is_err() {
+        if !bytes.is_empty() && !self.queue(&writer, bytes).await {
             return WriteOutcome::WriterGone;
         }
-        if close_after && tty && writer.send(vec![TERMINAL_EOF]).await.is_err() {
+        if close_after && tty && !self.queue(&writer, vec![TERMINAL_EOF]).await {
             return WriteOutcome::WriterGone;
         }
         // For pipes, dropping the last sender ends the writer task, which closes the pipe.
         WriteOutcome::Accepted
+    }
+
+    /// Queue `bytes` once there is room; false if the writer task is gone.
+    async fn queue(&self, writer: &mpsc::Sender<Queued>, bytes: Vec<u8>) -> bool {
+        let share = u32::try_from(bytes.len().min(STDIN_QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let Ok(room) = Arc::clone(&self.queued_bytes)
+            .acquire_many_owned(share)
+            .await
+        else {
+            return false;
+        };
+        writer.send((bytes, room)).await.is_ok()
     }
 
     /// The process is gone: stop accepting writes.
@@ -136,8 +158,8 @@ impl StdinPort {
     }
 }
 
-async fn run_writer(fd: AsyncFd<OwnedFd>, mut chunks: mpsc::Receiver<Vec<u8>>) {
-    while let Some(chunk) = chunks.recv().await {
+async fn run_writer(fd: AsyncFd<OwnedFd>, mut chunks: mpsc::Receiver<Queued>) {
+    while let Some((chunk, _room)) = chunks.recv().await {
         if let Err(err) = write_all(&fd, &chunk).await {
             tracing::debug!(%err, "stdin writer stopped");
             return;
