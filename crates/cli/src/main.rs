@@ -11,6 +11,7 @@ mod ls;
 mod remote_path;
 mod run;
 mod serve;
+mod serve_auth;
 mod shell;
 mod terminal;
 mod transfer;

@@ -1,5 +1,6 @@
 //! `rexec serve`: run the exec server on a WebSocket or on stdio.
 
+use crate::serve_auth::AuthArgs;
 use anyhow::Context;
 use rexec_server::transport::listen::{DEFAULT_LISTEN_URL, ListenUrl};
 use rexec_server::transport::{stdio, websocket};
@@ -13,9 +14,8 @@ pub struct ServeArgs {
     /// Where to listen: `ws://IP:PORT` (port 0 picks one) or `stdio`.
     #[arg(long, default_value = DEFAULT_LISTEN_URL)]
     listen: ListenUrl,
-    /// File holding a bearer token that WebSocket clients must present.
-    #[arg(long)]
-    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// How long a disconnected session keeps its processes, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     session_ttl_ms: u64,
@@ -50,17 +50,17 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let token = match &args.token_file {
-        Some(path) => Some(read_token(path)?),
-        None => None,
-    };
+    let auth = args.auth.authenticator()?;
+    if let ListenUrl::WebSocket(address) = args.listen {
+        args.auth.check_exposure(address, &auth, false, false)?;
+    }
     let descriptors = rexec_server::limits::raise_descriptor_limit();
     let mut config = ServerConfig {
         session_ttl: Duration::from_millis(args.session_ttl_ms),
         closed_retention: Duration::from_millis(args.closed_retention_ms),
         ping_interval: Duration::from_millis(args.ping_interval_ms.max(1)),
         max_frame_bytes: args.max_frame_bytes,
-        token,
+        auth,
         // This very binary applies sandbox policies (`rexec __sandbox-exec`). Through
         // /proc/self/exe, which a forked child resolves to the same file even after the
         // binary on disk was replaced by an upgrade.
@@ -101,14 +101,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     server.kill_all_processes();
     Ok(())
-}
-
-fn read_token(path: &PathBuf) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read token file {}", path.display()))?;
-    let token = text.trim();
-    anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
-    Ok(token.to_owned())
 }
 
 /// SIGTERM or SIGINT.

@@ -24,6 +24,8 @@ mod client;
 #[path = "conformance/server.rs"]
 mod server;
 
+#[path = "conformance/auth.rs"]
+mod auth;
 #[path = "conformance/extensions.rs"]
 mod extensions;
 #[path = "conformance/fs.rs"]

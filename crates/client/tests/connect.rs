@@ -5,6 +5,7 @@ mod support;
 
 use rexec_client::{Client, ClientError, ClientOptions, Endpoint, ProcessEvent};
 use rexec_protocol::extensions;
+use rexec_server::auth::Authenticator;
 use rexec_server::{Server, ServerConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +20,7 @@ async fn try_connect(url: &str, options: ClientOptions) -> Result<Client, Client
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_or_wrong_token_is_unauthorized() {
     let server = TestServer::with_config(ServerConfig {
-        token: Some("s3cret".to_owned()),
+        auth: Authenticator::capability_token("s3cret"),
         ..ServerConfig::default()
     })
     .await;

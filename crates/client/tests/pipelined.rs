@@ -6,6 +6,7 @@ mod support;
 
 use rexec_client::{Client, ClientError, ClientOptions, Endpoint};
 use rexec_server::ServerConfig;
+use rexec_server::auth::Authenticator;
 use support::{Peer, TestServer, sh, within};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -149,7 +150,7 @@ async fn connect_and_start_runs_on_codex() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_is_still_unauthorized_and_a_failed_start_an_error() {
     let server = TestServer::with_config(ServerConfig {
-        token: Some("s3cret".to_owned()),
+        auth: Authenticator::capability_token("s3cret"),
         ..ServerConfig::default()
     })
     .await;

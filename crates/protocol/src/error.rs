@@ -128,6 +128,14 @@ impl RpcError {
         Self::invalid_request(format!("unknown session id {}", quoted(session_id)))
     }
 
+    /// A resume by a principal other than the one that created the session (rexec).
+    pub fn session_of_another_client(session_id: &str) -> Self {
+        Self::invalid_request(format!(
+            "session {} belongs to another client",
+            quoted(session_id)
+        ))
+    }
+
     pub fn session_resumed_elsewhere() -> Self {
         Self::invalid_request("session has been resumed by another connection")
     }

@@ -13,8 +13,8 @@ pub struct ServerConfig {
     pub ping_interval: Duration,
     /// Largest inbound frame (WebSocket message or stdio line) accepted.
     pub max_frame_bytes: usize,
-    /// Bearer token required on the WebSocket upgrade, if set.
-    pub token: Option<String>,
+    /// Who may open a WebSocket (`--ws-auth`, `--token-file`).
+    pub auth: crate::auth::Authenticator,
     /// The `rexec` executable that applies sandbox policies (run as
     /// `rexec __sandbox-exec …`). Without it, sandboxed starts are refused.
     pub sandbox_helper: Option<std::path::PathBuf>,
@@ -56,7 +56,7 @@ impl Default for ServerConfig {
             closed_retention: Duration::from_secs(30),
             ping_interval: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024 * 1024,
-            token: None,
+            auth: crate::auth::Authenticator::Open,
             sandbox_helper: None,
             handshake_timeout: Duration::from_secs(10),
             max_connections: 0,

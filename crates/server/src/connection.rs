@@ -15,6 +15,7 @@
 //! before `initialize`, unexpected notifications or responses).
 
 use crate::Server;
+use crate::auth::Principal;
 use crate::config::{MAX_IN_FLIGHT_READS, MAX_IN_FLIGHT_WRITE_BYTES, MAX_IN_FLIGHT_WRITES};
 use crate::handlers::fs::FileHandles;
 use crate::handlers::{self, Admitted, Deferred, Reply, RequestContext};
@@ -64,10 +65,17 @@ pub struct Connection {
     write_bytes: Arc<Semaphore>,
     /// Files opened with `fs/open`; closed with the connection.
     files: Arc<FileHandles>,
+    /// Who this connection acts for; only its own sessions can be resumed.
+    principal: Principal,
 }
 
 impl Connection {
-    pub fn new(server: Arc<Server>, outbound: FrameSender, parse_error_prefix: String) -> Self {
+    pub fn new(
+        server: Arc<Server>,
+        outbound: FrameSender,
+        parse_error_prefix: String,
+        principal: Principal,
+    ) -> Self {
         Self {
             server,
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
@@ -80,6 +88,7 @@ impl Connection {
             writes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_WRITES)),
             write_bytes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_WRITE_BYTES)),
             files: Arc::default(),
+            principal,
         }
     }
 
@@ -227,8 +236,8 @@ impl Connection {
         };
         let sessions = &self.server.sessions;
         let session = match &params.resume_session_id {
-            Some(session_id) => sessions.resume(session_id, self.id, sink),
-            None => Ok(sessions.create(self.id, sink)),
+            Some(session_id) => sessions.resume(session_id, self.id, sink, &self.principal),
+            None => Ok(sessions.create(self.id, sink, self.principal.clone())),
         };
         let session = match session {
             Ok(session) => session,
@@ -307,8 +316,12 @@ mod tests {
     /// `initialize` with `params` on a fresh connection; the `rexec` object of the result.
     async fn initialize(binary_capable: bool, params: &str) -> Value {
         let (frames, mut queue) = outbound::channel();
-        let mut connection =
-            Connection::new(Server::new(ServerConfig::default()), frames, "t".into());
+        let mut connection = Connection::new(
+            Server::new(ServerConfig::default()),
+            frames,
+            "t".into(),
+            Principal::anonymous(),
+        );
         if binary_capable {
             connection = connection.with_binary_output();
         }

@@ -7,6 +7,7 @@
 //! event log (see `process::event_log`) that feeds both pushed notifications and
 //! `process/read`.
 
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod environment;

@@ -7,6 +7,7 @@
 //! TTL, `initialize {resumeSessionId}` attaches a new connection; after it, the session
 //! expires and every process it owns is killed. Expiry wins at the boundary.
 
+use crate::auth::Principal;
 use crate::outbound::FrameSender;
 use crate::process::table::ProcessTable;
 use rexec_protocol::RpcError;
@@ -52,6 +53,8 @@ struct Attachment {
 
 pub struct Session {
     pub id: String,
+    /// Who created it; only the same principal may resume it.
+    pub owner: Principal,
     pub processes: Arc<ProcessTable>,
     pub route: Arc<NotificationRoute>,
     attachment: Mutex<Attachment>,
@@ -61,11 +64,17 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(connection: ConnectionId, sink: NotificationSink, closed_retention: Duration) -> Self {
+    fn new(
+        connection: ConnectionId,
+        sink: NotificationSink,
+        owner: Principal,
+        closed_retention: Duration,
+    ) -> Self {
         let route = Arc::new(NotificationRoute::default());
         route.set(Some(sink));
         Self {
             id: uuid::Uuid::new_v4().to_string(),
+            owner,
             processes: Arc::new(ProcessTable::new(closed_retention)),
             route,
             attachment: Mutex::new(Attachment {
@@ -98,25 +107,35 @@ impl SessionRegistry {
         }
     }
 
-    pub fn create(&self, connection: ConnectionId, sink: NotificationSink) -> Arc<Session> {
-        let session = Arc::new(Session::new(connection, sink, self.closed_retention));
+    pub fn create(
+        &self,
+        connection: ConnectionId,
+        sink: NotificationSink,
+        owner: Principal,
+    ) -> Arc<Session> {
+        let session = Arc::new(Session::new(connection, sink, owner, self.closed_retention));
         lock(&self.sessions).insert(session.id.clone(), Arc::clone(&session));
-        tracing::debug!(session = %session.id, "session created");
+        tracing::info!(session = %session.id, principal = %session.owner, "session created");
         session
     }
 
-    /// Attach `connection` to a detached session.
+    /// Attach `connection`, acting for `principal`, to a detached session of that principal.
     pub fn resume(
         &self,
         id: &str,
         connection: ConnectionId,
         sink: NotificationSink,
+        principal: &Principal,
     ) -> Result<Arc<Session>, RpcError> {
         let mut sessions = lock(&self.sessions);
         let session = sessions
             .get(id)
             .cloned()
             .ok_or_else(|| RpcError::unknown_session(id))?;
+        if session.owner != *principal {
+            tracing::warn!(session = %id, owner = %session.owner, %principal, "resume by another principal refused");
+            return Err(RpcError::session_of_another_client(id));
+        }
         let mut attachment = lock(&session.attachment);
         if attachment.connection.is_some() {
             return Err(RpcError::session_already_attached(id));
@@ -135,7 +154,7 @@ impl SessionRegistry {
         session.route.set(Some(sink));
         session.takeovers.send_modify(|n| *n += 1);
         drop(attachment);
-        tracing::debug!(session = %id, "session resumed");
+        tracing::info!(session = %id, %principal, "session resumed");
         Ok(session)
     }
 

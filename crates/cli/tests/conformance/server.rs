@@ -44,11 +44,13 @@ impl Target {
     }
 }
 
-/// Server flags. Everything but `token` exists only on rexec.
+/// Server flags. Everything but `token` and `args` exists only on rexec.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     /// Bearer token the WebSocket upgrade must carry.
     pub token: Option<String>,
+    /// Flags both servers take, spelled the same (codex's `--ws-auth` family).
+    pub args: Vec<String>,
     pub session_ttl_ms: Option<u64>,
     pub closed_retention_ms: Option<u64>,
     pub ping_interval_ms: Option<u64>,
@@ -270,6 +272,7 @@ fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
             ],
         );
     }
+    argv.extend(options.args.iter().cloned());
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]).envs(options.env.iter().copied());
     Ok(command)
@@ -302,6 +305,7 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         command.args(["--ws-auth", "capability-token", "--ws-token-file"]);
         command.arg(write_token(scratch, token)?);
     }
+    command.args(&options.args);
     Ok(command)
 }
 

@@ -2,10 +2,10 @@
 //! handshake timeout, then either the upgrade or a short answer and close.
 //!
 //! Routes: `GET /readyz` → 200; `/` → the WebSocket upgrade. Every request carrying an
-//! `Origin` header (a browser) is refused with 403, `/readyz` included; with a token
-//! configured, an upgrade without `Authorization: Bearer <token>` (scheme matched
-//! case-insensitively, token compared in constant time) gets 401. Anything else is 404, or
-//! 400 for an upgrade request that is not a valid WebSocket handshake.
+//! `Origin` header (a browser) is refused with 403, `/readyz` included; an upgrade the
+//! authenticator refuses (see [`crate::auth`]) gets 401 with upstream's reason as the body.
+//! Anything else is 404, or 400 for an upgrade request that is not a valid WebSocket
+//! handshake.
 
 use super::admission::{Admitted, Refusal};
 use super::listener::{AcceptedConnection, ListenerState};
@@ -78,11 +78,14 @@ fn route(connection: AcceptedConnection, mut request: Request<Incoming>) -> Resp
     match request.uri().path() {
         "/readyz" if request.method() == Method::GET => answer(StatusCode::OK, ""),
         "/" => {
-            if let Some(token) = &connection.state.server.config.token
-                && !bearer_matches(headers, token)
-            {
-                return answer(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-            }
+            let auth = &connection.state.server.config.auth;
+            let principal = match auth.authorize(headers, None) {
+                Ok(principal) => principal,
+                Err(reason) => {
+                    tracing::info!(peer = %connection.peer, reason, "upgrade refused");
+                    return answer(StatusCode::UNAUTHORIZED, reason);
+                }
+            };
             let Some(accept) = websocket_accept_key(headers) else {
                 return answer(
                     StatusCode::BAD_REQUEST,
@@ -92,7 +95,9 @@ fn route(connection: AcceptedConnection, mut request: Request<Incoming>) -> Resp
             let upgrade = hyper::upgrade::on(&mut request);
             tokio::spawn(async move {
                 match upgrade.await {
-                    Ok(upgraded) => websocket::run(connection, TokioIo::new(upgraded)).await,
+                    Ok(upgraded) => {
+                        websocket::run(connection, principal, TokioIo::new(upgraded)).await;
+                    }
                     Err(err) => tracing::debug!(peer = %connection.peer, %err, "upgrade failed"),
                 }
             });
@@ -138,53 +143,4 @@ fn websocket_accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
     (upgrade && version)
         .then(|| HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok())
         .flatten()
-}
-
-/// The presented bearer token equals `token`: the scheme case-insensitively (RFC 7235),
-/// the token in constant time.
-fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let Some(presented) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, credentials)| credentials.trim_start())
-    else {
-        return false;
-    };
-    let (a, b) = (presented.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_authorization(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(value).expect("header"),
-        );
-        headers
-    }
-
-    #[test]
-    fn the_bearer_scheme_is_case_insensitive_and_the_token_exact() {
-        for good in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret"] {
-            assert!(
-                bearer_matches(&with_authorization(good), "s3cret"),
-                "{good}"
-            );
-        }
-        for bad in [
-            "Bearer s3cre",
-            "Bearer s3cretx",
-            "Basic s3cret",
-            "Bearers3cret",
-        ] {
-            assert!(!bearer_matches(&with_authorization(bad), "s3cret"), "{bad}");
-        }
-        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
-    }
 }

@@ -7,6 +7,7 @@
 //! serving the lines after it.
 
 use crate::Server;
+use crate::auth::Principal;
 use crate::connection::{Connection, Flow};
 use crate::outbound::{self, FrameReceiver, OutboundFrame};
 use bytes::{Bytes, BytesMut};
@@ -78,6 +79,7 @@ pub async fn serve(server: Arc<Server>) {
         server,
         outbound,
         "failed to parse JSON-RPC message from stdio".to_owned(),
+        Principal::stdio(),
     );
     loop {
         let flow = match lines.next().await {

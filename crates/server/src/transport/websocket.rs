@@ -14,6 +14,7 @@
 use super::budget::{BudgetedReader, FrameLedger};
 use super::listener::AcceptedConnection;
 use super::liveness::{CountingWriter, Liveness, Verdict};
+use crate::auth::Principal;
 use crate::connection::{Connection, Flow};
 use crate::outbound::{self, FrameReceiver, OutboundFrame};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -29,7 +30,7 @@ pub use super::listener::serve;
 
 type Socket<S> = WebSocketStream<Join<BudgetedReader<ReadHalf<S>>, CountingWriter<WriteHalf<S>>>>;
 
-pub async fn run<S>(accepted: AcceptedConnection, io: S)
+pub async fn run<S>(accepted: AcceptedConnection, principal: Principal, io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -52,7 +53,7 @@ where
         .read_buffer_size(crate::config::INBOUND_READ_BUFFER_BYTES);
     let socket: Socket<S> =
         WebSocketStream::from_raw_socket(io, Role::Server, Some(websocket)).await;
-    tracing::debug!(%peer, "websocket connected");
+    tracing::info!(%peer, %principal, "websocket connected");
     let (sink, stream) = socket.split();
     let (outbound, queue) = outbound::channel();
     let ping_interval = config.ping_interval;
@@ -64,7 +65,7 @@ where
     ));
     let prefix =
         format!("failed to parse websocket JSON-RPC message from exec-server websocket {peer}");
-    let mut connection = Connection::new(server, outbound, prefix).with_binary_output();
+    let mut connection = Connection::new(server, outbound, prefix, principal).with_binary_output();
     tokio::select! {
         () = read_frames(&mut connection, stream, &liveness, &ledger) => {
             writer.abort();
