@@ -4,8 +4,9 @@
 //! The decoded events and read results drive one process's ordered log, as the client's
 //! reader task would, whatever the server says.
 //!
-//! Oracle: nothing panics, and the delivered stream keeps the log's promise even when the
-//! server lies: each event starts right after the previous one's last seq, nothing
+//! Oracle: nothing panics, the one-pass `process/output` decode agrees with the general
+//! decode on every frame it takes, and the delivered stream keeps the log's promise even
+//! when the server lies: each event starts right after the previous one's last seq, nothing
 //! follows `Closed` or `Failed`, and a repair read is only asked for when none is pending.
 
 #![no_main]
@@ -15,6 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use rexec_client::ProcessEvent;
 use rexec_client::fuzzing::{
     Incoming, OrderedLog, Repair, decode_binary_output, decode_notification,
+    decode_output_message,
 };
 use rexec_protocol::process::ReadResult;
 use rexec_protocol::{IncomingMessage, binary_output};
@@ -73,6 +75,22 @@ impl Client {
             if let Ok((_, event)) = decode_binary_output(&message) {
                 self.event(event);
             }
+            return;
+        }
+        if let Some((process_id, event)) = decode_output_message(frame) {
+            // The one-pass decode takes only what the general decode gives the same event.
+            let general = match IncomingMessage::parse(frame) {
+                Ok(IncomingMessage::Notification { method, params }) => {
+                    decode_notification(&method, params).and_then(Result::ok)
+                }
+                _ => None,
+            };
+            assert_eq!(
+                general.as_ref().map(|(id, event)| (id.as_str(), event)),
+                Some((process_id.as_ref(), &event)),
+                "the one-pass output decode disagrees with the general one"
+            );
+            self.event(event);
             return;
         }
         match IncomingMessage::parse(frame) {

@@ -3,7 +3,6 @@
 //! codex is found). rexec also exits when stdin closes, killing its children.
 
 use anyhow::{Context, Result, ensure};
-use base64::Engine as _;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Stdio;
@@ -71,7 +70,7 @@ impl StdioServer {
             match message["method"].as_str() {
                 Some("process/output") if message["params"]["processId"] == id => {
                     let chunk = message["params"]["chunk"].as_str().unwrap_or_default();
-                    out.extend(base64::engine::general_purpose::STANDARD.decode(chunk)?);
+                    out.extend(base64_simd::STANDARD.decode_to_vec(chunk)?);
                 }
                 Some("process/exited") => code = message["params"]["exitCode"].as_i64(),
                 Some("process/closed") => return Ok((out, code.context("closed before exited")?)),
@@ -129,7 +128,7 @@ async fn rexec_stdio_round_trip_and_exit_on_eof() -> Result<()> {
         let message = server.next().await?;
         if message["method"] == "process/output" {
             let chunk = message["params"]["chunk"].as_str().unwrap_or_default();
-            let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(chunk)?)?;
+            let text = String::from_utf8(base64_simd::STANDARD.decode_to_vec(chunk)?)?;
             break text.trim().parse::<u32>()?;
         }
     };

@@ -267,8 +267,7 @@ impl RemoteFile {
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    base64_simd::STANDARD.encode_to_string(bytes)
 }
 
 /// The largest `fs/readFile` response, so the transport accepts any file the server may

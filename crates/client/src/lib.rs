@@ -64,7 +64,7 @@ pub use stream::EventStream;
 /// Not part of the API: it changes whenever they do.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::dispatch::{decode_binary_output, decode_notification};
+    pub use crate::dispatch::{decode_binary_output, decode_notification, decode_output_message};
     pub use crate::ordered::{Incoming, OrderedLog, REORDER_MAX_EVENTS, Repair};
 }
 

@@ -1,14 +1,11 @@
-//! `ByteChunk`: raw bytes carried as a base64 string on the wire.
+//! `ByteChunk`: raw bytes carried as a base64 string on the wire (SIMD-encoded).
 
-use base64::Engine;
-use base64::display::Base64Display;
-use base64::engine::general_purpose::STANDARD;
+use base64_simd::STANDARD;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
-/// Bytes that travel as standard (padded) base64. Encoding streams straight into the
-/// serializer's output, so sending a chunk never allocates an intermediate string.
+/// Bytes that travel as standard (padded) base64.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ByteChunk(pub Vec<u8>);
 
@@ -26,7 +23,14 @@ impl From<Vec<u8>> for ByteChunk {
 
 /// Serialize any byte slice as base64 (for borrowed outbound types).
 pub fn serialize_base64<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&Base64Display::new(bytes, &STANDARD))
+    serializer.serialize_str(&STANDARD.encode_to_string(bytes))
+}
+
+/// Decode standard padded base64, with the error text clients have always seen.
+pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
+    STANDARD
+        .decode_to_vec(text)
+        .map_err(|err| format!("invalid base64: {err}"))
 }
 
 impl Serialize for ByteChunk {
@@ -44,10 +48,9 @@ impl<'de> Deserialize<'de> for ByteChunk {
                 f.write_str("a base64 string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteChunk, E> {
-                STANDARD
-                    .decode(v)
+                decode_base64(v.as_bytes())
                     .map(ByteChunk)
-                    .map_err(|e| E::custom(format!("invalid base64: {e}")))
+                    .map_err(E::custom)
             }
         }
         deserializer.deserialize_str(Base64Visitor)

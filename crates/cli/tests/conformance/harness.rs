@@ -3,7 +3,6 @@
 //! process-level helpers on [`Client`] (collect events until `process/closed`, read, write).
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use base64::Engine as _;
 use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -147,13 +146,13 @@ pub fn b64(chunk: &Value) -> Result<Vec<u8>> {
     let text = chunk
         .as_str()
         .with_context(|| format!("chunk is not a string: {chunk}"))?;
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
+    base64_simd::STANDARD
+        .decode_to_vec(text)
         .with_context(|| format!("chunk is not base64: {text:?}"))
 }
 
 pub fn encode(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    base64_simd::STANDARD.encode_to_string(bytes)
 }
 
 /// A pushed process event: `process/output`, `process/exited` or `process/closed`.

@@ -14,7 +14,6 @@
 //! side for a while), which is how the chaos soak drives its faults from outside the
 //! message rule.
 
-use base64::Engine;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -87,8 +86,8 @@ impl Frame<'_> {
     /// Decoded byte length of a `process/output` chunk.
     pub fn chunk_len(&self) -> usize {
         let text = self.value["params"]["chunk"].as_str().unwrap_or("");
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
+        base64_simd::STANDARD
+            .decode_to_vec(text)
             .map_or(0, |b| b.len())
     }
 }
@@ -467,7 +466,7 @@ fn binary_output_as_json(state: &State, bytes: &[u8]) -> Option<Value> {
             "processId": frame.process_id,
             "seq": frame.seq,
             "stream": frame.stream,
-            "chunk": base64::engine::general_purpose::STANDARD.encode(frame.chunk),
+            "chunk": base64_simd::STANDARD.encode_to_string(frame.chunk),
         },
     }))
 }

@@ -177,15 +177,13 @@ impl Runner {
                     return OutboundFrame::Binary(encoded.into());
                 }
             }
-            OutboundFrame::Text(notification_frame(
-                method::PROCESS_OUTPUT,
-                &OutputNotificationRef {
-                    process_id,
-                    seq,
-                    stream,
-                    chunk: &bytes,
-                },
-            ))
+            let notification = OutputNotificationRef {
+                process_id,
+                seq,
+                stream,
+                chunk: &bytes,
+            };
+            OutboundFrame::Text(notification.to_frame())
         })
         .await;
     }

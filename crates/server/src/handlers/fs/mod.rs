@@ -28,7 +28,6 @@ pub use limit::{MAX_FS_REQUESTS, written_off};
 
 use super::{Admitted, Deferred, Reply, RequestContext};
 use crate::sandbox::{Plan, policy};
-use base64::Engine as _;
 use confine::Confinement;
 use limit::Claim;
 use rexec_protocol::fs::OpenMode;
@@ -276,8 +275,8 @@ async fn run_path(
         }
         FsRequest::WriteFile(p) => {
             blocking(claim, confinement, move || {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(&p.data_base64)
+                let bytes = base64_simd::STANDARD
+                    .decode_to_vec(&p.data_base64)
                     .map_err(|err| {
                         io::Error::new(
                             io::ErrorKind::InvalidInput,
