@@ -25,7 +25,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-pub use super::listener::serve;
+pub use super::listener::{serve, serve_with_tls};
 
 type Socket<S> = WebSocketStream<Join<BudgetedReader<ReadHalf<S>>, CountingWriter<WriteHalf<S>>>>;
 
@@ -33,7 +33,9 @@ pub async fn run<S>(accepted: AcceptedConnection, io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let AcceptedConnection { state, peer, place } = accepted;
+    let AcceptedConnection {
+        state, peer, place, ..
+    } = accepted;
     let server = Arc::clone(&state.server);
     let config = &server.config;
     let liveness = Arc::new(Liveness::default());

@@ -1,0 +1,612 @@
+//! `wss://` end to end: `rexec serve --listen wss://…` with certificates from a throw-away
+//! CA made here (rcgen), driven by the `rexec` CLI and the client library as a user would.
+//! Refusals are checked by exit code (255) and by the reason the message gives; rotation by
+//! SIGHUP is checked on a connection kept open across it, waiting on the server's log line.
+
+// Shared with the conformance suite; not every helper in it is used here.
+#[allow(dead_code)]
+#[path = "conformance/server.rs"]
+mod server;
+
+use anyhow::{Context, Result, bail, ensure};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, date_time_ymd,
+};
+use rexec_client::{Client, ClientOptions, Endpoint, ProcessSpec, TlsOptions};
+use server::{ScratchDir, Server, ServerOptions, ServerTls, Target};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A CA that issues certificates into a scratch directory.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: PathBuf,
+}
+
+/// A certificate and its key, as PEM files.
+struct Issued {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Result<Ca> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate()?;
+        let certificate = params.self_signed(&key)?;
+        let pem = dir.join(format!("{name}.pem"));
+        std::fs::write(&pem, certificate.pem())?;
+        Ok(Ca {
+            issuer: Issuer::new(params, key),
+            pem,
+        })
+    }
+
+    /// A certificate for `names` (DNS names or IPs), valid now unless `expired`.
+    fn issue(&self, dir: &Path, file: &str, names: &[&str], expired: bool) -> Result<Issued> {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        // Most general first, as issuers write it: O=Example, then CN.
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Example");
+        params.distinguished_name.push(DnType::CommonName, file);
+        if expired {
+            params.not_before = date_time_ymd(2000, 1, 1);
+            params.not_after = date_time_ymd(2001, 1, 1);
+        }
+        let key = KeyPair::generate()?;
+        let certificate = params.signed_by(&key, &self.issuer)?;
+        let issued = Issued {
+            cert: dir.join(format!("{file}.crt")),
+            key: dir.join(format!("{file}.key")),
+        };
+        std::fs::write(&issued.cert, certificate.pem())?;
+        std::fs::write(&issued.key, key.serialize_pem())?;
+        Ok(issued)
+    }
+}
+
+/// A scratch directory with one CA and a server certificate for 127.0.0.1 from it.
+struct Setup {
+    dir: ScratchDir,
+    ca: Ca,
+    server_cert: Issued,
+}
+
+impl Setup {
+    fn new() -> Result<Setup> {
+        let dir = ScratchDir::new("tls")?;
+        let ca = Ca::new(dir.path(), "ca")?;
+        let server_cert = ca.issue(dir.path(), "server", &["127.0.0.1", "localhost"], false)?;
+        Ok(Setup {
+            dir,
+            ca,
+            server_cert,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn server(&self, cert: &Issued, client_ca: Option<&Path>) -> Result<Server> {
+        let options = ServerOptions {
+            tls: Some(ServerTls {
+                cert: cert.cert.clone(),
+                key: cert.key.clone(),
+                client_ca: client_ca.map(Path::to_owned),
+            }),
+            env: vec![("RUST_LOG", "info"), ("NO_COLOR", "1")],
+            ..Default::default()
+        };
+        Server::spawn(Target::Rexec, &options).await
+    }
+}
+
+fn rexec() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rexec"));
+    command
+        .kill_on_drop(true)
+        .env_remove("REXEC_CA_FILE")
+        .env_remove("REXEC_SERVER")
+        .env_remove("REXEC_TOKEN_FILE");
+    command
+}
+
+async fn output_of(mut command: Command) -> Result<Output> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tokio::time::timeout(DEADLINE, command.output())
+        .await
+        .context("rexec did not finish in time")?
+        .context("running rexec")
+}
+
+/// `rexec run --server URL [args] -- sh -c SCRIPT`.
+async fn run(url: &str, args: &[&str], script: &str) -> Result<Output> {
+    let mut command = rexec();
+    command
+        .args(["run", "--server", url])
+        .args(args)
+        .args(["--", "sh", "-c", script]);
+    output_of(command).await
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap_or_default()
+}
+
+/// The command failed as rexec itself fails (255) and said `reason`.
+fn ensure_refused(output: &Output, reason: &str) -> Result<()> {
+    let stderr = text(&output.stderr);
+    ensure!(
+        output.status.code() == Some(255),
+        "expected exit 255, got {:?}; stderr: {stderr}",
+        output.status
+    );
+    ensure!(
+        stderr.contains(reason),
+        "expected the message to say {reason:?}; stderr: {stderr}"
+    );
+    Ok(())
+}
+
+/// Wait until `count` lines of the server's log contain `text`.
+async fn wait_for_log(server: &Server, text: &str, count: usize) -> Result<()> {
+    let log = server.log();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server::lock(&log).count(text) < count {
+        if Instant::now() > deadline {
+            bail!(
+                "the server did not log {text:?} within 10 s\n{}",
+                server::lock(&log).render()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+fn sighup(server: &Server) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid()?.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -HUP failed");
+    Ok(())
+}
+
+async fn library_client(url: &str, ca: &Path) -> Result<Client> {
+    let options = ClientOptions {
+        tls: TlsOptions {
+            ca_file: Some(ca.to_owned()),
+            ..TlsOptions::default()
+        },
+        ..ClientOptions::default()
+    };
+    Ok(Client::connect(Endpoint::WebSocket(url.to_owned()), options).await?)
+}
+
+async fn echo(client: &Client, word: &str) -> Result<()> {
+    let spec = ProcessSpec::new(["sh", "-c", &format!("echo {word}")]).env("PATH", "/usr/bin:/bin");
+    let done = client.run(spec).await?;
+    ensure!(
+        done.stdout == format!("{word}\n").as_bytes() && done.exit_code == 0,
+        "{word}: stdout {:?}, exit {}",
+        text(&done.stdout),
+        done.exit_code
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn run_over_wss_with_a_private_ca() -> Result<()> {
+    let setup = Setup::new()?;
+    let server = setup.server(&setup.server_cert, None).await?;
+    ensure!(
+        server.url.starts_with("wss://127.0.0.1:"),
+        "url {}",
+        server.url
+    );
+    let ca = arg(&setup.ca.pem);
+    let output = run(
+        &server.url,
+        &["--ca-file", ca],
+        "echo hi; echo err >&2; exit 3",
+    )
+    .await?;
+    ensure!(
+        output.stdout == b"hi\n",
+        "stdout {:?}",
+        text(&output.stdout)
+    );
+    ensure!(
+        output.stderr == b"err\n",
+        "stderr {:?}",
+        text(&output.stderr)
+    );
+    ensure!(
+        output.status.code() == Some(3),
+        "status {:?}",
+        output.status
+    );
+
+    // The CA from the environment, and the server's DNS name.
+    let by_name = server.url.replace("127.0.0.1", "localhost");
+    let mut command = rexec();
+    command
+        .env("REXEC_CA_FILE", ca)
+        .args(["run", "--server", &by_name, "--", "echo", "named"]);
+    let output = output_of(command).await?;
+    ensure!(
+        output.status.success() && output.stdout == b"named\n",
+        "{:?}: {}",
+        output.status,
+        text(&output.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cp_and_ls_over_wss() -> Result<()> {
+    let setup = Setup::new()?;
+    let server = setup.server(&setup.server_cert, None).await?;
+    let ca = arg(&setup.ca.pem);
+    let local = setup.path().join("local.txt");
+    std::fs::write(&local, "over tls\n")?;
+    let remote_dir = setup.path().join("remote");
+    std::fs::create_dir(&remote_dir)?;
+    let remote = format!("{}:{}/copy.txt", server.url, remote_dir.display());
+
+    let mut command = rexec();
+    command.args(["cp", "--ca-file", ca, arg(&local), &remote]);
+    let output = output_of(command).await?;
+    ensure!(output.status.success(), "cp up: {}", text(&output.stderr));
+    ensure!(std::fs::read(remote_dir.join("copy.txt"))? == b"over tls\n");
+
+    let mut command = rexec();
+    command.args([
+        "ls",
+        "--ca-file",
+        ca,
+        &format!("{}:{}", server.url, remote_dir.display()),
+    ]);
+    let output = output_of(command).await?;
+    ensure!(
+        output.status.success() && output.stdout == b"copy.txt\n",
+        "ls: {:?} {}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+
+    let back = setup.path().join("back.txt");
+    let mut command = rexec();
+    command.args(["cp", "--ca-file", ca, &remote, arg(&back)]);
+    let output = output_of(command).await?;
+    ensure!(output.status.success(), "cp down: {}", text(&output.stderr));
+    ensure!(std::fs::read(&back)? == b"over tls\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn server_certificate_refusals_say_what_did_not_match() -> Result<()> {
+    let setup = Setup::new()?;
+    let ca = arg(&setup.ca.pem);
+
+    let other_name = setup
+        .ca
+        .issue(setup.path(), "other", &["other.example"], false)?;
+    let server = setup.server(&other_name, None).await?;
+    let output = run(&server.url, &["--ca-file", ca], "echo no").await?;
+    ensure_refused(
+        &output,
+        "not valid for the name `127.0.0.1`: it is for other.example",
+    )?;
+    drop(server);
+
+    let expired = setup
+        .ca
+        .issue(setup.path(), "expired", &["127.0.0.1"], true)?;
+    let server = setup.server(&expired, None).await?;
+    let output = run(&server.url, &["--ca-file", ca], "echo no").await?;
+    ensure_refused(&output, "the server's certificate has expired")?;
+    drop(server);
+
+    let server = setup.server(&setup.server_cert, None).await?;
+    let output = run(&server.url, &[], "echo no").await?;
+    ensure_refused(&output, "issued by an unknown CA")?;
+    let stranger = Ca::new(setup.path(), "stranger")?;
+    let output = run(&server.url, &["--ca-file", arg(&stranger.pem)], "echo no").await?;
+    ensure_refused(&output, "issued by an unknown CA")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn mtls_accepts_a_good_client_certificate_and_refuses_others() -> Result<()> {
+    let setup = Setup::new()?;
+    let ca = arg(&setup.ca.pem);
+    let clients = Ca::new(setup.path(), "clients")?;
+    let server = setup.server(&setup.server_cert, Some(&clients.pem)).await?;
+
+    let alice = clients.issue(setup.path(), "alice", &["alice.example"], false)?;
+    let with_alice = [
+        "--ca-file",
+        ca,
+        "--client-cert",
+        arg(&alice.cert),
+        "--client-key",
+        arg(&alice.key),
+    ];
+    let output = run(&server.url, &with_alice, "echo alice").await?;
+    ensure!(
+        output.status.success() && output.stdout == b"alice\n",
+        "{:?}: {}",
+        output.status,
+        text(&output.stderr)
+    );
+    wait_for_log(&server, "client_certificate=CN=alice,O=Example", 1).await?;
+
+    let output = run(&server.url, &["--ca-file", ca], "echo no").await?;
+    ensure_refused(&output, "the server requires a client certificate")?;
+
+    let mallory = setup
+        .ca
+        .issue(setup.path(), "mallory", &["mallory.example"], false)?;
+    let with_mallory = [
+        "--ca-file",
+        ca,
+        "--client-cert",
+        arg(&mallory.cert),
+        "--client-key",
+        arg(&mallory.key),
+    ];
+    let output = run(&server.url, &with_mallory, "echo no").await?;
+    ensure_refused(&output, "not issued by a CA the server trusts")?;
+    Ok(())
+}
+
+/// SIGHUP swaps in a certificate from another CA: the connection opened before keeps
+/// working, new connections get the new certificate.
+#[tokio::test]
+async fn sighup_rotates_the_certificate_without_dropping_connections() -> Result<()> {
+    let setup = Setup::new()?;
+    let files = Issued {
+        cert: setup.path().join("live.crt"),
+        key: setup.path().join("live.key"),
+    };
+    std::fs::copy(&setup.server_cert.cert, &files.cert)?;
+    std::fs::copy(&setup.server_cert.key, &files.key)?;
+    let server = setup.server(&files, None).await?;
+    let before = library_client(&server.url, &setup.ca.pem).await?;
+    echo(&before, "before").await?;
+
+    let next_ca = Ca::new(setup.path(), "next-ca")?;
+    let next = next_ca.issue(setup.path(), "next", &["127.0.0.1"], false)?;
+    std::fs::copy(&next.cert, &files.cert)?;
+    std::fs::copy(&next.key, &files.key)?;
+    sighup(&server)?;
+    wait_for_log(&server, "TLS certificate reloaded", 1).await?;
+
+    echo(&before, "after").await?;
+    let output = run(&server.url, &["--ca-file", arg(&setup.ca.pem)], "echo no").await?;
+    ensure_refused(&output, "issued by an unknown CA")?;
+    let output = run(&server.url, &["--ca-file", arg(&next_ca.pem)], "echo new").await?;
+    ensure!(
+        output.status.success() && output.stdout == b"new\n",
+        "{:?}: {}",
+        output.status,
+        text(&output.stderr)
+    );
+    before.close().await;
+    Ok(())
+}
+
+/// A reload from a broken key, then from a key of another certificate, fails with the file
+/// named and the server keeps its certificate.
+#[tokio::test]
+async fn a_failed_reload_keeps_the_old_certificate() -> Result<()> {
+    let setup = Setup::new()?;
+    let files = Issued {
+        cert: setup.path().join("live.crt"),
+        key: setup.path().join("live.key"),
+    };
+    std::fs::copy(&setup.server_cert.cert, &files.cert)?;
+    std::fs::copy(&setup.server_cert.key, &files.key)?;
+    let server = setup.server(&files, None).await?;
+    let key_name = files.key.display().to_string();
+
+    std::fs::write(
+        &files.key,
+        "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
+    )?;
+    sighup(&server)?;
+    wait_for_log(&server, "TLS reload failed", 1).await?;
+    ensure!(
+        server::lock(&server.log()).count(&key_name) > 0,
+        "the error names no file\n{}",
+        server::lock(&server.log()).render()
+    );
+
+    let stranger = setup
+        .ca
+        .issue(setup.path(), "stranger", &["127.0.0.1"], false)?;
+    std::fs::copy(&stranger.key, &files.key)?;
+    sighup(&server)?;
+    wait_for_log(&server, "TLS reload failed", 2).await?;
+    ensure!(
+        server::lock(&server.log()).count("does not fit") > 0,
+        "{}",
+        server::lock(&server.log()).render()
+    );
+
+    let output = run(
+        &server.url,
+        &["--ca-file", arg(&setup.ca.pem)],
+        "echo still",
+    )
+    .await?;
+    ensure!(
+        output.status.success() && output.stdout == b"still\n",
+        "{:?}: {}",
+        output.status,
+        text(&output.stderr)
+    );
+    Ok(())
+}
+
+/// A socket that never starts its TLS handshake is a pending handshake: closed at the
+/// handshake timeout, and evicted for a newer connection at the pending cap.
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_shed() -> Result<()> {
+    let setup = Setup::new()?;
+    let tls = ServerTls {
+        cert: setup.server_cert.cert.clone(),
+        key: setup.server_cert.key.clone(),
+        client_ca: None,
+    };
+    let options = ServerOptions {
+        tls: Some(tls.clone()),
+        handshake_timeout_ms: Some(300),
+        ..Default::default()
+    };
+    let server = Server::spawn(Target::Rexec, &options).await?;
+    let mut stalled = TcpStream::connect(server.addr).await?;
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut answer))
+        .await
+        .context("the server kept a silent socket open past its handshake timeout")?;
+    ensure!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed after {:?}, before the timeout",
+        started.elapsed()
+    );
+    drop(server);
+
+    let options = ServerOptions {
+        tls: Some(tls),
+        max_pending_handshakes: Some(1),
+        ..Default::default()
+    };
+    let server = Server::spawn(Target::Rexec, &options).await?;
+    let mut stalled = TcpStream::connect(server.addr).await?;
+    let client = library_client(&server.url, &setup.ca.pem).await?;
+    echo(&client, "in").await?;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut answer))
+        .await
+        .context("a stalled TLS handshake was not evicted for a newer connection")?;
+    Ok(())
+}
+
+/// `/readyz` answers on the TLS listener.
+#[tokio::test]
+async fn readyz_over_tls() -> Result<()> {
+    let setup = Setup::new()?;
+    let server = setup.server(&setup.server_cert, None).await?;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&setup.ca.pem)?;
+    for certificate in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(certificate?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(server.addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
+    let mut tls = connector.connect(name, tcp).await?;
+    tls.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer))
+        .await
+        .context("no answer to /readyz")??;
+    ensure!(
+        text(&answer).starts_with("HTTP/1.1 200"),
+        "answer {:?}",
+        text(&answer)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn serve_refuses_inconsistent_tls_flags() -> Result<()> {
+    let setup = Setup::new()?;
+    let cert = arg(&setup.server_cert.cert);
+    let key = arg(&setup.server_cert.key);
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--listen", "wss://127.0.0.1:0"],
+            "needs both --tls-cert FILE and --tls-key FILE",
+        ),
+        (
+            &["--listen", "wss://127.0.0.1:0", "--tls-cert", cert],
+            "needs both --tls-cert",
+        ),
+        (
+            &[
+                "--listen",
+                "ws://127.0.0.1:0",
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+            ],
+            "need a --listen wss://",
+        ),
+    ];
+    for (args, reason) in cases {
+        let mut command = rexec();
+        command.arg("serve").args(args);
+        let output = output_of(command).await?;
+        ensure!(!output.status.success(), "{args:?} started");
+        ensure!(output.stdout.is_empty(), "{args:?} printed a URL");
+        ensure!(
+            text(&output.stderr).contains(reason),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    let missing = setup.path().join("missing.key");
+    let mut command = rexec();
+    command.args([
+        "serve",
+        "--listen",
+        "wss://127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        arg(&missing),
+    ]);
+    let output = output_of(command).await?;
+    ensure!(!output.status.success(), "started with a missing key");
+    ensure!(
+        text(&output.stderr).contains(arg(&missing)),
+        "{}",
+        text(&output.stderr)
+    );
+    Ok(())
+}
