@@ -518,6 +518,81 @@ async fn a_stalled_tls_handshake_is_shed() -> Result<()> {
     Ok(())
 }
 
+/// A TCP relay whose open connections can all be cut at once (the listener stays).
+struct CutProxy {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    async fn start(upstream: std::net::SocketAddr) -> Result<CutProxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(CutProxy { addr, cut, task })
+    }
+
+    fn cut_all(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A connection cut under a running process: the client resumes its session over a new
+/// TLS connection, its stdin write goes through, and the output is whole.
+#[tokio::test]
+async fn a_session_resumes_over_wss_after_a_cut() -> Result<()> {
+    let setup = Setup::new()?;
+    let server = setup.server(&setup.server_cert, None).await?;
+    let proxy = CutProxy::start(server.addr).await?;
+    let client = library_client(&format!("wss://{}", proxy.addr), &setup.ca.pem).await?;
+    let spec = ProcessSpec::new(["sh", "-c", "echo one; read x; echo two $x"])
+        .env("PATH", "/usr/bin:/bin")
+        .pipe_stdin(true);
+    let process = client.start(spec).await?;
+    proxy.cut_all();
+    tokio::time::timeout(DEADLINE, process.write(b"go\n"))
+        .await
+        .context("the write after the cut did not finish")??;
+    let done = tokio::time::timeout(DEADLINE, process.wait())
+        .await
+        .context("no completion after the cut")??;
+    ensure!(
+        done.stdout == b"one\ntwo go\n" && done.gaps.is_empty(),
+        "stdout {:?}, gaps {:?}",
+        text(&done.stdout),
+        done.gaps
+    );
+    let initializes = client.stats().requests("initialize");
+    ensure!(
+        initializes == 2,
+        "{initializes} initialize requests: no resume happened"
+    );
+    client.close().await;
+    Ok(())
+}
+
 /// `/readyz` answers on the TLS listener.
 #[tokio::test]
 async fn readyz_over_tls() -> Result<()> {

@@ -123,7 +123,7 @@ async fn serve_tls(
         accepted = handshake => match accepted {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => {
-                tracing::info!(%peer, %err, "tls handshake failed");
+                tracing::debug!(%peer, %err, "tls handshake failed");
                 return;
             }
             Err(_) => {
