@@ -13,7 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, date_time_ymd,
 };
-use rexec_client::{Client, ClientOptions, Endpoint, ProcessSpec, TlsOptions};
+use rexec_client::{Client, ClientError, ClientOptions, Endpoint, ProcessSpec, TlsOptions};
 use server::{ScratchDir, Server, ServerOptions, ServerTls, Target};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -590,6 +590,34 @@ async fn a_session_resumes_over_wss_after_a_cut() -> Result<()> {
         "{initializes} initialize requests: no resume happened"
     );
     client.close().await;
+    Ok(())
+}
+
+/// At the connection cap a TLS client is closed on, not sent a plaintext 503 it would
+/// take for a TLS failure: the error is a connect error (retried on a resume), not a
+/// certificate one (final).
+#[tokio::test]
+async fn the_connection_cap_refuses_tls_clients_with_a_close() -> Result<()> {
+    let setup = Setup::new()?;
+    let options = ServerOptions {
+        tls: Some(ServerTls {
+            cert: setup.server_cert.cert.clone(),
+            key: setup.server_cert.key.clone(),
+            client_ca: None,
+        }),
+        max_connections: Some(1),
+        ..Default::default()
+    };
+    let server = Server::spawn(Target::Rexec, &options).await?;
+    let first = library_client(&server.url, &setup.ca.pem).await?;
+    match library_client(&server.url, &setup.ca.pem).await {
+        Ok(_) => bail!("a second connection was admitted past --max-connections 1"),
+        Err(err) => match err.downcast_ref::<ClientError>() {
+            Some(ClientError::Connect { .. }) => {}
+            other => bail!("expected a connect error, got {other:?}: {err:#}"),
+        },
+    }
+    echo(&first, "first").await?;
     Ok(())
 }
 

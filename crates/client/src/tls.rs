@@ -95,13 +95,17 @@ pub(crate) fn tls_error(err: &io::Error) -> Option<&rustls::Error> {
     err.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
-/// What went wrong in a TLS handshake with `host`, said so a person can act on it.
-pub(crate) fn describe(err: &rustls::Error, host: &str) -> String {
+/// What was wrong with a certificate in a TLS handshake with `host`, said so a person can
+/// act on it; `None` when the failure was not about a certificate (a reset, a corrupt
+/// record), which a retry may get past.
+pub(crate) fn certificate_problem(err: &rustls::Error, host: &str) -> Option<String> {
     match err {
-        rustls::Error::InvalidCertificate(err) => describe_server_certificate(err, host),
+        rustls::Error::InvalidCertificate(err) => Some(describe_server_certificate(err, host)),
         rustls::Error::AlertReceived(alert) => describe_alert(*alert),
-        rustls::Error::NoCertificatesPresented => "the server presented no certificate".to_owned(),
-        other => format!("TLS handshake failed: {other}"),
+        rustls::Error::NoCertificatesPresented => {
+            Some("the server presented no certificate".to_owned())
+        }
+        _ => None,
     }
 }
 
@@ -157,8 +161,8 @@ fn plain_name(name: &str) -> &str {
     unwrapped.unwrap_or(name)
 }
 
-fn describe_alert(alert: AlertDescription) -> String {
-    match alert {
+fn describe_alert(alert: AlertDescription) -> Option<String> {
+    let sentence = match alert {
         AlertDescription::CertificateRequired => "the server requires a client certificate \
              (--client-cert and --client-key)"
             .to_owned(),
@@ -176,8 +180,9 @@ fn describe_alert(alert: AlertDescription) -> String {
         | AlertDescription::AccessDenied => {
             format!("the server refused the client certificate ({alert:?})")
         }
-        other => format!("the server ended the TLS handshake: {other:?}"),
-    }
+        _ => return None,
+    };
+    Some(sentence)
 }
 
 /// How long from `from` to `to`, in the largest whole unit ("3 days", "5 minutes").

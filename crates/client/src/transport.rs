@@ -222,12 +222,11 @@ async fn upgrade(
         tracing::warn!(%err, "failed to set TCP_NODELAY");
     }
     let certificate_error = |err: &io::Error| {
-        tls::tls_error(err).map(|err| {
-            Upgrade::Failed(ClientError::Certificate {
-                endpoint: url.to_owned(),
-                reason: tls::describe(err, &host),
-            })
-        })
+        let reason = tls::certificate_problem(tls::tls_error(err)?, &host)?;
+        Some(Upgrade::Failed(ClientError::Certificate {
+            endpoint: url.to_owned(),
+            reason,
+        }))
     };
     let socket = match connector {
         None => Socket::Plain(tcp),
@@ -268,21 +267,18 @@ async fn upgrade(
         Err(err @ tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete)) => Err(
             Upgrade::HungUp(connect_failed(url, format!("{err} (the server hung up)"))),
         ),
-        // A server that refuses the client certificate says so in an alert that arrives
-        // after the client's side of the TLS handshake is done: on the first read.
-        Err(tungstenite::Error::Io(err)) if tls::tls_error(&err).is_some() => {
-            Err(certificate_error(&err).unwrap_or_else(|| fail(err.to_string())))
-        }
-        Err(tungstenite::Error::Io(err))
-            if matches!(
-                err.kind(),
+        Err(tungstenite::Error::Io(err)) => Err(
+            // A server that refuses the client certificate says so in an alert that
+            // arrives after the client's side of the TLS handshake is done: on this read.
+            certificate_error(&err).unwrap_or_else(|| match err.kind() {
                 io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            ) =>
-        {
-            Err(Upgrade::HungUp(connect_failed(url, err.to_string())))
-        }
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof => {
+                    Upgrade::HungUp(connect_failed(url, err.to_string()))
+                }
+                _ => fail(err.to_string()),
+            }),
+        ),
         Err(err) => Err(fail(err.to_string())),
     }
 }

@@ -1,8 +1,9 @@
 //! The WebSocket listener's accept loop: every accepted socket gets TCP_NODELAY, passes
 //! admission (the connection cap and the pending-handshake cap), and is served on its own
-//! task. A socket refused at the cap gets a one-line 503 and is closed at once, before
-//! anything of it is read. On a TLS listener the TLS handshake comes first, as part of the
-//! pending handshake: under the same timeout and eviction as the upgrade request.
+//! task. A socket refused at the cap gets a one-line 503 (on TLS, nothing) and is closed
+//! at once, before anything of it is read. On a TLS listener the TLS handshake comes
+//! first, as part of the pending handshake: under the same timeout and eviction as the
+//! upgrade request.
 
 use super::admission::{Admission, Admitted, Refusal};
 use super::budget::InboundBudget;
@@ -87,24 +88,23 @@ pub async fn serve_with_tls(
             tracing::warn!(%err, "failed to set TCP_NODELAY");
         }
         let Some(admitted) = state.admission.admit(peer) else {
-            let _ = stream.try_write(REFUSED_RESPONSE);
+            // A TLS client could not read a plaintext answer: it just sees the close.
+            if tls.is_none() {
+                let _ = stream.try_write(REFUSED_RESPONSE);
+            }
             continue;
         };
+        let state = Arc::clone(&state);
         match &tls {
-            None => {
-                let timeout = config.handshake_timeout;
-                let state = Arc::clone(&state);
-                tokio::spawn(http::serve_connection(
-                    state, stream, peer, admitted, None, timeout,
-                ))
-            }
-            Some(tls) => tokio::spawn(serve_tls(
-                Arc::clone(&state),
-                tls.acceptor(),
+            None => tokio::spawn(http::serve_connection(
+                state,
                 stream,
                 peer,
                 admitted,
+                None,
+                config.handshake_timeout,
             )),
+            Some(tls) => tokio::spawn(serve_tls(state, tls.acceptor(), stream, peer, admitted)),
         };
     }
 }
