@@ -13,14 +13,14 @@ mod support;
 use anyhow::{Context, Result, bail, ensure};
 use rexec_client::{ClientError, ProcessSpec};
 use server::{Server, ServerOptions, ServerTls, Target};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{
     Ca, CutProxy, DEADLINE, Issued, Setup, arg, echo, ensure_refused, library_client, output_of,
-    rexec, run, sighup, text, wait_for_log,
+    raw_tls, rexec, run, sighup, text, wait_for_log,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
 #[tokio::test]
 async fn run_over_wss_with_a_private_ca() -> Result<()> {
     let setup = Setup::new()?;
@@ -288,21 +288,48 @@ async fn a_stalled_tls_handshake_is_shed() -> Result<()> {
     };
     let options = ServerOptions {
         tls: Some(tls.clone()),
-        handshake_timeout_ms: Some(300),
+        handshake_timeout_ms: Some(1000),
         ..Default::default()
     };
     let server = Server::spawn(Target::Rexec, &options).await?;
-    let mut stalled = TcpStream::connect(server.addr).await?;
-    let started = Instant::now();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut answer))
-        .await
-        .context("the server kept a silent socket open past its handshake timeout")?;
-    ensure!(
-        started.elapsed() >= Duration::from_millis(250),
-        "closed after {:?}, before the timeout",
-        started.elapsed()
-    );
+    let timeout = Duration::from_millis(1000);
+    // Silent; half a TLS record; a late TLS handshake and no request. The last is closed at
+    // the same deadline: the TLS handshake and the request share one timeout.
+    for stall in ["silent", "half a record", "no request"] {
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let read = match stall {
+            "silent" => {
+                let mut tcp = TcpStream::connect(server.addr).await?;
+                tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await
+            }
+            "half a record" => {
+                let mut tcp = TcpStream::connect(server.addr).await?;
+                tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await?;
+                tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await
+            }
+            _ => {
+                // A slow start: most of the timeout is gone when the TLS handshake is done.
+                let tcp = TcpStream::connect(server.addr).await?;
+                tokio::time::sleep(timeout * 6 / 10).await;
+                let mut tls = raw_tls(tcp, &setup.ca.pem).await?;
+                tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await
+            }
+        };
+        ensure!(
+            read.is_ok(),
+            "{stall}: the socket was kept open past the handshake timeout"
+        );
+        let elapsed = started.elapsed();
+        ensure!(
+            elapsed >= timeout - Duration::from_millis(100),
+            "{stall}: closed after {elapsed:?}, before the timeout"
+        );
+        ensure!(
+            stall != "no request" || elapsed < timeout + timeout * 3 / 10,
+            "{stall}: closed after {elapsed:?}: the request got a timeout of its own"
+        );
+    }
     drop(server);
 
     let options = ServerOptions {
@@ -388,21 +415,7 @@ async fn the_connection_cap_refuses_tls_clients_with_a_close() -> Result<()> {
 async fn readyz_over_tls() -> Result<()> {
     let setup = Setup::new()?;
     let server = setup.server(&setup.server_cert, None).await?;
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&setup.ca.pem)?;
-    for certificate in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        roots.add(certificate?)?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(server.addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
-    let mut tls = connector.connect(name, tcp).await?;
+    let mut tls = raw_tls(TcpStream::connect(server.addr).await?, &setup.ca.pem).await?;
     tls.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await?;
     let mut answer = Vec::new();

@@ -250,3 +250,23 @@ impl Drop for CutProxy {
         self.task.abort();
     }
 }
+
+/// TLS on `tcp` (to 127.0.0.1) trusting `ca`, and nothing sent on it.
+pub async fn raw_tls(
+    tcp: TcpStream,
+    ca: &Path,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca)?;
+    for certificate in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(certificate?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
+    Ok(connector.connect(name, tcp).await?)
+}
