@@ -12,7 +12,8 @@ use crate::server::{self, ServerSpec, Source};
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// A command that starts a server and prints its `ws://` URL as its first stdout line;
-    /// `--listen ws://127.0.0.1:0` is appended. Split with shell quoting rules; an optional
+    /// `--listen ws://127.0.0.1:0` is appended unless it has its own `--listen` (for
+    /// `wss://`; the client trusts the CA in `REXEC_CA_FILE`). Split with shell quoting rules; an optional
     /// `NAME=` prefix labels it. Repeatable; servers are listed in the order given, commands
     /// before URLs, and ratios are relative to the first. Default: this `rexec serve`.
     #[arg(long = "server-cmd", value_name = "[NAME=]CMD")]

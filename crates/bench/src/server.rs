@@ -1,5 +1,6 @@
 //! The servers under test: parsing `--server-cmd [NAME=]CMD` and `--url [NAME=]URL`, starting a
-//! command with `--listen ws://127.0.0.1:0` appended, reading the `ws://` URL it prints on
+//! command with `--listen ws://127.0.0.1:0` appended (unless it has a `--listen` of its own,
+//! e.g. `wss://` with a certificate), reading the `ws://` (or `wss://`) URL it prints on
 //! stdout, and stopping it again.
 //!
 //! Every started server gets a fresh `CODEX_HOME` under `$HOME` (codex refuses one under
@@ -27,7 +28,8 @@ const STDERR_TAIL_LINES: usize = 20;
 /// Where a server under test comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// Start this argv (with `--listen ws://127.0.0.1:0` appended) once per run.
+    /// Start this argv (with `--listen ws://127.0.0.1:0` appended unless it has a
+    /// `--listen`) once per run.
     Command(Vec<String>),
     /// Connect to an already running server.
     Url(String),
@@ -80,8 +82,8 @@ pub fn parse_server_cmd(given: &str) -> Result<ServerSpec> {
 /// Parses a `--url [NAME=]ws://HOST:PORT` value; the default name is the URL.
 pub fn parse_url(given: &str) -> Result<ServerSpec> {
     let (label, url) = split_label(given);
-    if !url.starts_with("ws://") {
-        bail!("--url `{given}`: expected ws://HOST:PORT");
+    if !url.starts_with("ws://") && !url.starts_with("wss://") {
+        bail!("--url `{given}`: expected ws://HOST:PORT or wss://HOST:PORT");
     }
     Ok(ServerSpec {
         name: label.unwrap_or(url).to_owned(),
@@ -126,9 +128,11 @@ impl RunningServer {
         };
         let codex_home = fresh_codex_home(&spec.name)?;
         let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
+        if !argv.iter().any(|arg| arg == "--listen") {
+            command.args(["--listen", "ws://127.0.0.1:0"]);
+        }
         command
-            .args(&argv[1..])
-            .args(["--listen", "ws://127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -154,7 +158,7 @@ impl RunningServer {
         let first_url = async {
             while let Some(line) = lines.next_line().await? {
                 let line = line.trim();
-                if line.starts_with("ws://") {
+                if line.starts_with("ws://") || line.starts_with("wss://") {
                     return Ok(Some(line.to_owned()));
                 }
             }

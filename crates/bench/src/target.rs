@@ -2,7 +2,7 @@
 //! by URL) and, with `--rtt-ms`, reached through its own latency-injecting proxy.
 
 use anyhow::{Context, Result, anyhow};
-use rexec_client::{Client, ClientOptions, Endpoint, Process, ProcessSpec};
+use rexec_client::{Client, ClientOptions, Endpoint, Process, ProcessSpec, TlsOptions};
 use std::net::SocketAddr;
 
 use crate::proxy::{self, Link, Proxy};
@@ -12,10 +12,14 @@ use crate::server::{RunningServer, ServerSpec};
 pub const CLIENT_NAME: &str = "rexec-bench";
 
 /// Options of a benchmark client: the library's defaults (binary output asked for) under
-/// our `clientName`.
+/// our `clientName`, trusting the CA in `REXEC_CA_FILE` for `wss://` servers.
 pub fn client_options() -> ClientOptions {
     ClientOptions {
         client_name: CLIENT_NAME.to_owned(),
+        tls: TlsOptions {
+            ca_file: std::env::var_os("REXEC_CA_FILE").map(Into::into),
+            ..TlsOptions::default()
+        },
         ..ClientOptions::default()
     }
 }
@@ -44,12 +48,12 @@ impl Target {
         let (url, proxy) = match link {
             None => (server.url.clone(), None),
             Some(link) => {
-                let (authority, path) = split_ws_url(&server.url)?;
+                let (scheme, authority, path) = split_ws_url(&server.url)?;
                 let upstream = resolve(authority).await?;
                 let proxy = proxy::start(SocketAddr::from(([127, 0, 0, 1], 0)), upstream, link)
                     .await
                     .with_context(|| format!("proxy in front of {}", spec.name))?;
-                (format!("ws://{}{path}", proxy.local_addr), Some(proxy))
+                (format!("{scheme}{}{path}", proxy.local_addr), Some(proxy))
             }
         };
         Ok(Self {
@@ -130,14 +134,16 @@ pub fn version_of(client: &Client) -> Option<String> {
     client.environment_info().and_then(|e| e.executor_version)
 }
 
-/// `ws://HOST:PORT/path` → (`HOST:PORT`, `/path`).
-fn split_ws_url(url: &str) -> Result<(&str, &str)> {
-    let rest = url
-        .strip_prefix("ws://")
+/// `ws://HOST:PORT/path` → (`ws://`, `HOST:PORT`, `/path`); `wss://` likewise (the proxy
+/// passes TLS through untouched).
+fn split_ws_url(url: &str) -> Result<(&'static str, &str, &str)> {
+    let (scheme, rest) = ["ws://", "wss://"]
+        .into_iter()
+        .find_map(|scheme| Some((scheme, url.strip_prefix(scheme)?)))
         .ok_or_else(|| anyhow!("unsupported URL `{url}`: expected ws://HOST:PORT"))?;
     Ok(match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
+        Some(i) => (scheme, &rest[..i], &rest[i..]),
+        None => (scheme, rest, ""),
     })
 }
 
@@ -155,8 +161,12 @@ mod tests {
 
     #[test]
     fn splits_urls() -> Result<()> {
-        assert_eq!(split_ws_url("ws://127.0.0.1:7/")?, ("127.0.0.1:7", "/"));
-        assert_eq!(split_ws_url("ws://h:1")?, ("h:1", ""));
+        assert_eq!(
+            split_ws_url("ws://127.0.0.1:7/")?,
+            ("ws://", "127.0.0.1:7", "/")
+        );
+        assert_eq!(split_ws_url("ws://h:1")?, ("ws://", "h:1", ""));
+        assert_eq!(split_ws_url("wss://h:1")?, ("wss://", "h:1", ""));
         assert!(split_ws_url("http://h:1").is_err());
         Ok(())
     }

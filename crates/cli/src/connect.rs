@@ -1,8 +1,10 @@
-//! The options every client command shares (`--server`, `--token-file`) and the connection
-//! they open, with errors a person can act on.
+//! The options every client command shares (`--server`, `--token-file`, the TLS files) and
+//! the connection they open, with errors a person can act on.
 
 use anyhow::Context;
-use rexec_client::{Client, ClientError, ClientOptions, Endpoint, Process, ProcessSpec};
+use rexec_client::{
+    Client, ClientError, ClientOptions, Endpoint, Process, ProcessSpec, TlsOptions,
+};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -13,11 +15,43 @@ pub struct ServerArgs {
     /// File holding the bearer token the server requires (`rexec serve --token-file`).
     #[arg(long, env = "REXEC_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// Certificates for a `wss://` server.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// PEM CA certificate(s) to trust for a wss:// server instead of the system's roots.
+    #[arg(long, env = "REXEC_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for a server that requires one (`serve --tls-client-ca`).
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn options(&self) -> TlsOptions {
+        TlsOptions {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
 }
 
 impl ServerArgs {
     pub async fn connect(&self, client_name: &str) -> anyhow::Result<Client> {
-        connect_to(&self.server, self.token_file.as_deref(), client_name).await
+        connect_to(
+            &self.server,
+            self.token_file.as_deref(),
+            &self.tls,
+            client_name,
+        )
+        .await
     }
 
     /// Connect and start `spec` in one round trip (`Client::connect_and_start`).
@@ -26,7 +60,7 @@ impl ServerArgs {
         client_name: &str,
         spec: ProcessSpec,
     ) -> anyhow::Result<(Client, Process)> {
-        let options = client_options(self.token_file.as_deref(), client_name)?;
+        let options = client_options(self.token_file.as_deref(), &self.tls, client_name)?;
         let command = spec.argv.join(" ");
         let endpoint = Endpoint::WebSocket(self.server.clone());
         Client::connect_and_start(endpoint, options, spec)
@@ -44,15 +78,20 @@ impl ServerArgs {
 pub async fn connect_to(
     server: &str,
     token_file: Option<&Path>,
+    tls: &TlsArgs,
     client_name: &str,
 ) -> anyhow::Result<Client> {
-    let options = client_options(token_file, client_name)?;
+    let options = client_options(token_file, tls, client_name)?;
     Client::connect(Endpoint::WebSocket(server.to_owned()), options)
         .await
         .map_err(|err| explain(server, err))
 }
 
-fn client_options(token_file: Option<&Path>, client_name: &str) -> anyhow::Result<ClientOptions> {
+fn client_options(
+    token_file: Option<&Path>,
+    tls: &TlsArgs,
+    client_name: &str,
+) -> anyhow::Result<ClientOptions> {
     let token = match token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -65,6 +104,7 @@ fn client_options(token_file: Option<&Path>, client_name: &str) -> anyhow::Resul
     Ok(ClientOptions {
         client_name: client_name.to_owned(),
         token,
+        tls: tls.options(),
         ..ClientOptions::default()
     })
 }

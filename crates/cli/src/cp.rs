@@ -3,7 +3,7 @@
 //! into an existing directory puts the source inside it under its own name. Symbolic links
 //! and special files inside a tree are skipped with a note.
 
-use crate::connect::connect_to;
+use crate::connect::{TlsArgs, connect_to};
 use crate::remote_path::{Operand, absolute, server_of};
 use crate::transfer::{download, progress, upload};
 use anyhow::{Context, bail, ensure};
@@ -18,6 +18,8 @@ pub struct CpArgs {
     /// File holding the bearer token the server requires (`rexec serve --token-file`).
     #[arg(long, env = "REXEC_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Copy directories and everything in them.
     #[arg(short, long)]
     pub recursive: bool,
@@ -57,7 +59,7 @@ pub async fn run(args: CpArgs) -> anyhow::Result<i32> {
 
 async fn client(args: &CpArgs, operand_server: Option<&str>) -> anyhow::Result<Client> {
     let server = server_of(operand_server, args.server.as_deref())?;
-    connect_to(&server, args.token_file.as_deref(), "rexec-cp").await
+    connect_to(&server, args.token_file.as_deref(), &args.tls, "rexec-cp").await
 }
 
 /// `parent/name-of(source)` when `destination` is an existing directory.

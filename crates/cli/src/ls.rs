@@ -1,7 +1,7 @@
 //! `rexec ls URL:PATH`: the entries of a remote directory, one per line, sorted, with a `/`
 //! after directories (or the path itself when it is not a directory).
 
-use crate::connect::connect_to;
+use crate::connect::{TlsArgs, connect_to};
 use crate::remote_path::{Operand, absolute, server_of};
 use anyhow::{Context, bail};
 use std::io::Write as _;
@@ -15,6 +15,8 @@ pub struct LsArgs {
     /// File holding the bearer token the server requires (`rexec serve --token-file`).
     #[arg(long, env = "REXEC_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// ws://HOST:PORT:/PATH (or :PATH with --server).
     pub path: String,
 }
@@ -27,7 +29,7 @@ pub async fn run(args: LsArgs) -> anyhow::Result<i32> {
         );
     };
     let server = server_of(server.as_deref(), args.server.as_deref())?;
-    let client = connect_to(&server, args.token_file.as_deref(), "rexec-ls").await?;
+    let client = connect_to(&server, args.token_file.as_deref(), &args.tls, "rexec-ls").await?;
     let path = absolute(&client, &path)?;
     let metadata = client
         .metadata(&path)

@@ -3,15 +3,19 @@
 use crate::serve_auth::AuthArgs;
 use anyhow::Context;
 use rexec_server::transport::listen::{DEFAULT_LISTEN_URL, ListenUrl};
+use rexec_server::transport::tls::{ReloadableTls, TlsFiles};
 use rexec_server::transport::{stdio, websocket};
 use rexec_server::{Server, ServerConfig};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Where to listen: `ws://IP:PORT` (port 0 picks one) or `stdio`.
+    /// Where to listen: `ws://IP:PORT` (port 0 picks one), `wss://IP:PORT` (TLS: needs
+    /// --tls-cert and --tls-key) or `stdio`.
     #[arg(long, default_value = DEFAULT_LISTEN_URL)]
     listen: ListenUrl,
     #[command(flatten)]
@@ -47,12 +51,31 @@ pub struct ServeArgs {
     /// fails ("timed out") and its thread is abandoned.
     #[arg(long, default_value_t = 30_000)]
     fs_timeout_ms: u64,
+    /// PEM certificate of a `wss://` listener, followed by any intermediates. Re-read with
+    /// the key (and --tls-client-ca) on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate issued under one (mTLS).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let tls = tls_files(&args)?
+        .map(|files| ReloadableTls::load(files).context("cannot set up TLS"))
+        .transpose()?;
     let auth = args.auth.authenticator()?;
-    if let ListenUrl::WebSocket(address) = args.listen {
-        args.auth.check_exposure(address, &auth, false, false)?;
+    match args.listen {
+        ListenUrl::WebSocket(address) => args.auth.check_exposure(address, &auth, false, false)?,
+        ListenUrl::TlsWebSocket(address) => {
+            let client_certificates = args.tls_client_ca.is_some();
+            args.auth
+                .check_exposure(address, &auth, client_certificates, true)?;
+        }
+        ListenUrl::Stdio => {}
     }
     let descriptors = rexec_server::limits::raise_descriptor_limit();
     let mut config = ServerConfig {
@@ -80,17 +103,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(descriptors, "descriptor limit");
     let server = Server::new(config);
     match args.listen {
-        ListenUrl::WebSocket(address) => {
+        ListenUrl::WebSocket(address) | ListenUrl::TlsWebSocket(address) => {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("failed to listen on {address}"))?;
             let bound = listener.local_addr()?;
+            // Installed before the URL is printed, so a SIGHUP right after it reloads.
+            if let Some(tls) = &tls {
+                let hangup = tokio::signal::unix::signal(SignalKind::hangup())
+                    .context("cannot listen for SIGHUP")?;
+                tokio::spawn(reload_on_sighup(Arc::clone(tls), hangup));
+            }
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "ws://{bound}")?;
+            writeln!(stdout, "{scheme}://{bound}")?;
             stdout.flush()?;
             drop(stdout);
             tracing::info!(%bound, "listening");
-            websocket::serve(server.clone(), listener, shutdown_signal()).await?;
+            websocket::serve_with_tls(server.clone(), listener, tls, shutdown_signal()).await?;
         }
         ListenUrl::Stdio => {
             tokio::select! {
@@ -101,6 +131,44 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     server.kill_all_processes();
     Ok(())
+}
+
+/// The TLS files for `--listen`: required with `wss://`, refused with anything else.
+fn tls_files(args: &ServeArgs) -> anyhow::Result<Option<TlsFiles>> {
+    let given = args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_client_ca.is_some();
+    match (&args.listen, &args.tls_cert, &args.tls_key) {
+        (ListenUrl::TlsWebSocket(_), Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.tls_client_ca.clone(),
+        })),
+        (ListenUrl::TlsWebSocket(_), _, _) => {
+            anyhow::bail!("--listen wss://… needs both --tls-cert FILE and --tls-key FILE")
+        }
+        _ if given => anyhow::bail!(
+            "--tls-cert, --tls-key and --tls-client-ca need a --listen wss://IP:PORT URL"
+        ),
+        _ => Ok(None),
+    }
+}
+
+/// On every SIGHUP, rebuild the TLS configuration from its files; new handshakes use it,
+/// open connections keep theirs, and a failed reload keeps the old one.
+async fn reload_on_sighup(tls: Arc<ReloadableTls>, mut hangup: Signal) {
+    while hangup.recv().await.is_some() {
+        let files = tls.files();
+        match tls.reload() {
+            Ok(()) => tracing::info!(
+                cert = %files.cert.display(),
+                key = %files.key.display(),
+                client_ca = ?files.client_ca,
+                "SIGHUP: TLS certificate reloaded"
+            ),
+            Err(err) => {
+                tracing::error!(%err, "SIGHUP: TLS reload failed; keeping the old certificate")
+            }
+        }
+    }
 }
 
 /// SIGTERM or SIGINT.

@@ -21,7 +21,6 @@ use crate::shared::{ProcessShared, Step};
 use crate::transport::Frame;
 use bytes::Bytes;
 use rexec_protocol::binary_output;
-use rexec_protocol::chunk::decode_base64;
 use rexec_protocol::process::{
     ClosedNotification, ExitedNotification, OutputNotification, OutputStream, ReadResult,
 };
@@ -273,7 +272,7 @@ pub fn decode_output_message(frame: &[u8]) -> Option<(Cow<'_, str>, Incoming)> {
         stream,
         chunk,
     } = message.params;
-    let bytes = decode_base64(chunk).ok()?;
+    let bytes = base64_simd::STANDARD.decode_to_vec(chunk).ok()?;
     let event = Incoming::Output {
         seq,
         stream,
@@ -327,6 +326,20 @@ mod tests {
             .to_frame();
             let (id, event) = decode_output_message(frame.as_bytes()).expect("the fast path");
             assert_eq!(Some((id.into_owned(), event)), general(&frame), "{frame}");
+        }
+    }
+
+    #[test]
+    fn both_decodes_refuse_the_same_base64() {
+        for chunk in [
+            "aGk=", "aGl=", "aGk", "aGk==", "a===", "", "====", "aG k=", "aGk=aGk=",
+        ] {
+            let frame = format!(
+                r#"{{"method":"process/output","params":{{"processId":"p","seq":1,"stream":"stdout","chunk":"{chunk}"}}}}"#
+            );
+            let fast =
+                decode_output_message(frame.as_bytes()).map(|(id, event)| (id.into_owned(), event));
+            assert_eq!(fast, general(&frame), "{chunk:?}");
         }
     }
 

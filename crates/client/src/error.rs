@@ -12,6 +12,10 @@ pub enum ClientError {
     /// The WebSocket upgrade was answered with HTTP 401: a missing or wrong bearer token.
     #[error("{endpoint} refused the connection: a valid bearer token is required (HTTP 401)")]
     Unauthorized { endpoint: String },
+    /// The TLS handshake failed on a certificate: the server's (wrong name, expired,
+    /// unknown CA) or the client's (missing, or refused by the server).
+    #[error("cannot connect to {endpoint}: {reason}")]
+    Certificate { endpoint: String, reason: String },
     /// The server answered the request with a JSON-RPC error.
     #[error("server error: {0}")]
     Rpc(RpcError),

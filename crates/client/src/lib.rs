@@ -18,8 +18,9 @@
 //!
 //! Module map: `client` (the session, its routes, the public API), `link` (current
 //! connection, handshake, requests), `connection` (one transport connection and its
-//! pending requests), `transport` (WebSocket / stdio bytes), `upgrade` (the WebSocket
-//! upgrade with the first frames pipelined behind it),
+//! pending requests), `transport` (WebSocket / stdio bytes), `tls` (`wss://`: roots, client
+//! certificates, certificate errors), `upgrade` (the WebSocket upgrade with the first frames
+//! pipelined behind it),
 //! `dispatch` (inbound frames), `recovery` (reconnect and resume), `shared` (one process's
 //! state), `ordered` + `merge` (the ordered log and its repair), `history` + `stream`
 //! (subscribers and lag repair), `output` (the completion's head + tail), `process` (the
@@ -42,6 +43,7 @@ mod recovery;
 mod shared;
 mod spec;
 mod stream;
+mod tls;
 mod transport;
 mod upgrade;
 
@@ -51,7 +53,7 @@ pub use event::{Completion, GapInfo, ProcessEvent, Timings};
 pub use fs::{FileMode, MAX_WRITE_FILE_BYTES, RemoteFile, WalkEntryKind};
 pub use options::{
     ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIALIZE_TIMEOUT, DEFAULT_RESUME_WINDOW,
-    Endpoint,
+    Endpoint, TlsOptions,
 };
 pub use process::Process;
 pub use rexec_protocol::fs::{DirectoryEntry, Metadata, WalkEntry, WalkOptions, WalkResult};

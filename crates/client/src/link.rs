@@ -51,13 +51,16 @@ impl ClientInner {
     ) -> Result<Arc<Connection>, ClientError> {
         let token = self.options.token.as_deref();
         let Opening { frames, pending } = opening;
-        let opened = tokio::time::timeout(limit, transport::open(&self.endpoint, token, &frames))
-            .await
-            .map_err(|_| ClientError::Timeout {
-                what: format!("connecting to {}", self.endpoint),
-                after: limit,
-            })
-            .and_then(|opened| opened);
+        let opened = tokio::time::timeout(
+            limit,
+            transport::open(&self.endpoint, token, &self.options.tls, &frames),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout {
+            what: format!("connecting to {}", self.endpoint),
+            after: limit,
+        })
+        .and_then(|opened| opened);
         match opened {
             Ok(transport) => Ok(Connection::start(transport, Arc::downgrade(self), pending)),
             Err(error) => {

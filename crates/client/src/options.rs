@@ -27,6 +27,21 @@ pub struct ClientOptions {
     /// (including each resume); a server that does not grant it (codex, stdio) keeps
     /// sending JSON, which works the same. Default `true`.
     pub binary_output: bool,
+    /// Certificates for `wss://` endpoints.
+    pub tls: TlsOptions,
+}
+
+/// Whom a `wss://` client trusts and how it identifies itself. Files are PEM, read on
+/// every connect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// CA certificate(s) the server's certificate must chain to, instead of the system's
+    /// trusted roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (then any intermediates) for a server that requires one (mTLS).
+    pub client_cert: Option<PathBuf>,
+    /// The private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -38,6 +53,7 @@ impl Default for ClientOptions {
             initialize_timeout: DEFAULT_INITIALIZE_TIMEOUT,
             resume_window: DEFAULT_RESUME_WINDOW,
             binary_output: true,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -45,7 +61,7 @@ impl Default for ClientOptions {
 /// The server to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// A `ws://host:port` URL. Reconnects resume the session over a new socket.
+    /// A `ws://host:port` or `wss://host:port` URL. Reconnects resume the session over a new socket.
     WebSocket(String),
     /// A program speaking newline-delimited JSON on its stdin/stdout, e.g.
     /// `rexec serve --listen stdio` (or `ssh host rexec serve --listen stdio`). Lines that

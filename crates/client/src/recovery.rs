@@ -74,7 +74,9 @@ async fn attempt(
     let limit = inner.options.connect_timeout.min(remaining());
     let connection = match inner.open_connection(limit, opening).await {
         Ok(connection) => connection,
-        Err(error @ ClientError::Unauthorized { .. }) => return Err(Attempt::Fatal(error)),
+        Err(error @ (ClientError::Unauthorized { .. } | ClientError::Certificate { .. })) => {
+            return Err(Attempt::Fatal(error));
+        }
         Err(error) => return Err(Attempt::Retry(error.to_string())),
     };
     let limit = inner.options.initialize_timeout.min(remaining());

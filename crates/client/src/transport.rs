@@ -1,15 +1,16 @@
-//! Byte transports under a connection: a WebSocket (TCP_NODELAY, optional bearer token) or
-//! a spawned program's stdin/stdout with one JSON message per line.
+//! Byte transports under a connection: a WebSocket (TCP_NODELAY, TLS for `wss://`, optional
+//! bearer token) or a spawned program's stdin/stdout with one JSON message per line.
 //!
 //! This module turns an `Endpoint` into a frame source and a frame sink and owns the writer
 //! task, which sends whatever is queued and flushes once per batch. The connection's first
 //! frames go out with the opening itself: right behind the WebSocket upgrade request
-//! (`upgrade`), or to the child's stdin as soon as it is spawned. It knows nothing about
+//! (`upgrade`, inside the TLS stream on `wss://`), or to the child's stdin as soon as it is spawned. It knows nothing about
 //! JSON-RPC. Inbound binary messages are handed on as they are: they carry JSON or, when
 //! negotiated, binary output frames (told apart in `dispatch`); outbound frames are text.
 
 use crate::error::ClientError;
-use crate::options::Endpoint;
+use crate::options::{Endpoint, TlsOptions};
+use crate::tls::{self, Socket};
 use crate::upgrade::Pipelined;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -81,10 +82,11 @@ pub(crate) enum FrameSource {
 pub(crate) async fn open(
     endpoint: &Endpoint,
     token: Option<&str>,
+    tls: &TlsOptions,
     first: &[String],
 ) -> Result<Transport, ClientError> {
     match endpoint {
-        Endpoint::WebSocket(url) => open_websocket(url, token, first).await,
+        Endpoint::WebSocket(url) => open_websocket(url, token, tls, first).await,
         Endpoint::Stdio { program, args } => {
             let mut child = Command::new(program)
                 .args(args)
@@ -126,15 +128,16 @@ fn connect_error(endpoint: &Endpoint, reason: String) -> ClientError {
 async fn open_websocket(
     url: &str,
     token: Option<&str>,
+    tls: &TlsOptions,
     first: &[String],
 ) -> Result<Transport, ClientError> {
-    match upgrade(url, token, first).await {
+    match upgrade(url, token, tls, first).await {
         // A server that hangs up on bytes behind the upgrade request (tungstenite's own
         // server handshake refuses them as "junk") gets the classic order: wait for 101,
         // then send. Nothing was processed, so sending the frames again is safe.
         Err(Upgrade::HungUp(reason)) if !first.is_empty() => {
             tracing::debug!(%reason, "the server hung up on a pipelined upgrade; retrying without");
-            let mut transport = upgrade(url, token, &[])
+            let mut transport = upgrade(url, token, tls, &[])
                 .await
                 .map_err(Upgrade::into_error)?;
             for frame in first {
@@ -177,15 +180,23 @@ fn connect_failed(url: &str, reason: String) -> ClientError {
     }
 }
 
-/// TCP connect, then the upgrade request with `first` right behind it.
-async fn upgrade(url: &str, token: Option<&str>, first: &[String]) -> Result<Transport, Upgrade> {
+/// TCP connect (and the TLS handshake for `wss://`), then the upgrade request with `first`
+/// right behind it.
+async fn upgrade(
+    url: &str,
+    token: Option<&str>,
+    tls: &TlsOptions,
+    first: &[String],
+) -> Result<Transport, Upgrade> {
     let fail = |reason: String| Upgrade::Failed(connect_failed(url, reason));
     let mut request = url
         .into_client_request()
         .map_err(|err| fail(format!("invalid URL: {err}")))?;
-    if request.uri().scheme_str() != Some("ws") {
-        return Err(fail("only ws:// URLs are supported".to_owned()));
-    }
+    let secure = match request.uri().scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => return Err(fail("only ws:// and wss:// URLs are supported".to_owned())),
+    };
     if let Some(token) = token {
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| fail("the token is not a valid HTTP header value".to_owned()))?;
@@ -196,17 +207,43 @@ async fn upgrade(url: &str, token: Option<&str>, first: &[String]) -> Result<Tra
         .host()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
         .ok_or_else(|| fail("the URL has no host".to_owned()))?;
-    let port = request.uri().port_u16().unwrap_or(80);
+    let port = request
+        .uri()
+        .port_u16()
+        .unwrap_or(if secure { 443 } else { 80 });
+    let connector = secure
+        .then(|| tls::connector(tls))
+        .transpose()
+        .map_err(fail)?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|err| fail(err.to_string()))?;
     if let Err(err) = tcp.set_nodelay(true) {
         tracing::warn!(%err, "failed to set TCP_NODELAY");
     }
+    let certificate_error = |err: &io::Error| {
+        let reason = tls::certificate_problem(tls::tls_error(err)?, &host)?;
+        Some(Upgrade::Failed(ClientError::Certificate {
+            endpoint: url.to_owned(),
+            reason,
+        }))
+    };
+    let socket = match connector {
+        None => Socket::Plain(tcp),
+        Some(connector) => {
+            let name = tls::server_name(&host).map_err(fail)?;
+            match connector.connect(name, tcp).await {
+                Ok(stream) => Socket::Tls(Box::new(stream)),
+                Err(err) => {
+                    return Err(certificate_error(&err).unwrap_or_else(|| fail(err.to_string())));
+                }
+            }
+        }
+    };
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
-    let stream = Pipelined::new(tcp, first);
+    let stream = Pipelined::new(socket, first);
     match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
         Ok((socket, _response)) => {
             let (sink, source) = socket.split();
@@ -230,16 +267,18 @@ async fn upgrade(url: &str, token: Option<&str>, first: &[String]) -> Result<Tra
         Err(err @ tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete)) => Err(
             Upgrade::HungUp(connect_failed(url, format!("{err} (the server hung up)"))),
         ),
-        Err(tungstenite::Error::Io(err))
-            if matches!(
-                err.kind(),
+        Err(tungstenite::Error::Io(err)) => Err(
+            // A server that refuses the client certificate says so in an alert that
+            // arrives after the client's side of the TLS handshake is done: on this read.
+            certificate_error(&err).unwrap_or_else(|| match err.kind() {
                 io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            ) =>
-        {
-            Err(Upgrade::HungUp(connect_failed(url, err.to_string())))
-        }
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof => {
+                    Upgrade::HungUp(connect_failed(url, err.to_string()))
+                }
+                _ => fail(err.to_string()),
+            }),
+        ),
         Err(err) => Err(fail(err.to_string())),
     }
 }

@@ -12,24 +12,25 @@
 //! answers the request and never reads them as frames. tungstenite's own server handshake
 //! hangs up on bytes behind the request; `transport` then upgrades again the classic way.
 
+use crate::tls::Socket;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-/// A TCP stream that writes `early` bytes before its first read, then passes through.
+/// A socket (TCP, or TLS over it) that writes `early` bytes before its first read, then
+/// passes through.
 pub(crate) struct Pipelined {
-    tcp: TcpStream,
+    tcp: Socket,
     early: Vec<u8>,
     written: usize,
 }
 
 impl Pipelined {
     /// `frames` become masked text frames, sent right behind whatever is written first.
-    pub(crate) fn new(tcp: TcpStream, frames: &[String]) -> Self {
+    pub(crate) fn new(tcp: Socket, frames: &[String]) -> Self {
         let mut early = Vec::with_capacity(frames.iter().map(|f| f.len() + 14).sum());
         for text in frames {
             let mut frame = Frame::message(text.clone(), OpCode::Data(Data::Text), true);
@@ -56,6 +57,8 @@ impl Pipelined {
             self.written += n;
         }
         if !self.early.is_empty() {
+            // Through TLS, written bytes may wait in the session until flushed.
+            ready!(Pin::new(&mut self.tcp).poll_flush(cx))?;
             self.early = Vec::new();
             self.written = 0;
         }

@@ -1,6 +1,10 @@
-//! `ByteChunk`: raw bytes carried as a base64 string on the wire (SIMD-encoded).
+//! `ByteChunk`: raw bytes carried as a base64 string on the wire.
+//!
+//! Encoding uses SIMD (`base64-simd`). Decoding what a peer sent uses the `base64` crate,
+//! as upstream does, so an invalid chunk is refused with upstream's exact words ("Invalid
+//! symbol 42, offset 0."); the client's hot path for output decodes with SIMD itself.
 
-use base64_simd::STANDARD;
+use base64::Engine as _;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -23,13 +27,13 @@ impl From<Vec<u8>> for ByteChunk {
 
 /// Serialize any byte slice as base64 (for borrowed outbound types).
 pub fn serialize_base64<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&STANDARD.encode_to_string(bytes))
+    serializer.serialize_str(&base64_simd::STANDARD.encode_to_string(bytes))
 }
 
-/// Decode standard padded base64, with the error text clients have always seen.
+/// Decode standard padded base64, refusing what upstream refuses, in its words.
 pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
-    STANDARD
-        .decode_to_vec(text)
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
         .map_err(|err| format!("invalid base64: {err}"))
 }
 

@@ -7,7 +7,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
 
 use crate::client::{Client, raw_http_status, upgrade_request};
 use crate::harness::Ctx;
@@ -222,12 +223,22 @@ async fn session_belongs_to_its_principal(ctx: Ctx) -> Result<()> {
         other => bail!("bob resumed alice's session: {other:?}"),
     }
 
-    // Another token for alice (a later exp: a different JWT, the same principal).
-    let mut alice_again = connect(token_for("alice", now() + 600)?).await?;
-    let resumed = alice_again
-        .initialize_with(json!({"clientName": "alice", "resumeSessionId": session}))
-        .await?
-        .map_err(|error| anyhow::anyhow!("alice could not resume her own session: {error}"))?;
+    // Another token for alice (a later exp: a different JWT, the same principal). Her
+    // first connection may not have detached yet: -32010 until it has, as for any resume.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let resumed = loop {
+        let mut alice_again = connect(token_for("alice", now() + 600)?).await?;
+        match alice_again
+            .initialize_with(json!({"clientName": "alice", "resumeSessionId": session}))
+            .await?
+        {
+            Ok(resumed) => break resumed,
+            Err(error) if error.code == -32010 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => bail!("alice could not resume her own session: {error}"),
+        }
+    };
     ensure!(
         resumed["sessionId"] == json!(session),
         "resumed a different session: {resumed}"

@@ -1,7 +1,7 @@
 //! Starting the server under test: `rexec serve` or `codex exec-server` 0.169.0.
 //!
 //! A [`Server`] is one child process listening on loopback. Its first stdout line is the
-//! bound `ws://IP:PORT`; everything else it prints is kept (last lines only) so a failing
+//! bound `ws://IP:PORT` (`wss://` with [`ServerOptions::tls`]); everything else it prints is kept (last lines only) so a failing
 //! test can show it. Dropping a `Server` asks it to shut down (SIGTERM: both servers then
 //! kill their managed processes) and kills it if it has not gone after a short grace.
 //!
@@ -64,6 +64,16 @@ pub struct ServerOptions {
     /// Extra environment for the rexec server (e.g. `REXEC_PROCESS_CONTAINMENT`).
     pub env: Vec<(&'static str, &'static str)>,
     pub fs_timeout_ms: Option<u64>,
+    /// Listen on `wss://` with these PEM files (rexec only).
+    pub tls: Option<ServerTls>,
+}
+
+/// `rexec serve --tls-cert/--tls-key [--tls-client-ca]`.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The last lines a server printed (stderr, and stdout after the URL line).
@@ -79,6 +89,12 @@ impl LogTail {
             self.lines.pop_front();
         }
         self.lines.push_back(line);
+    }
+
+    /// How many lines kept so far contain `text` (tests/tls.rs).
+    #[allow(dead_code)]
+    pub fn count(&self, text: &str) -> usize {
+        self.lines.iter().filter(|line| line.contains(text)).count()
     }
 
     pub fn render(&self) -> String {
@@ -132,7 +148,7 @@ impl Server {
 
         let url = tokio::time::timeout(STARTUP_TIMEOUT, async {
             while let Some(line) = stdout.next_line().await? {
-                if line.starts_with("ws://") {
+                if line.starts_with("ws://") || line.starts_with("wss://") {
                     return Ok(Some(line));
                 }
                 push_line(&log, "stdout", line);
@@ -163,6 +179,7 @@ impl Server {
         };
         let addr: SocketAddr = url
             .strip_prefix("ws://")
+            .or_else(|| url.strip_prefix("wss://"))
             .and_then(|rest| rest.trim_end_matches('/').parse().ok())
             .with_context(|| format!("server printed an unparsable URL {url:?}"))?;
         let log_for_stdout = log.clone();
@@ -244,6 +261,19 @@ fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         argv.push("--token-file".into());
         argv.push(write_token(scratch, token)?.display().to_string());
     }
+    if let Some(tls) = &options.tls {
+        for arg in argv
+            .iter_mut()
+            .filter(|arg| arg.as_str() == "ws://127.0.0.1:0")
+        {
+            *arg = "wss://127.0.0.1:0".into();
+        }
+        argv.extend(["--tls-cert".into(), tls.cert.display().to_string()]);
+        argv.extend(["--tls-key".into(), tls.key.display().to_string()]);
+        if let Some(ca) = &tls.client_ca {
+            argv.extend(["--tls-client-ca".into(), ca.display().to_string()]);
+        }
+    }
     let numeric = [
         ("--session-ttl-ms", options.session_ttl_ms),
         ("--closed-retention-ms", options.closed_retention_ms),
@@ -291,6 +321,7 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         || options.descriptor_limit.is_some()
         || !options.env.is_empty()
         || options.fs_timeout_ms.is_some()
+        || options.tls.is_some()
     {
         bail!("codex exec-server has no flags for rexec's session, frame and connection limits");
     }

@@ -20,18 +20,24 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpStream;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 type Body = Full<Bytes>;
 
-/// Serve one accepted connection until its upgrade is handed over or it ends.
-pub async fn serve_connection(
+/// Serve one accepted connection (TCP, or TLS over it) until its upgrade is handed over or
+/// it ends; its request must arrive within `header_read_timeout`.
+pub async fn serve_connection<S>(
     state: Arc<ListenerState>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     admitted: Admitted,
-) {
+    client_certificate: Option<String>,
+    header_read_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Admitted { place, handshake } = admitted;
     let mut evicted = handshake.evicted;
     // The handshake's place in the pending queue is given back once the request is read.
@@ -44,13 +50,14 @@ pub async fn serve_connection(
                 state: Arc::clone(&state),
                 peer,
                 place: Arc::clone(&place),
+                client_certificate: client_certificate.clone(),
             };
             async move { Ok::<_, Infallible>(route(connection, request)) }
         }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.server.config.handshake_timeout)
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::select! {
@@ -79,7 +86,8 @@ fn route(connection: AcceptedConnection, mut request: Request<Incoming>) -> Resp
         "/readyz" if request.method() == Method::GET => answer(StatusCode::OK, ""),
         "/" => {
             let auth = &connection.state.server.config.auth;
-            let principal = match auth.authorize(headers, None) {
+            let client_certificate = connection.client_certificate.as_deref();
+            let principal = match auth.authorize(headers, client_certificate) {
                 Ok(principal) => principal,
                 Err(reason) => {
                     tracing::info!(peer = %connection.peer, reason, "upgrade refused");

@@ -1,4 +1,4 @@
-//! The `--listen` URL: `ws://IP:PORT` or `stdio` (also `stdio://`).
+//! The `--listen` URL: `ws://IP:PORT`, `wss://IP:PORT` (TLS) or `stdio` (also `stdio://`).
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -8,6 +8,8 @@ pub const DEFAULT_LISTEN_URL: &str = "ws://127.0.0.1:0";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenUrl {
     WebSocket(SocketAddr),
+    /// WebSocket over TLS; needs a certificate and key.
+    TlsWebSocket(SocketAddr),
     Stdio,
 }
 
@@ -18,16 +20,24 @@ impl FromStr for ListenUrl {
         if url == "stdio" || url == "stdio://" {
             return Ok(Self::Stdio);
         }
-        let Some(address) = url.strip_prefix("ws://") else {
-            return Err(format!(
-                "unsupported --listen URL `{url}`; expected `ws://IP:PORT` or `stdio`"
-            ));
-        };
+        let (address, scheme, make): (_, _, fn(SocketAddr) -> Self) =
+            if let Some(address) = url.strip_prefix("ws://") {
+                (address, "ws", Self::WebSocket)
+            } else if let Some(address) = url.strip_prefix("wss://") {
+                (address, "wss", Self::TlsWebSocket)
+            } else {
+                return Err(format!(
+                    "unsupported --listen URL `{url}`; expected `ws://IP:PORT`, \
+                     `wss://IP:PORT` or `stdio`"
+                ));
+            };
         address
             .trim_end_matches('/')
             .parse()
-            .map(Self::WebSocket)
-            .map_err(|_| format!("invalid websocket --listen URL `{url}`; expected `ws://IP:PORT`"))
+            .map(make)
+            .map_err(|_| {
+                format!("invalid websocket --listen URL `{url}`; expected `{scheme}://IP:PORT`")
+            })
     }
 }
 
@@ -48,5 +58,12 @@ mod tests {
             "an IP is required"
         );
         assert!("ws://[::1]:8080".parse::<ListenUrl>().is_ok());
+        assert_eq!(
+            "wss://127.0.0.1:7443".parse::<ListenUrl>(),
+            Ok(ListenUrl::TlsWebSocket(
+                "127.0.0.1:7443".parse().expect("addr")
+            ))
+        );
+        assert!("wss://localhost:7443".parse::<ListenUrl>().is_err());
     }
 }

@@ -6,7 +6,7 @@
 //! the upgrade) within the handshake timeout, and `websocket` runs the upgraded connection
 //! over a socket that reserves inbound bytes from the server-wide budget (`budget`) and
 //! counts outbound ones for dead-peer detection (`liveness`). `stdio` is newline-delimited
-//! JSON on stdin/stdout.
+//! JSON on stdin/stdout. `tls` is the reloadable TLS acceptor of a `wss://` listener.
 
 pub mod admission;
 pub mod budget;
@@ -15,4 +15,5 @@ pub mod listen;
 pub mod listener;
 pub mod liveness;
 pub mod stdio;
+pub mod tls;
 pub mod websocket;

@@ -26,7 +26,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-pub use super::listener::serve;
+pub use super::listener::{serve, serve_with_tls};
 
 type Socket<S> = WebSocketStream<Join<BudgetedReader<ReadHalf<S>>, CountingWriter<WriteHalf<S>>>>;
 
@@ -34,7 +34,9 @@ pub async fn run<S>(accepted: AcceptedConnection, principal: Principal, io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let AcceptedConnection { state, peer, place } = accepted;
+    let AcceptedConnection {
+        state, peer, place, ..
+    } = accepted;
     let server = Arc::clone(&state.server);
     let config = &server.config;
     let liveness = Arc::new(Liveness::default());

@@ -275,8 +275,9 @@ async fn run_path(
         }
         FsRequest::WriteFile(p) => {
             blocking(claim, confinement, move || {
-                let bytes = base64_simd::STANDARD
-                    .decode_to_vec(&p.data_base64)
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&p.data_base64)
                     .map_err(|err| {
                         io::Error::new(
                             io::ErrorKind::InvalidInput,
