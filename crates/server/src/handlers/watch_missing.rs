@@ -238,3 +238,25 @@ async fn wait(
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watched_directory_is_the_nearest_existing_ancestor() {
+        let dir = std::env::temp_dir().join(format!("rexec-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        std::fs::write(dir.join("file"), b"").expect("file");
+        let found = |path: &Path| nearest_existing_ancestor(path);
+        assert_eq!(
+            found(&dir.join("a/b/c")),
+            Some((dir.clone(), OsString::from("a")))
+        );
+        assert_eq!(found(&dir.join("new")), Some((dir.clone(), "new".into())));
+        assert_eq!(found(&dir), None, "exists");
+        assert_eq!(found(&dir.join("file/below")), None, "below a file");
+        assert_eq!(found(Path::new("/proc/rexec-none")), None, "procfs");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
