@@ -20,12 +20,15 @@ use crate::server::{Server, ServerOptions};
 /// The secret the servers' environment holds for `valueEnvVar`.
 const SECRET_VAR: &str = "REXEC_CONFORMANCE_HTTP_SECRET";
 const SECRET: &str = "s3cret-value";
+/// A variable the servers' environment holds, empty.
+const EMPTY_VAR: &str = "REXEC_CONFORMANCE_HTTP_EMPTY";
 /// Largest body slice of one delta.
 const MAX_DELTA: usize = 1024 * 1024;
 
 fn options(extra: &[(&'static str, &str)]) -> ServerOptions {
     let mut both_env = vec![
         (SECRET_VAR, SECRET.to_owned()),
+        (EMPTY_VAR, String::new()),
         ("NO_PROXY", "127.0.0.1".to_owned()),
         ("no_proxy", "127.0.0.1".to_owned()),
     ];
@@ -237,6 +240,13 @@ async fn headers_from_the_environment(ctx: Ctx) -> Result<()> {
         -32602,
         "http/request header x-a requires executor environment variable REXEC_CONFORMANCE_UNSET",
     )?;
+    let mut params = get(origin.url("/echo"), "h2e");
+    params["headers"] = json!([{"name": "x-a", "value": "v", "valueEnvVar": EMPTY_VAR}]);
+    let error = client.expect_error("http/request", params).await?;
+    let empty = format!(
+        "http/request header x-a requires a non-empty executor environment variable {EMPTY_VAR}"
+    );
+    check_error(&error, -32602, &empty)?;
     let mut params = get(origin.url("/echo"), "h3");
     params["headers"] = json!([{"name": "bad name", "value": "v"}]);
     let error = client.expect_error("http/request", params).await?;
@@ -292,6 +302,18 @@ async fn redirects_and_timeouts(ctx: Ctx) -> Result<()> {
         "the timeout took {:?}",
         started.elapsed()
     );
+    let mut params = get(origin.url("/hello"), "z");
+    params["timeoutMs"] = json!(0);
+    let error = client.expect_error("http/request", params).await?;
+    check_error(
+        &error,
+        -32603,
+        "http/request failed: route-aware request timed out",
+    )?;
+    // No deadline at all: absent or null.
+    let mut params = get(origin.url("/hello"), "n");
+    params["timeoutMs"] = Value::Null;
+    ensure!(client.call("http/request", params).await?["status"] == 200);
     Ok(())
 }
 conformance_test!(redirects_and_timeouts => rexec_http_redirects_and_timeouts, codex_http_redirects_and_timeouts);

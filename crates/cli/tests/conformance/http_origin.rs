@@ -114,13 +114,15 @@ async fn serve(
         "/redirect" => respond("302 Found", "location: /hello\r\n", b""),
         "/broken" => {
             stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n0123456789")
                 .await?;
             return Ok(());
         }
         "/hold" => {
             stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst")
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nfirst",
+                )
                 .await?;
             let mut probe = [0u8; 1];
             tokio::select! {

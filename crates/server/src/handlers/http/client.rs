@@ -17,6 +17,8 @@ use std::time::Duration;
 /// A request that passed every check, ready to send.
 pub struct Checked {
     request: reqwest::RequestBuilder,
+    /// `timeoutMs: 0`: the deadline has passed before anything is sent.
+    expired: bool,
 }
 
 /// Check `params` and build the request; -32602 with upstream's text when it is malformed.
@@ -43,12 +45,18 @@ pub fn check(params: &mut HttpRequestParams) -> Result<Checked, RpcError> {
     if let Some(ms) = params.timeout_ms {
         request = request.timeout(Duration::from_millis(ms));
     }
-    Ok(Checked { request })
+    let expired = params.timeout_ms == Some(0);
+    Ok(Checked { request, expired })
 }
 
 impl Checked {
     /// Send it and wait for the response head; -32603 when there is none.
     pub async fn send(self) -> Result<reqwest::Response, RpcError> {
+        if self.expired {
+            return Err(RpcError::internal(
+                "http/request failed: route-aware request timed out",
+            ));
+        }
         self.request.send().await.map_err(|err| {
             let message = format!("http/request failed: {err}");
             let (timeout, connect) = (err.is_timeout(), err.is_connect());
@@ -68,13 +76,22 @@ fn header_map(headers: Vec<HttpHeader>) -> Result<HeaderMap, RpcError> {
         })?;
         let mut value = header.value;
         if let Some(var) = &header.value_env_var {
-            let from_env = std::env::var(var).map_err(|_| {
-                RpcError::invalid_params(format!(
-                    "http/request header {} requires executor environment variable {var}",
-                    header.name
-                ))
-            })?;
-            value.push_str(&from_env);
+            match std::env::var(var) {
+                Ok(from_env) if !from_env.is_empty() => value.push_str(&from_env),
+                Ok(_) => {
+                    return Err(RpcError::invalid_params(format!(
+                        "http/request header {} requires a non-empty executor environment \
+                         variable {var}",
+                        header.name
+                    )));
+                }
+                Err(_) => {
+                    return Err(RpcError::invalid_params(format!(
+                        "http/request header {} requires executor environment variable {var}",
+                        header.name
+                    )));
+                }
+            }
         }
         let value = HeaderValue::from_str(&value).map_err(|err| {
             RpcError::invalid_params(format!(
