@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use crate::client::{Client, Incoming};
 use crate::harness::{Ctx, b64, check_error, encode};
-use crate::http_origin::{BIG_LEN, Origin, big_body};
-use crate::server::{Server, ServerOptions};
+use crate::http_origin::{BIG_LEN, GZIPPED, Origin, big_body};
+use crate::server::{Server, ServerOptions, Target};
 
 /// The secret the servers' environment holds for `valueEnvVar`.
 const SECRET_VAR: &str = "REXEC_CONFORMANCE_HTTP_SECRET";
@@ -500,3 +500,34 @@ async fn requests_in_flight_are_bounded(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(rexec_only("per-connection bound on http/request") requests_in_flight_are_bounded => rexec_http_requests_in_flight_are_bounded, codex_http_requests_in_flight_are_bounded);
+
+/// codex 0.171 asks for compressed bodies (`accept-encoding: zstd,gzip`) and decodes them,
+/// dropping `content-encoding` and `content-length`; 0.169 asks for none and returns a
+/// compressed body as it came. rexec does what 0.171 does.
+async fn compressed_bodies(ctx: Ctx) -> Result<()> {
+    let (origin, _server, mut client) = setup(&ctx, &[]).await?;
+    let info = client.call("environment/info", json!({})).await?;
+    let decodes = !(ctx.target == Target::Codex && info["executorVersion"] == "0.169.0");
+    let echoed = client
+        .call("http/request", get(origin.url("/echo"), "e"))
+        .await?;
+    let echoed = String::from_utf8(b64(&echoed["bodyBase64"])?)?;
+    let asks = echoed.contains("accept-encoding: zstd,gzip\r\n");
+    ensure!(asks == decodes, "decodes {decodes}, request head: {echoed}");
+    let result = client
+        .call("http/request", get(origin.url("/gzip"), "g"))
+        .await?;
+    let body = b64(&result["bodyBase64"])?;
+    if decodes {
+        ensure!(body == b"zipped-body", "{result}");
+        ensure!(header(&result, "content-encoding").is_none(), "{result}");
+    } else {
+        ensure!(body == GZIPPED, "{result}");
+        ensure!(
+            header(&result, "content-encoding") == Some("gzip"),
+            "{result}"
+        );
+    }
+    Ok(())
+}
+conformance_test!(compressed_bodies => rexec_http_compressed_bodies, codex_http_compressed_bodies);

@@ -2,7 +2,7 @@
 //! request per connection (`connection: close`), and a record of what it was sent.
 //!
 //! Routes: `/hello` (a short body), `/echo` (the request's head and body back),
-//! `/big` ([`BIG_LEN`] bytes of [`big_body`]), `/slow` (answers after 10 s), `/redirect`
+//! `/big` ([`BIG_LEN`] bytes of [`big_body`]), `/gzip` ([`GZIPPED`]), `/slow` (answers after 10 s), `/redirect`
 //! (302 to `/hello`), `/missing` (404), `/broken` (promises 100 bytes, sends 10 and
 //! closes), `/hold` (sends its head and `first`, then the rest once [`Origin::release`] is
 //! called; counts the callers that hang up on it meanwhile, see [`Origin::hung_up_on`]).
@@ -17,6 +17,12 @@ use tokio::sync::watch;
 
 /// Length of `/big`: more than three 1 MiB deltas.
 pub const BIG_LEN: usize = 3 * 1024 * 1024 + 5;
+
+/// `/gzip` serves `zipped-body`, gzip-encoded (`content-encoding: gzip`) whether asked or not.
+pub const GZIPPED: &[u8] = &[
+    31, 139, 8, 0, 0, 0, 0, 0, 2, 255, 171, 202, 44, 40, 72, 77, 209, 77, 202, 79, 169, 4, 0, 113,
+    215, 93, 143, 11, 0, 0, 0,
+];
 
 /// The bytes `/big` serves: a fixed pattern, so any misplaced slice shows.
 pub fn big_body() -> Vec<u8> {
@@ -107,6 +113,7 @@ async fn serve(
             respond("200 OK", "", &echoed)
         }
         "/big" => respond("200 OK", "", &big_body()),
+        "/gzip" => respond("200 OK", "content-encoding: gzip\r\n", GZIPPED),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(10)).await;
             respond("200 OK", "", b"late")

@@ -3,7 +3,8 @@
 //! over rustls, and turning the response head into the wire shape.
 //!
 //! Two clients are built once per server, one that follows redirects and one that stops at
-//! them; a request's `timeoutMs` is set on the request itself. Proxy variables of the
+//! them; a request's `timeoutMs` is set on the request itself. As codex 0.171, they ask for
+//! `zstd,gzip` bodies and decode them. Proxy variables of the
 //! server's environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`) apply as
 //! they do upstream, loopback URLs included.
 
