@@ -6,8 +6,8 @@
 //! other request is admitted inline (the handshake check is latched at admission, params are
 //! decoded, and requests that never wait are handled), and requests that may wait run in
 //! their own task, within per-kind bounds: `process/read` long polls by count, `process/write`s
-//! by count and by the stdin bytes they hold (see [`crate::config`]); `fs/*` requests hold a
-//! place of the fs module's own cap, taken at admission. One more of a kind that is full is
+//! by count and by the stdin bytes they hold (see [`crate::config`]); `fs/*`, `http/request`
+//! and `fs/watchMissing` requests hold a place of their module's own cap, taken at admission. One more of a kind that is full is
 //! answered -32011 at once instead of waiting, so the transport never stops reading frames
 //! behind parked requests and requests that never wait are always served promptly.
 //! Responses may therefore leave out of order; the client matches them by id. Bad input is
