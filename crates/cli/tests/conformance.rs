@@ -40,6 +40,10 @@ mod fs_walk;
 mod handshake;
 #[path = "conformance/hardening.rs"]
 mod hardening;
+#[path = "conformance/http.rs"]
+mod http;
+#[path = "conformance/http_origin.rs"]
+mod http_origin;
 #[path = "conformance/lifecycle.rs"]
 mod lifecycle;
 #[path = "conformance/limits.rs"]
@@ -62,3 +66,5 @@ mod session;
 mod stdin;
 #[path = "conformance/transport.rs"]
 mod transport;
+#[path = "conformance/watch_missing.rs"]
+mod watch_missing;

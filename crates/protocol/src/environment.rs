@@ -97,9 +97,10 @@ pub enum ProcessContainment {
     Subreaper,
 }
 
-/// Capability bits that gate newer request fields. rexec reports `fileWriteStreaming`
-/// (`fs/open` mode `replace` + `fs/writeBlock`) and none of the other gated upstream
-/// features yet, so clients must not send those.
+/// Capability bits that gate newer requests and fields. rexec reports `fileWriteStreaming`
+/// (`fs/open` mode `replace` + `fs/writeBlock`), `httpHeaderEnvVars` (`valueEnvVar` on
+/// `http/request` headers) and `fsWatchMissing` (`fs/watchMissing`); clients must not send
+/// what the others gate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EnvironmentCapabilities {
@@ -107,6 +108,7 @@ pub struct EnvironmentCapabilities {
     pub capability_discovery_sandbox: bool,
     pub environment_config_read: bool,
     pub http_header_env_vars: bool,
+    pub fs_watch_missing: bool,
     pub sandboxed_file_streaming: bool,
     pub file_write_streaming: bool,
     pub shell_snapshot_v2: bool,

@@ -15,11 +15,13 @@ pub mod environment;
 pub mod error;
 pub mod extensions;
 pub mod fs;
+pub mod http;
 pub mod jsonrpc;
 pub mod method;
 pub mod path_uri;
 pub mod process;
 pub mod sandbox;
+pub mod watch;
 
 pub use budget::{MAX_JSONRPC_VALUE_NODES, ValueBudgetError, check_value_budget};
 pub use chunk::ByteChunk;

@@ -30,3 +30,8 @@ pub const FS_OPEN: &str = "fs/open";
 pub const FS_READ_BLOCK: &str = "fs/readBlock";
 pub const FS_WRITE_BLOCK: &str = "fs/writeBlock";
 pub const FS_CLOSE: &str = "fs/close";
+pub const FS_WATCH_MISSING: &str = "fs/watchMissing";
+pub const FS_MISSING_CHANGED: &str = "fs/missingChanged";
+
+pub const HTTP_REQUEST: &str = "http/request";
+pub const HTTP_REQUEST_BODY_DELTA: &str = "http/request/bodyDelta";

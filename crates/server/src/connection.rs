@@ -6,8 +6,8 @@
 //! other request is admitted inline (the handshake check is latched at admission, params are
 //! decoded, and requests that never wait are handled), and requests that may wait run in
 //! their own task, within per-kind bounds: `process/read` long polls by count, `process/write`s
-//! by count and by the stdin bytes they hold (see [`crate::config`]); `fs/*` requests hold a
-//! place of the fs module's own cap, taken at admission. One more of a kind that is full is
+//! by count and by the stdin bytes they hold (see [`crate::config`]); `fs/*`, `http/request`
+//! and `fs/watchMissing` requests hold a place of their module's own cap, taken at admission. One more of a kind that is full is
 //! answered -32011 at once instead of waiting, so the transport never stops reading frames
 //! behind parked requests and requests that never wait are always served promptly.
 //! Responses may therefore leave out of order; the client matches them by id. Bad input is
@@ -18,6 +18,8 @@ use crate::Server;
 use crate::auth::Principal;
 use crate::config::{MAX_IN_FLIGHT_READS, MAX_IN_FLIGHT_WRITE_BYTES, MAX_IN_FLIGHT_WRITES};
 use crate::handlers::fs::FileHandles;
+use crate::handlers::http::HttpRequests;
+use crate::handlers::watch_missing::MissingWatches;
 use crate::handlers::{self, Admitted, Deferred, Reply, RequestContext};
 use crate::outbound::{FrameSender, OutboundFrame};
 use crate::session::{ConnectionId, NotificationSink, Session};
@@ -65,6 +67,10 @@ pub struct Connection {
     write_bytes: Arc<Semaphore>,
     /// Files opened with `fs/open`; closed with the connection.
     files: Arc<FileHandles>,
+    /// `http/request`s with their body streams, and the `fs/watchMissing` watch; both
+    /// hold places of their own (taken at admission) and end with the connection.
+    http: Arc<HttpRequests>,
+    watches: Arc<MissingWatches>,
     /// Who this connection acts for; only its own sessions can be resumed.
     principal: Principal,
 }
@@ -76,6 +82,8 @@ impl Connection {
         parse_error_prefix: String,
         principal: Principal,
     ) -> Self {
+        let http = Arc::new(HttpRequests::new(outbound.clone()));
+        let watches = Arc::new(MissingWatches::new(outbound.clone()));
         Self {
             server,
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
@@ -88,6 +96,8 @@ impl Connection {
             writes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_WRITES)),
             write_bytes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_WRITE_BYTES)),
             files: Arc::default(),
+            http,
+            watches,
             principal,
         }
     }
@@ -163,6 +173,8 @@ impl Connection {
             takeovers: session.takeovers(),
             session,
             files: Arc::clone(&self.files),
+            http: Arc::clone(&self.http),
+            watches: Arc::clone(&self.watches),
         };
         let deferred = match handlers::admit(&ctx, request).await {
             Admitted::Done(outcome) => return self.respond(&id, outcome).await,
@@ -211,7 +223,7 @@ impl Connection {
                     MAX_IN_FLIGHT_WRITE_BYTES,
                 )?,
             ],
-            Deferred::Fs(_) => Vec::new(),
+            Deferred::Fs(_) | Deferred::Http(_) | Deferred::Watch(_) => Vec::new(),
         })
     }
 
@@ -284,6 +296,8 @@ impl Connection {
     /// The transport is gone: cancel in-flight requests and detach the session.
     pub fn finish(mut self) {
         self.in_flight.abort_all();
+        self.http.close();
+        self.watches.close();
         match &self.phase {
             Phase::AwaitingInitialize => {}
             Phase::AwaitingInitialized(session) | Phase::Ready(session) => {

@@ -29,6 +29,8 @@ pub fn local_environment_info(containment: ProcessContainment) -> EnvironmentInf
         temp_dir: Some(PathUri::from_path(temp_dir)),
         capabilities: EnvironmentCapabilities {
             file_write_streaming: true,
+            http_header_env_vars: true,
+            fs_watch_missing: true,
             ..EnvironmentCapabilities::default()
         },
         rexec: Some(RexecEnvironmentInfo {

@@ -63,6 +63,8 @@ pub struct ServerOptions {
     pub descriptor_limit: Option<u64>,
     /// Extra environment for the rexec server (e.g. `REXEC_PROCESS_CONTAINMENT`).
     pub env: Vec<(&'static str, &'static str)>,
+    /// Environment for either server (e.g. what `http/request` headers read).
+    pub both_env: Vec<(&'static str, String)>,
     pub fs_timeout_ms: Option<u64>,
     /// Listen on `wss://` with these PEM files (rexec only).
     pub tls: Option<ServerTls>,
@@ -305,6 +307,7 @@ fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
     argv.extend(options.args.iter().cloned());
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]).envs(options.env.iter().copied());
+    command.envs(options.both_env.iter().map(|(k, v)| (k, v)));
     Ok(command)
 }
 
@@ -337,6 +340,7 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         command.arg(write_token(scratch, token)?);
     }
     command.args(&options.args);
+    command.envs(options.both_env.iter().map(|(k, v)| (k, v)));
     Ok(command)
 }
 

@@ -4,20 +4,26 @@
 //! `process/read` pipelined right behind its `process/start` finds the process. Requests that
 //! may wait (`process/read` long-polls, `process/write` into a full stdin queue) run in their
 //! own task. `fs/*` requests are admitted inline (sandbox gate, file-handle order) and
-//! always run in their own task: they do file I/O.
+//! always run in their own task: they do file I/O. `http/request` and `fs/watchMissing`
+//! are admitted inline too (bound, duplicate and stale-id checks in wire order) and run in
+//! their own task.
 
 mod environment;
 pub mod fs;
+pub mod http;
 mod process;
+pub mod watch_missing;
 
 use crate::Server;
 use crate::session::Session;
 use rexec_protocol::RpcError;
+use rexec_protocol::http::HttpRequestParams;
 use rexec_protocol::jsonrpc::decode_params;
 use rexec_protocol::method;
 use rexec_protocol::process::{
     ReadParams, ResizeParams, SignalParams, StartParams, TerminateParams, WriteParams,
 };
+use rexec_protocol::watch::WatchMissingParams;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -34,6 +40,8 @@ pub enum Request {
     Terminate(TerminateParams),
     Resize(ResizeParams),
     Fs(fs::FsRequest),
+    Http(Box<HttpRequestParams>),
+    WatchMissing(WatchMissingParams),
 }
 
 /// What a request runs with.
@@ -44,6 +52,10 @@ pub struct RequestContext {
     pub takeovers: watch::Receiver<u64>,
     /// The connection's open files (`fs/open`).
     pub files: Arc<fs::FileHandles>,
+    /// The connection's `http/request`s and body streams.
+    pub http: Arc<http::HttpRequests>,
+    /// The connection's `fs/watchMissing` watch.
+    pub watches: Arc<watch_missing::MissingWatches>,
 }
 
 /// A successful result, serialized, plus an optional signal fired once it is queued.
@@ -73,6 +85,8 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<Request, Rp
         method::PROCESS_SIGNAL => Request::Signal(decode_params(params)?),
         method::PROCESS_TERMINATE => Request::Terminate(decode_params(params)?),
         method::PROCESS_RESIZE => Request::Resize(decode_params(params)?),
+        method::HTTP_REQUEST => Request::Http(Box::new(decode_params(params)?)),
+        method::FS_WATCH_MISSING => Request::WatchMissing(decode_params(params)?),
         fs_method if fs_method.starts_with("fs/") => Request::Fs(fs::parse(fs_method, params)?),
         other => return Err(RpcError::method_not_found(other)),
     })
@@ -83,6 +97,8 @@ pub enum Deferred {
     Read(ReadParams),
     Write(process::PendingWrite),
     Fs(fs::FsTask),
+    Http(http::HttpTask),
+    Watch(watch_missing::WatchTask),
 }
 
 pub enum Admitted {
@@ -104,6 +120,8 @@ pub async fn admit(ctx: &RequestContext, request: Request) -> Admitted {
         Request::Read(params) => return Admitted::Deferred(Deferred::Read(params)),
         Request::Write(params) => return process::admit_write(ctx, params),
         Request::Fs(request) => return fs::admit(ctx, request),
+        Request::Http(params) => return http::admit(&ctx.http, *params),
+        Request::WatchMissing(params) => return watch_missing::admit(&ctx.watches, params),
     })
 }
 
@@ -112,5 +130,7 @@ pub async fn handle_deferred(ctx: &RequestContext, request: Deferred) -> Result<
         Deferred::Read(params) => process::read(ctx, params).await,
         Deferred::Write(pending) => process::write(pending).await,
         Deferred::Fs(task) => fs::run(task).await,
+        Deferred::Http(task) => http::run(task).await,
+        Deferred::Watch(task) => watch_missing::run(task).await,
     }
 }
