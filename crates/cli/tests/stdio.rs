@@ -62,10 +62,12 @@ impl StdioServer {
         serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))
     }
 
-    /// Read until `process/closed` for `id`; returns (stdout bytes, exit code).
+    /// Read until `process/closed` for `id` and the response to its start (request id 2;
+    /// codex may send it after the notifications); returns (stdout bytes, exit code).
     async fn run_to_close(&mut self, id: &str) -> Result<(Vec<u8>, i64)> {
         let (mut out, mut code) = (Vec::new(), None);
-        loop {
+        let (mut closed, mut started) = (false, false);
+        while !(closed && started) {
             let message = self.next().await?;
             match message["method"].as_str() {
                 Some("process/output") if message["params"]["processId"] == id => {
@@ -73,10 +75,12 @@ impl StdioServer {
                     out.extend(base64_simd::STANDARD.decode_to_vec(chunk)?);
                 }
                 Some("process/exited") => code = message["params"]["exitCode"].as_i64(),
-                Some("process/closed") => return Ok((out, code.context("closed before exited")?)),
+                Some("process/closed") => closed = true,
+                None if message["id"] == 2 => started = true,
                 _ => {}
             }
         }
+        Ok((out, code.context("closed before exited")?))
     }
 }
 
