@@ -15,8 +15,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use rexec_client::ProcessEvent;
 use rexec_client::fuzzing::{
-    Incoming, OrderedLog, Repair, decode_binary_output, decode_notification,
-    decode_output_message,
+    Incoming, OrderedLog, Repair, decode_binary_output, decode_notification, decode_output_message,
 };
 use rexec_protocol::process::ReadResult;
 use rexec_protocol::{IncomingMessage, binary_output};
@@ -77,7 +76,11 @@ impl Client {
             }
             return;
         }
-        if let Some((process_id, event)) = decode_output_message(frame) {
+        // The client takes the one-pass decode for text messages only (UTF-8 already).
+        if let Some((process_id, event)) = std::str::from_utf8(frame)
+            .ok()
+            .and_then(decode_output_message)
+        {
             // The one-pass decode takes only what the general decode gives the same event.
             let general = match IncomingMessage::parse(frame) {
                 Ok(IncomingMessage::Notification { method, params }) => {

@@ -37,7 +37,7 @@ impl ClientInner {
         {
             return self.on_binary_output(connection, message);
         }
-        if let Some((process_id, event)) = decode_output_message(frame.as_ref()) {
+        if let Some((process_id, event)) = frame.as_text().and_then(decode_output_message) {
             return self.deliver(connection, &process_id, event);
         }
         match IncomingMessage::parse(frame.as_ref()) {
@@ -234,12 +234,11 @@ pub fn decode_notification(
     })
 }
 
-/// A `process/output` notification as one message, read in one pass: the chunk's base64
-/// borrowed from the frame (not checked as UTF-8 again, not copied) and decoded straight
-/// into the event's bytes. `None` for anything else, or anything this path does not take
+/// A `process/output` notification as one text message, read in one pass: the chunk's
+/// base64 borrowed from the frame (not copied) and decoded straight into the event's bytes. `None` for anything else, or anything this path does not take
 /// (escapes inside the chunk, say): the caller then decodes the frame the general way,
 /// which gives the same event for every message both accept.
-pub fn decode_output_message(frame: &[u8]) -> Option<(Cow<'_, str>, Incoming)> {
+pub fn decode_output_message(frame: &str) -> Option<(Cow<'_, str>, Incoming)> {
     // Another member (an `id`, a `jsonrpc`) makes it something to classify the general way.
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -262,7 +261,7 @@ pub fn decode_output_message(frame: &[u8]) -> Option<(Cow<'_, str>, Incoming)> {
     if !frame.starts_with(OUTPUT_MESSAGE_PREFIX) {
         return None;
     }
-    let message: Message<'_> = serde_json::from_slice(frame).ok()?;
+    let message: Message<'_> = serde_json::from_str(frame).ok()?;
     if message.method != method::PROCESS_OUTPUT {
         return None;
     }
@@ -282,7 +281,7 @@ pub fn decode_output_message(frame: &[u8]) -> Option<(Cow<'_, str>, Incoming)> {
 }
 
 /// How rexec and codex both start a `process/output` notification.
-const OUTPUT_MESSAGE_PREFIX: &[u8] = br#"{"method":"process/output","params":{"#;
+const OUTPUT_MESSAGE_PREFIX: &str = r#"{"method":"process/output","params":{"#;
 
 /// A binary output frame's target and event, the payload sliced out of the message
 /// without a copy.
@@ -324,7 +323,7 @@ mod tests {
                 chunk: &[0, 1, 2, 255, b'\n'],
             }
             .to_frame();
-            let (id, event) = decode_output_message(frame.as_bytes()).expect("the fast path");
+            let (id, event) = decode_output_message(&frame).expect("the fast path");
             assert_eq!(Some((id.into_owned(), event)), general(&frame), "{frame}");
         }
     }
@@ -337,8 +336,7 @@ mod tests {
             let frame = format!(
                 r#"{{"method":"process/output","params":{{"processId":"p","seq":1,"stream":"stdout","chunk":"{chunk}"}}}}"#
             );
-            let fast =
-                decode_output_message(frame.as_bytes()).map(|(id, event)| (id.into_owned(), event));
+            let fast = decode_output_message(&frame).map(|(id, event)| (id.into_owned(), event));
             assert_eq!(fast, general(&frame), "{chunk:?}");
         }
     }
@@ -353,7 +351,7 @@ mod tests {
             r#"{"method":"process/exited","params":{"processId":"p","seq":1,"exitCode":0}}"#,
             r#"{"method":"process/output","params":{"processId":"p","seq":1,"stream":"stdout","chunk":"***"}}"#,
         ] {
-            assert!(decode_output_message(frame.as_bytes()).is_none(), "{frame}");
+            assert!(decode_output_message(frame).is_none(), "{frame}");
         }
         let escaped = r#"{"method":"process/output","params":{"processId":"p","seq":1,"stream":"stdout","chunk":"a\/8="}}"#;
         assert!(

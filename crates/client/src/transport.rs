@@ -43,6 +43,17 @@ pub(crate) enum Frame {
     Line(String),
 }
 
+impl Frame {
+    /// The message as text, when it arrived as text (checked UTF-8 already).
+    pub(crate) fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::Text(text) => Some(text.as_str()),
+            Self::Line(line) => Some(line),
+            Self::Binary(_) => None,
+        }
+    }
+}
+
 impl AsRef<[u8]> for Frame {
     fn as_ref(&self) -> &[u8] {
         match self {
