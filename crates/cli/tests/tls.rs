@@ -15,8 +15,8 @@ use rexec_client::{ClientError, ProcessSpec};
 use server::{Server, ServerOptions, ServerTls, Target};
 use std::time::{Duration, Instant};
 use support::{
-    Ca, CutProxy, DEADLINE, Issued, Setup, arg, echo, ensure_refused, library_client, output_of,
-    raw_tls, rexec, run, sighup, text, wait_for_log,
+    Ca, CutProxy, DEADLINE, Setup, arg, echo, ensure_refused, library_client, output_of, raw_tls,
+    rexec, run, sighup, text, wait_for_log,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -192,12 +192,7 @@ async fn mtls_accepts_a_good_client_certificate_and_refuses_others() -> Result<(
 #[tokio::test]
 async fn sighup_rotates_the_certificate_without_dropping_connections() -> Result<()> {
     let setup = Setup::new()?;
-    let files = Issued {
-        cert: setup.path().join("live.crt"),
-        key: setup.path().join("live.key"),
-    };
-    std::fs::copy(&setup.server_cert.cert, &files.cert)?;
-    std::fs::copy(&setup.server_cert.key, &files.key)?;
+    let files = setup.live_files()?;
     let server = setup.server(&files, None).await?;
     let before = library_client(&server.url, &setup.ca.pem).await?;
     echo(&before, "before").await?;
@@ -228,12 +223,7 @@ async fn sighup_rotates_the_certificate_without_dropping_connections() -> Result
 #[tokio::test]
 async fn a_failed_reload_keeps_the_old_certificate() -> Result<()> {
     let setup = Setup::new()?;
-    let files = Issued {
-        cert: setup.path().join("live.crt"),
-        key: setup.path().join("live.key"),
-    };
-    std::fs::copy(&setup.server_cert.cert, &files.cert)?;
-    std::fs::copy(&setup.server_cert.key, &files.key)?;
+    let files = setup.live_files()?;
     let server = setup.server(&files, None).await?;
     let key_name = files.key.display().to_string();
 

@@ -222,19 +222,21 @@ impl OutputNotificationRef<'_> {
     /// straight into the frame: it never needs escaping, so the JSON string escaper (the
     /// largest cost of the JSON output path) does not walk it.
     pub fn to_frame(&self) -> String {
+        use std::fmt::Write as _;
         let base64 = base64_simd::STANDARD;
-        let mut frame = Vec::with_capacity(
+        // Built as a String throughout, so the frame is never scanned again as UTF-8.
+        let mut frame = String::with_capacity(
             base64.encoded_length(self.chunk.len()) + self.process_id.len() + 96,
         );
-        frame.extend_from_slice(br#"{"method":"process/output","params":{"processId":"#);
-        // A string and a unit enum variant: serializing them into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut frame, self.process_id);
-        frame.extend_from_slice(format!(r#","seq":{},"stream":"#, self.seq).as_bytes());
-        let _ = serde_json::to_writer(&mut frame, &self.stream);
-        frame.extend_from_slice(br#","chunk":""#);
+        frame.push_str(r#"{"method":"process/output","params":{"processId":"#);
+        // A string and a unit enum variant: serializing them cannot fail.
+        frame.push_str(&serde_json::to_string(self.process_id).unwrap_or_default());
+        let _ = write!(frame, r#","seq":{},"stream":"#, self.seq);
+        frame.push_str(&serde_json::to_string(&self.stream).unwrap_or_default());
+        frame.push_str(r#","chunk":""#);
         base64.encode_append(self.chunk, &mut frame);
-        frame.extend_from_slice(br#""}}"#);
-        String::from_utf8(frame).unwrap_or_default()
+        frame.push_str(r#""}}"#);
+        frame
     }
 }
 

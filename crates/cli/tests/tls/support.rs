@@ -95,6 +95,18 @@ impl Setup {
         self.dir.path()
     }
 
+    /// A copy of the server certificate and key under fixed names, for tests that replace
+    /// the files and send SIGHUP.
+    pub fn live_files(&self) -> Result<Issued> {
+        let files = Issued {
+            cert: self.path().join("live.crt"),
+            key: self.path().join("live.key"),
+        };
+        std::fs::copy(&self.server_cert.cert, &files.cert)?;
+        std::fs::copy(&self.server_cert.key, &files.key)?;
+        Ok(files)
+    }
+
     pub async fn server(&self, cert: &Issued, client_ca: Option<&Path>) -> Result<Server> {
         let options = ServerOptions {
             tls: Some(ServerTls {
