@@ -42,21 +42,18 @@ impl Authenticator {
     /// A capability token given as the hex SHA-256 of the token (`--ws-token-sha256`).
     pub fn capability_token_digest(hex: &str) -> Result<Self, String> {
         let hex = hex.trim();
-        let bytes = hex.as_bytes();
-        let mut digest = [0u8; 32];
-        let valid = bytes.len() == 64
-            && digest.iter_mut().zip(bytes.chunks(2)).all(|(out, pair)| {
-                std::str::from_utf8(pair)
-                    .ok()
-                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                    .map(|byte| *out = byte)
-                    .is_some()
-            });
-        if !valid {
-            return Err(format!(
+        let invalid = || {
+            format!(
                 "--ws-token-sha256 must be 64 hex digits (a SHA-256 digest), got {} characters",
                 hex.len()
-            ));
+            )
+        };
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid());
+        }
+        let mut digest = [0u8; 32];
+        for (byte, at) in digest.iter_mut().zip((0..64).step_by(2)) {
+            *byte = u8::from_str_radix(&hex[at..at + 2], 16).map_err(|_| invalid())?;
         }
         Ok(Self::CapabilityToken { digest })
     }
@@ -205,6 +202,8 @@ mod tests {
         assert!(Authenticator::capability_token_digest(&hex.to_uppercase()).is_ok());
         assert!(Authenticator::capability_token_digest("abc").is_err());
         assert!(Authenticator::capability_token_digest(&"zz".repeat(32)).is_err());
+        // `from_str_radix` alone would take a sign: "+f" is not two hex digits.
+        assert!(Authenticator::capability_token_digest(&"+f".repeat(32)).is_err());
     }
 
     #[test]
