@@ -40,6 +40,8 @@ mod fs_walk;
 mod handshake;
 #[path = "conformance/hardening.rs"]
 mod hardening;
+#[path = "conformance/hold.rs"]
+mod hold;
 #[path = "conformance/http.rs"]
 mod http;
 #[path = "conformance/http_origin.rs"]

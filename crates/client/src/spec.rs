@@ -175,6 +175,7 @@ impl ProcessSpec {
             network_proxy: None,
             shell_snapshot: None,
             metadata: None,
+            hold_output: false,
         })
     }
 }

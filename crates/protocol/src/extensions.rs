@@ -28,6 +28,12 @@ pub const SANDBOX_DENIAL: &str = "process/exited.sandboxDenial";
 /// same flight as `initialize`, before it knows that directory.
 pub const START_DEFAULT_CWD: &str = "process/start.defaultCwd";
 
+/// `process/start` takes `holdOutput: true`: the server never evicts output the client has
+/// not acknowledged (`process/ack {processId, seq}`, or a `process/read` from `afterSeq`);
+/// when that output fills the retention cap, the server stops reading the child's output
+/// until an acknowledgement frees room, so the child blocks on its write as on a slow pipe.
+pub const START_HOLD_OUTPUT: &str = "process/start.holdOutput";
+
 /// `environment/info` carries `rexec: {processContainment: "cgroup" | "subreaper"}`: how
 /// the server makes sure every descendant of a process dies with it.
 pub const PROCESS_CONTAINMENT: &str = "environment/info.processContainment";
@@ -40,5 +46,6 @@ pub const ALL: &[&str] = &[
     BINARY_OUTPUT,
     SANDBOX_DENIAL,
     START_DEFAULT_CWD,
+    START_HOLD_OUTPUT,
     PROCESS_CONTAINMENT,
 ];

@@ -11,6 +11,9 @@ pub const PROCESS_SIGNAL: &str = "process/signal";
 pub const PROCESS_TERMINATE: &str = "process/terminate";
 /// rexec extension: change the window size of a PTY process.
 pub const PROCESS_RESIZE: &str = "process/resize";
+/// rexec extension (`process/start.holdOutput`), a client notification: the client has
+/// every event up to `seq`, so held output up to there may be evicted again.
+pub const PROCESS_ACK: &str = "process/ack";
 
 pub const PROCESS_OUTPUT: &str = "process/output";
 pub const PROCESS_EXITED: &str = "process/exited";

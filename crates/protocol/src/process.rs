@@ -40,6 +40,10 @@ pub struct StartParams {
     /// Telemetry only; accepted and ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
+    /// rexec extension `process/start.holdOutput`: output the client has not acknowledged
+    /// is never evicted; the server stops reading the child's output instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold_output: bool,
 }
 
 /// Which of the server's own variables a child inherits (upstream shell-environment policy).
@@ -192,6 +196,15 @@ pub struct ResizeParams {
     pub cols: u16,
 }
 
+/// rexec notification `process/ack` (`process/start.holdOutput`): every event with a seq
+/// up to `seq` has reached the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckParams {
+    pub process_id: String,
+    pub seq: u64,
+}
+
 /// An empty result object, `{}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EmptyResult {}
@@ -276,6 +289,12 @@ mod tests {
             Some(std::path::Path::new("/tmp"))
         );
         assert!(!params.tty);
+        assert!(!params.hold_output, "upstream never asks to hold output");
+        let encoded = serde_json::to_string(&params).expect("encode");
+        assert!(
+            !encoded.contains("holdOutput"),
+            "an upstream peer is never sent the field unasked: {encoded}"
+        );
     }
 
     #[test]

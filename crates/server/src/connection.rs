@@ -12,7 +12,8 @@
 //! behind parked requests and requests that never wait are always served promptly.
 //! Responses may therefore leave out of order; the client matches them by id. Bad input is
 //! answered and never ends the connection, except where upstream closes it (`initialized`
-//! before `initialize`, unexpected notifications or responses).
+//! before `initialize`, unexpected notifications or responses). rexec's one client
+//! notification, `process/ack`, is applied inline, in wire order, and never answered.
 
 use crate::Server;
 use crate::auth::Principal;
@@ -123,7 +124,9 @@ impl Connection {
                 self.on_request(id, &method, params).await;
                 Flow::Continue
             }
-            Ok(IncomingMessage::Notification { method, .. }) => self.on_notification(&method),
+            Ok(IncomingMessage::Notification { method, params }) => {
+                self.on_notification(&method, params)
+            }
             Ok(IncomingMessage::Response { .. } | IncomingMessage::Error { .. }) => {
                 tracing::warn!(
                     connection = self.id,
@@ -269,7 +272,14 @@ impl Connection {
         self.send(response_frame(&id, &result)).await;
     }
 
-    fn on_notification(&mut self, method_name: &str) -> Flow {
+    fn on_notification(&mut self, method_name: &str, params: Option<&RawValue>) -> Flow {
+        if method_name == method::PROCESS_ACK {
+            // Before the handshake completes there is no process to acknowledge.
+            if let Phase::Ready(session) = &self.phase {
+                handlers::acknowledge(session, params);
+            }
+            return Flow::Continue;
+        }
         if method_name != method::INITIALIZED {
             tracing::warn!(
                 connection = self.id,

@@ -14,6 +14,8 @@ pub mod http;
 mod process;
 pub mod watch_missing;
 
+pub use process::acknowledge;
+
 use crate::Server;
 use crate::session::Session;
 use rexec_protocol::RpcError;

@@ -11,11 +11,14 @@ use crate::process::stdin::{StdinPort, WriteOutcome};
 use crate::process::table::{Lookup, ProcessTable};
 use crate::process::write_order::Turn;
 use crate::sandbox::{HelperCommand, Plan, Sandbox, SetupError, policy};
+use crate::session::Session;
 use rexec_protocol::RpcError;
+use rexec_protocol::jsonrpc::decode_params;
 use rexec_protocol::process::{
-    EmptyResult, ReadParams, ResizeParams, SandboxType, SignalParams, StartParams, StartResult,
-    TerminateParams, TerminateResult, WriteParams, WriteResult, WriteStatus,
+    AckParams, EmptyResult, ReadParams, ResizeParams, SandboxType, SignalParams, StartParams,
+    StartResult, TerminateParams, TerminateResult, WriteParams, WriteResult, WriteStatus,
 };
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -127,6 +130,7 @@ async fn launch(
         spawned.pty_master,
         stdin.map_err(|err| RpcError::internal(format!("failed to open process stdin: {err}")))?,
         sandbox,
+        params.hold_output,
     ));
     let table = &ctx.session.processes;
     if !table.activate(&process) {
@@ -211,8 +215,27 @@ fn running(ctx: &RequestContext, process_id: &str) -> Result<Arc<Process>, RpcEr
 
 pub async fn read(ctx: &RequestContext, params: ReadParams) -> Result<Reply, RpcError> {
     let process = running(ctx, &params.process_id)?;
+    // A read from `afterSeq` says the client has everything up to it.
+    if let Some(after_seq) = params.after_seq {
+        process.acknowledge(after_seq);
+    }
     let result = long_poll(&process, &params, ctx.takeovers.clone()).await?;
     Reply::new(&result)
+}
+
+/// `process/ack {processId, seq}`, a notification: nothing is answered, so malformed
+/// params and unknown processes are ignored (and change nothing).
+pub fn acknowledge(session: &Session, params: Option<&RawValue>) {
+    let params: AckParams = match decode_params(params) {
+        Ok(params) => params,
+        Err(error) => {
+            tracing::debug!(session = %session.id, %error, "ignoring a malformed process/ack");
+            return;
+        }
+    };
+    if let Lookup::Running(process) = session.processes.lookup(&params.process_id) {
+        process.acknowledge(params.seq);
+    }
 }
 
 /// A write admitted for a running process, holding its place in the process's write order.

@@ -4,6 +4,11 @@
 //! Output chunks are retained (1 MiB and 50 000 chunks, oldest evicted first) for
 //! `process/read`; eviction is *counted*, so a reader can tell exactly how much it missed.
 //! This type is plain data: callers hold the process lock around it and never await.
+//!
+//! A log that *holds* (`process/start.holdOutput`) never evicts a chunk above the client's
+//! acknowledgement. It does not grow past the caps either: its producer asks
+//! [`EventLog::has_room`] before reading more output and waits for an acknowledgement
+//! while there is none, so eviction turns into backpressure.
 
 use bytes::Bytes;
 use rexec_protocol::ByteChunk;
@@ -40,6 +45,12 @@ pub struct EventLog {
     closed_seq: Option<u64>,
     max_bytes: usize,
     max_chunks: usize,
+    /// The highest seq eviction may reach: `u64::MAX` unless the log holds, then the
+    /// client's acknowledgement.
+    evictable_through: u64,
+    holding: bool,
+    /// Output bytes with a seq up to `evictable_through` (kept only while holding).
+    acked_bytes: u64,
 }
 
 impl Default for EventLog {
@@ -68,6 +79,18 @@ impl EventLog {
             closed_seq: None,
             max_bytes,
             max_chunks,
+            evictable_through: u64::MAX,
+            holding: false,
+            acked_bytes: 0,
+        }
+    }
+
+    /// A log that holds output until it is acknowledged.
+    pub fn holding(max_bytes: usize, max_chunks: usize) -> Self {
+        Self {
+            evictable_through: 0,
+            holding: true,
+            ..Self::with_limits(max_bytes, max_chunks)
         }
     }
 
@@ -83,6 +106,14 @@ impl EventLog {
         self.retained
             .push_back(RetainedChunk { seq, stream, bytes });
         while self.retained_bytes > self.max_bytes || self.retained.len() > self.max_chunks {
+            // Held output is never evicted; the producer waited for room instead.
+            if self
+                .retained
+                .front()
+                .is_none_or(|oldest| oldest.seq > self.evictable_through)
+            {
+                break;
+            }
             let Some(oldest) = self.retained.pop_front() else {
                 break;
             };
@@ -91,6 +122,52 @@ impl EventLog {
             self.evicted_bytes += oldest.bytes.len() as u64;
         }
         seq
+    }
+
+    /// The client has every event up to `seq` (clamped to the last one recorded): held
+    /// output up to there may be evicted again. True when that freed room.
+    pub fn acknowledge(&mut self, seq: u64) -> bool {
+        let seq = seq.min(self.next_seq - 1);
+        if !self.holding || seq <= self.evictable_through {
+            return false;
+        }
+        // While holding, nothing above `evictable_through` was evicted: every newly
+        // acknowledged chunk is still retained.
+        let from = self
+            .retained
+            .partition_point(|c| c.seq <= self.evictable_through);
+        self.acked_bytes += self
+            .retained
+            .range(from..)
+            .take_while(|c| c.seq <= seq)
+            .map(|c| c.bytes.len() as u64)
+            .sum::<u64>();
+        self.evictable_through = seq;
+        true
+    }
+
+    /// Stop holding (the session expired or the server shuts down): eviction as usual.
+    pub fn release_hold(&mut self) {
+        self.holding = false;
+        self.evictable_through = u64::MAX;
+    }
+
+    /// Whether a chunk of up to `chunk_bytes` fits without evicting held output. Always
+    /// true for a log that does not hold, and when nothing is held (so output of any size
+    /// makes progress).
+    pub fn has_room(&self, chunk_bytes: usize) -> bool {
+        if !self.holding {
+            return true;
+        }
+        let held_bytes =
+            (self.evicted_bytes + self.retained_bytes as u64).saturating_sub(self.acked_bytes);
+        let held_chunks = self.retained.len()
+            - self
+                .retained
+                .partition_point(|c| c.seq <= self.evictable_through);
+        held_bytes == 0
+            || (held_bytes + chunk_bytes as u64 <= self.max_bytes as u64
+                && held_chunks < self.max_chunks)
     }
 
     pub fn record_exit(&mut self, code: i32, denial: Option<SandboxDenial>) -> ExitRecord {
@@ -250,5 +327,146 @@ mod tests {
             (read.evicted_chunks, read.evicted_bytes),
             (Some(2), Some(8))
         );
+    }
+
+    fn seqs(log: &EventLog) -> Vec<u64> {
+        log.retained().map(|c| c.seq).collect()
+    }
+
+    fn evicted(log: &EventLog) -> (Option<u64>, Option<u64>) {
+        let read = log.read(0, None).result;
+        (read.evicted_chunks, read.evicted_bytes)
+    }
+
+    #[test]
+    fn a_holding_log_has_no_room_once_unacknowledged_output_fills_the_cap() {
+        let mut log = EventLog::holding(16, 100);
+        for text in ["aaaa", "bbbb", "cccc"] {
+            assert!(log.has_room(4));
+            out(&mut log, text);
+        }
+        assert!(log.has_room(4), "12 held + 4 fits in 16");
+        assert!(!log.has_room(5), "12 held + 5 does not");
+        out(&mut log, "dddd");
+        assert!(!log.has_room(1), "16 bytes held: the producer must wait");
+        assert_eq!(seqs(&log), [1, 2, 3, 4]);
+        assert_eq!(evicted(&log), (Some(0), Some(0)));
+    }
+
+    #[test]
+    fn acknowledged_output_is_evicted_only_when_room_is_needed() {
+        let mut log = EventLog::holding(16, 100);
+        for text in ["aaaa", "bbbb", "cccc", "dddd"] {
+            out(&mut log, text);
+        }
+        assert!(log.acknowledge(2), "acknowledging frees room");
+        assert!(log.has_room(8));
+        assert!(!log.has_room(9));
+        assert_eq!(seqs(&log), [1, 2, 3, 4], "nothing evicted until needed");
+        out(&mut log, "eeee");
+        assert_eq!(
+            seqs(&log),
+            [2, 3, 4, 5],
+            "the oldest acknowledged chunk made room"
+        );
+        assert_eq!(evicted(&log), (Some(1), Some(4)), "and is counted");
+        out(&mut log, "ffff");
+        assert_eq!(seqs(&log), [3, 4, 5, 6]);
+        assert!(!log.has_room(1), "held again: 3..=6 are unacknowledged");
+    }
+
+    #[test]
+    fn an_unacknowledged_chunk_is_never_evicted_even_past_the_cap() {
+        // The producer checks `has_room`; should it push anyway, held output still stays.
+        let mut log = EventLog::holding(8, 100);
+        for text in ["aaaa", "bbbb", "cccc"] {
+            out(&mut log, text);
+        }
+        assert_eq!(seqs(&log), [1, 2, 3]);
+        assert_eq!(evicted(&log), (Some(0), Some(0)));
+        log.acknowledge(1);
+        out(&mut log, "dddd");
+        assert_eq!(seqs(&log), [2, 3, 4], "only the acknowledged chunk went");
+    }
+
+    #[test]
+    fn the_chunk_cap_holds_as_the_byte_cap_does() {
+        let mut log = EventLog::holding(1000, 2);
+        out(&mut log, "a");
+        assert!(log.has_room(1));
+        out(&mut log, "b");
+        assert!(!log.has_room(1), "two chunks held, the cap is two");
+        assert!(log.acknowledge(1));
+        assert!(log.has_room(1));
+    }
+
+    #[test]
+    fn with_nothing_held_a_chunk_larger_than_the_cap_still_fits() {
+        let mut log = EventLog::holding(4, 10);
+        assert!(
+            log.has_room(64 * 1024),
+            "an empty log never stalls its producer"
+        );
+        out(&mut log, "0123456789");
+        assert!(!log.has_room(1));
+        assert!(log.acknowledge(1));
+        assert!(log.has_room(64 * 1024));
+    }
+
+    #[test]
+    fn acknowledgements_clamp_to_the_last_seq_and_never_move_back() {
+        let mut log = EventLog::holding(8, 100);
+        out(&mut log, "aaaa");
+        out(&mut log, "bbbb");
+        assert!(log.acknowledge(u64::MAX), "clamped to seq 2");
+        assert!(log.has_room(8));
+        assert!(!log.acknowledge(1), "lower than before: nothing changes");
+        assert!(!log.acknowledge(2), "the same again: nothing changes");
+        // Output after the clamp is held: the acknowledgement did not cover it.
+        out(&mut log, "cccc");
+        out(&mut log, "dddd");
+        assert_eq!(seqs(&log), [3, 4]);
+        assert!(!log.has_room(1));
+        assert_eq!(evicted(&log), (Some(2), Some(8)));
+    }
+
+    #[test]
+    fn exit_and_close_are_recorded_while_output_is_held() {
+        let mut log = EventLog::holding(4, 100);
+        out(&mut log, "aaaa");
+        assert!(!log.has_room(1));
+        assert_eq!(log.record_exit(0, None).seq, 2);
+        assert_eq!(log.record_closed(), 3);
+        let read = log.read(0, None).result;
+        assert!(read.exited && read.closed);
+        assert_eq!(read.chunks.len(), 1, "the held output is still there");
+        assert!(!log.acknowledge(0), "seq 0 acknowledges nothing");
+        assert!(log.acknowledge(3), "an ack may cover exit and close");
+    }
+
+    #[test]
+    fn acknowledging_a_log_that_does_not_hold_changes_nothing() {
+        let mut log = EventLog::with_limits(8, 100);
+        out(&mut log, "aaaa");
+        assert!(!log.acknowledge(1));
+        assert!(log.has_room(1_000_000));
+        for text in ["bbbb", "cccc"] {
+            out(&mut log, text);
+        }
+        assert_eq!(seqs(&log), [2, 3], "evicts as it always did");
+        assert_eq!(evicted(&log), (Some(1), Some(4)));
+    }
+
+    #[test]
+    fn a_released_hold_evicts_as_usual() {
+        let mut log = EventLog::holding(8, 100);
+        out(&mut log, "aaaa");
+        out(&mut log, "bbbb");
+        assert!(!log.has_room(1));
+        log.release_hold();
+        assert!(log.has_room(1));
+        out(&mut log, "cccc");
+        assert_eq!(seqs(&log), [2, 3]);
+        assert!(!log.acknowledge(3), "no longer holding");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! A [`Process`] is shared between the handlers (read, write, signal, terminate, resize) and
 //! its pump task, the only writer of its event log. Everything that touches the log holds the
-//! log's mutex briefly and never awaits under it; readers wait on the `changes` watch.
+//! log's mutex briefly and never awaits under it; readers wait on the `changes` watch, and
+//! the pump of a process that holds its output waits on `room` for an acknowledgement.
 
 pub mod cgroup;
 pub mod clone3;
@@ -23,13 +24,13 @@ use crate::sandbox::Sandbox;
 use crate::session::lock;
 use bytes::Bytes;
 use containment::Descendants;
-use event_log::{EventLog, ExitRecord};
+use event_log::{EventLog, ExitRecord, RETAINED_OUTPUT_BYTES, RETAINED_OUTPUT_CHUNKS};
 use rexec_protocol::process::OutputStream;
 use rustix::process::{Pid, Signal};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use stdin::StdinPort;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 pub struct Process {
     pub id: String,
@@ -41,6 +42,10 @@ pub struct Process {
     log: Mutex<EventLog>,
     /// Bumped after every change to the log; long-poll reads wait on it.
     changes: watch::Sender<()>,
+    /// `holdOutput`: unacknowledged output is never evicted, the pump waits for room.
+    holds_output: bool,
+    /// Signalled when an acknowledgement (or a released hold) may have made room.
+    room: Notify,
     pub stdin: StdinPort,
     /// The policy and filter record of a sandboxed process.
     sandbox: Option<Sandbox>,
@@ -53,13 +58,21 @@ impl Process {
         pty_master: Option<Arc<OwnedFd>>,
         stdin: StdinPort,
         sandbox: Option<Sandbox>,
+        holds_output: bool,
     ) -> Self {
+        let log = if holds_output {
+            EventLog::holding(RETAINED_OUTPUT_BYTES, RETAINED_OUTPUT_CHUNKS)
+        } else {
+            EventLog::default()
+        };
         Self {
             id,
             descendants,
             pty_master,
-            log: Mutex::default(),
+            log: Mutex::new(log),
             changes: watch::Sender::new(()),
+            holds_output,
+            room: Notify::new(),
             stdin,
             sandbox,
         }
@@ -81,6 +94,40 @@ impl Process {
         let seq = self.log().push_output(stream, bytes);
         self.changed();
         seq
+    }
+
+    pub fn holds_output(&self) -> bool {
+        self.holds_output
+    }
+
+    /// The client has every event up to `seq` (`process/ack`, or a `process/read` from
+    /// there). Harmless for a process that does not hold its output.
+    pub fn acknowledge(&self, seq: u64) {
+        if self.holds_output && self.log().acknowledge(seq) {
+            self.room.notify_one();
+        }
+    }
+
+    /// Evict as usual from now on: nobody will acknowledge (the session expired, the
+    /// server shuts down), and the pump must not wait for that.
+    pub fn release_hold(&self) {
+        if self.holds_output {
+            self.log().release_hold();
+            self.room.notify_one();
+        }
+    }
+
+    /// Whether one more read of output fits without evicting held output.
+    pub fn has_room_for_output(&self) -> bool {
+        self.log().has_room(pump::READ_CHUNK_BYTES)
+    }
+
+    /// Wait until one more read of output fits. Only the pump waits here; `notify_one`
+    /// keeps a wake-up that comes between its check and its wait.
+    pub async fn room_for_output(&self) {
+        while !self.has_room_for_output() {
+            self.room.notified().await;
+        }
     }
 
     /// Record the exit with the sandbox's verdict on it (judged from the retained output).

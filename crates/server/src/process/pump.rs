@@ -9,6 +9,12 @@
 //! process before its events. Output goes as JSON (base64 chunk) or, when the attached
 //! connection negotiated `process/output.binary`, as a binary frame with the raw bytes;
 //! the format is chosen per send, so it follows a resume onto a connection that differs.
+//!
+//! For a process that holds its output (`process/start.holdOutput`) the pump reads only
+//! while the event log has room for another chunk without evicting unacknowledged output;
+//! otherwise it waits for an acknowledgement, and the full pipe blocks the child. The exit
+//! and the close are never held: they are recorded after the output before them, however
+//! long that output waits for room.
 
 use super::Process;
 use super::spawn::Child;
@@ -95,12 +101,14 @@ impl Runner {
                 break;
             }
             let reading = sources.iter().any(|s| !s.eof);
+            let room = !self.process.holds_output() || self.process.has_room_for_output();
             tokio::select! {
                 biased;
-                (index, read) = read_any(&sources), if reading => {
+                (index, read) = read_any(&sources), if reading && room => {
                     let source = &mut sources[index];
                     self.on_read(source.stream, read, &mut source.eof).await;
                 }
+                () = self.process.room_for_output(), if reading && !room => {}
                 status = child.wait(), if !exited => {
                     self.process.descendants().reaped();
                     self.drain_before_exit(&mut sources).await;
@@ -149,6 +157,9 @@ impl Runner {
     async fn drain_before_exit(&self, sources: &mut [Source]) {
         for source in sources.iter_mut().filter(|s| !s.eof) {
             for _ in 0..EXIT_DRAIN_READS {
+                if self.process.holds_output() {
+                    self.process.room_for_output().await;
+                }
                 match read_once(source.fd.get_ref()) {
                     Ok(Some(bytes)) => self.publish_output(source.stream, bytes).await,
                     Ok(None) => {

@@ -116,6 +116,8 @@ impl ProcessTable {
             })
             .collect();
         for process in processes {
+            // Nobody will acknowledge held output now: let the pump drain to the close.
+            process.release_hold();
             process.kill_group();
         }
         for cgroup in lock(&self.lingering).drain(..) {
