@@ -2,7 +2,8 @@
 //! has not acknowledged is never evicted; once it fills the 1 MiB retention the server stops
 //! reading the child, which blocks on its pipe. `process/ack {processId, seq}` and a
 //! `process/read` from `afterSeq` acknowledge; exit and close follow the output however long
-//! it is held, across a detach too. Without `holdOutput` a process is evicted as before.
+//! it is held, across a detach too; a session's expiry ends the hold, so its killed
+//! processes still close. Without `holdOutput` a process is evicted as before.
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::client::{Client, Incoming};
-use crate::harness::{Ctx, EVENT_TIMEOUT, b64, sh};
+use crate::harness::{Ctx, EVENT_TIMEOUT, b64, check_error, poll_until, sh};
 use crate::server::ServerOptions;
 
 /// The server's retention cap, and the most it reads from a pipe at once.
@@ -461,3 +462,60 @@ async fn held_output_stays_held_across_a_detach(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(rexec_only("process/start.holdOutput, session resume") held_output_stays_held_across_a_detach => rexec_held_output_stays_held_across_a_detach, codex_held_output_stays_held_across_a_detach);
+
+fn open_descriptors(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("listing /proc/{pid}/fd"))?
+        .count())
+}
+
+/// Expiry kills the processes of a detached session and ends their hold: each pump drains
+/// what the killed child left in its pipes and closes, giving its descriptors back,
+/// instead of waiting forever for an acknowledgement nobody will send.
+async fn expiry_ends_the_hold(ctx: Ctx) -> Result<()> {
+    const PROCESSES: usize = 8;
+    let server = ctx
+        .server_with(&ServerOptions {
+            session_ttl_ms: Some(300),
+            ..ServerOptions::default()
+        })
+        .await?;
+    let pid = server.pid()?;
+    let mut client = Client::connect(&server).await?;
+    let init = client.initialize().await?;
+    let session = init["sessionId"].as_str().context("sessionId")?.to_owned();
+    let before = open_descriptors(pid)?;
+    for n in 0..PROCESSES {
+        let id = format!("held{n}");
+        client.start(held_start(&id)).await?;
+        let mut pushed = Pushed::default();
+        pushed
+            .until(&mut client, &id, "a full retention", |p| {
+                p.output.len() > RETAINED_BYTES - READ_CHUNK
+            })
+            .await?;
+    }
+    let holding = open_descriptors(pid)?;
+    ensure!(
+        holding >= before + 2 * PROCESSES,
+        "{PROCESSES} held processes hold {holding} descriptors (was {before}): not a pipe each?"
+    );
+    client.close().await;
+
+    poll_until(
+        "the expired session's held processes give their descriptors back",
+        EVENT_TIMEOUT,
+        || open_descriptors(pid).is_ok_and(|now| now <= before),
+    )
+    .await?;
+    let mut late = Client::connect(&server).await?;
+    let error = late
+        .expect_error(
+            "initialize",
+            json!({"clientName": "late", "resumeSessionId": session}),
+        )
+        .await?;
+    check_error(&error, -32600, &format!("unknown session id {session}"))?;
+    Ok(())
+}
+conformance_test!(rexec_only("process/start.holdOutput, --session-ttl-ms") expiry_ends_the_hold => rexec_expiry_ends_the_hold, codex_expiry_ends_the_hold);
