@@ -62,6 +62,8 @@ mod sandbox;
 mod sandbox_dirs;
 #[path = "conformance/session.rs"]
 mod session;
+#[path = "conformance/shell_snapshot.rs"]
+mod shell_snapshot;
 #[path = "conformance/stdin.rs"]
 mod stdin;
 #[path = "conformance/transport.rs"]
