@@ -26,6 +26,8 @@ mod server;
 
 #[path = "conformance/auth.rs"]
 mod auth;
+#[path = "conformance/capabilities.rs"]
+mod capabilities;
 #[path = "conformance/extensions.rs"]
 mod extensions;
 #[path = "conformance/fs.rs"]

@@ -33,6 +33,8 @@ pub fn local_environment_info(containment: ProcessContainment) -> EnvironmentInf
             http_header_env_vars: true,
             file_write_streaming: true,
             shell_snapshot_v2: true,
+            sandboxed_file_streaming: true,
+            linux_root_write_preserves_devices: true,
             ..EnvironmentCapabilities::default()
         },
         rexec: Some(RexecEnvironmentInfo {
