@@ -26,6 +26,8 @@ mod server;
 
 #[path = "conformance/auth.rs"]
 mod auth;
+#[path = "conformance/capabilities.rs"]
+mod capabilities;
 #[path = "conformance/extensions.rs"]
 mod extensions;
 #[path = "conformance/fs.rs"]
@@ -64,6 +66,8 @@ mod sandbox;
 mod sandbox_dirs;
 #[path = "conformance/session.rs"]
 mod session;
+#[path = "conformance/shell_snapshot.rs"]
+mod shell_snapshot;
 #[path = "conformance/stdin.rs"]
 mod stdin;
 #[path = "conformance/transport.rs"]

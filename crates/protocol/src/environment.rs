@@ -97,21 +97,28 @@ pub enum ProcessContainment {
     Subreaper,
 }
 
-/// Capability bits that gate newer requests and fields. rexec reports `fileWriteStreaming`
-/// (`fs/open` mode `replace` + `fs/writeBlock`), `httpHeaderEnvVars` (`valueEnvVar` on
-/// `http/request` headers) and `fsWatchMissing` (`fs/watchMissing`); clients must not send
-/// what the others gate.
+/// Capability bits that gate newer requests, fields and sandbox semantics, in upstream's
+/// order. Every flag is listed so a client sees each answer; README's capability table
+/// says what each gates and why rexec reports the ones it leaves false.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EnvironmentCapabilities {
     pub network_proxy_launch: bool,
+    pub network_proxy_review_domains: bool,
+    pub network_proxy_transparent_tcp: bool,
+    pub credential_masking: bool,
+    pub credential_masking_custom_providers: bool,
     pub capability_discovery_sandbox: bool,
+    pub fs_watch_missing: bool,
+    pub capability_discovery_v2: bool,
     pub environment_config_read: bool,
     pub http_header_env_vars: bool,
-    pub fs_watch_missing: bool,
     pub sandboxed_file_streaming: bool,
     pub file_write_streaming: bool,
     pub shell_snapshot_v2: bool,
+    pub windows_mxc: bool,
+    pub linux_root_write_preserves_devices: bool,
+    pub linux_approved_root_write_preserves_restrictions: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -27,10 +27,14 @@ pub fn local_environment_info(containment: ProcessContainment) -> EnvironmentInf
         platform_os: Some(std::env::consts::OS.to_owned()),
         temporary_directories: vec![PathUri::from_path(temp_dir.clone())],
         temp_dir: Some(PathUri::from_path(temp_dir)),
+        // README's capability table says why each false one is false.
         capabilities: EnvironmentCapabilities {
-            file_write_streaming: true,
-            http_header_env_vars: true,
             fs_watch_missing: true,
+            http_header_env_vars: true,
+            file_write_streaming: true,
+            shell_snapshot_v2: true,
+            sandboxed_file_streaming: true,
+            linux_root_write_preserves_devices: true,
             ..EnvironmentCapabilities::default()
         },
         rexec: Some(RexecEnvironmentInfo {

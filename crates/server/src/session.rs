@@ -9,6 +9,7 @@
 
 use crate::auth::Principal;
 use crate::outbound::FrameSender;
+use crate::process::shell_snapshot::SnapshotCache;
 use crate::process::table::ProcessTable;
 use rexec_protocol::RpcError;
 use std::collections::HashMap;
@@ -57,6 +58,8 @@ pub struct Session {
     pub owner: Principal,
     pub processes: Arc<ProcessTable>,
     pub route: Arc<NotificationRoute>,
+    /// `process/start.shellSnapshot` captures, per session as upstream.
+    pub shell_snapshots: SnapshotCache,
     attachment: Mutex<Attachment>,
     /// Bumped whenever another connection takes the session over; long polls admitted
     /// under an older value fail with "session has been resumed by another connection".
@@ -77,6 +80,7 @@ impl Session {
             owner,
             processes: Arc::new(ProcessTable::new(closed_retention)),
             route,
+            shell_snapshots: SnapshotCache::default(),
             attachment: Mutex::new(Attachment {
                 connection: Some(connection),
                 detached_at: None,

@@ -6,6 +6,7 @@ use crate::process::containment::Descendants;
 use crate::process::env::child_env;
 use crate::process::pump::Pump;
 use crate::process::read::long_poll;
+use crate::process::shell_snapshot as snapshot;
 use crate::process::spawn::{SpawnRequest, spawn};
 use crate::process::stdin::{StdinPort, WriteOutcome};
 use crate::process::table::{Lookup, ProcessTable};
@@ -41,21 +42,7 @@ pub async fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, R
         Some(sandbox) => policy::resolve(sandbox, Some(cwd), &env)?,
         None => None,
     };
-    let helper = match (&plan, &ctx.server.config.sandbox_helper) {
-        (None, _) => None,
-        (Some(_), None) => {
-            return Err(RpcError::invalid_params(
-                "sandbox runtime paths are not configured",
-            ));
-        }
-        (Some(plan), Some(helper)) => Some((
-            HelperCommand::new(helper, plan, &params.argv, params.arg0.as_deref()).map_err(
-                |err| RpcError::internal(format!("failed to prepare process sandbox: {err}")),
-            )?,
-            plan.clone(),
-        )),
-    };
-    let sandbox_type = if helper.is_some() {
+    let sandbox_type = if plan.is_some() {
         SandboxType::LinuxSeccomp
     } else {
         SandboxType::None
@@ -68,7 +55,39 @@ pub async fn start(ctx: &RequestContext, params: StartParams) -> Result<Reply, R
         table,
         id: &params.process_id,
     };
-    let process = launch(ctx, &params, cwd, &env, helper).await?;
+    let helper_path = match (&plan, &ctx.server.config.sandbox_helper) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(RpcError::invalid_params(
+                "sandbox runtime paths are not configured",
+            ));
+        }
+        (Some(_), Some(helper)) => Some(helper.as_path()),
+    };
+    let rewrite = ctx
+        .session
+        .shell_snapshots
+        .prepare(&snapshot::Start {
+            params: &params,
+            cwd,
+            env: &env,
+            sandbox: helper_path.zip(plan.as_ref()),
+        })
+        .await?;
+    let (argv, env) = match rewrite {
+        Some(rewrite) => (rewrite.argv, rewrite.env),
+        None => (params.argv.clone(), env),
+    };
+    let helper = match helper_path.zip(plan) {
+        None => None,
+        Some((helper, plan)) => Some((
+            HelperCommand::new(helper, &plan, &argv, params.arg0.as_deref()).map_err(|err| {
+                RpcError::internal(format!("failed to prepare process sandbox: {err}"))
+            })?,
+            plan,
+        )),
+    };
+    let process = launch(ctx, &params, &argv, cwd, &env, helper).await?;
     let Some((process, release)) = process else {
         return Err(RpcError::start_cancelled(&params.process_id));
     };
@@ -88,12 +107,13 @@ type Launched = (Arc<Process>, oneshot::Sender<()>);
 async fn launch(
     ctx: &RequestContext,
     params: &StartParams,
+    argv: &[String],
     cwd: &Path,
     env: &BTreeMap<String, String>,
     helper: Option<(HelperCommand, Plan)>,
 ) -> Result<Option<Launched>, RpcError> {
     let spawned = spawn(&SpawnRequest {
-        argv: &params.argv,
+        argv,
         arg0: params.arg0.as_deref(),
         cwd,
         env,
@@ -190,11 +210,6 @@ fn reject_unenforceable(params: &StartParams) -> Result<(), RpcError> {
     if params.network_proxy.is_some() {
         return Err(RpcError::invalid_params(
             "networkProxy is not supported by this executor (capability networkProxyLaunch is false)",
-        ));
-    }
-    if params.shell_snapshot.is_some() {
-        return Err(RpcError::invalid_params(
-            "shellSnapshot is not supported by this executor (capability shellSnapshotV2 is false)",
         ));
     }
     Ok(())

@@ -15,6 +15,7 @@ pub mod event_log;
 pub mod pump;
 pub mod read;
 pub mod reaper;
+pub mod shell_snapshot;
 pub mod spawn;
 pub mod stdin;
 pub mod table;
