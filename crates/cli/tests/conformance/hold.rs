@@ -1,7 +1,7 @@
 //! rexec's `process/start.holdOutput` (codex 0.169.0 does not have it): output the client
 //! has not acknowledged is never evicted; once it fills the 1 MiB retention the server stops
-//! reading the child, which blocks on its pipe. `process/ack {processId, seq}` and a
-//! `process/read` from `afterSeq` acknowledge; exit and close follow the output however long
+//! reading the child, which blocks on its pipe. Only `process/ack {processId, seq}`
+//! acknowledges (a `process/read` does not); exit and close follow the output however long
 //! it is held, across a detach too; a session's expiry ends the hold, so its killed
 //! processes still close. Without `holdOutput` a process is evicted as before.
 
@@ -238,11 +238,19 @@ async fn held_output_blocks_the_child_until_acknowledged(ctx: Ctx) -> Result<()>
     first_stall(&mut client, "held", &mut pushed).await?;
     let first = pushed.output.len();
 
-    // A repair read from the last seq acknowledges it: another retention's worth moves,
-    // then the output is held again (only acknowledged chunks may have been evicted).
+    // A read from the last seq releases nothing: the client may be ahead of a subscriber.
     client
         .read("held", Some(pushed.last_seq()), None, 0)
         .await?;
+    if let Some(event) = client
+        .next_process_notification("held", Instant::now() + QUIET)
+        .await?
+    {
+        bail!("a process/read released held output: {}", short(&event));
+    }
+    // An acknowledgement of the last seq does: another retention's worth moves, then the
+    // output is held again (only acknowledged chunks may have been evicted).
+    ack(&mut client, "held", json!(pushed.last_seq())).await?;
     pushed
         .stalls_after(&mut client, "held", first + RETAINED_BYTES - READ_CHUNK)
         .await?;
@@ -422,7 +430,7 @@ async fn held_output_stays_held_across_a_detach(ctx: Ctx) -> Result<()> {
         held.exited
     );
 
-    // The repair path: reads from the last seq, each one acknowledging what it follows.
+    // The repair path: reads from the last seq, each followed by an acknowledgement.
     let mut after = pushed.last_seq();
     let mut output = pushed.output;
     let deadline = Instant::now() + FLOOD_TIMEOUT;
@@ -440,6 +448,7 @@ async fn held_output_stays_held_across_a_detach(ctx: Ctx) -> Result<()> {
             output.extend(b64(&chunk["chunk"])?);
             after = seq;
         }
+        ack(&mut second, "held", json!(after)).await?;
         let evicted = read["evictedBytes"].as_u64().context("evictedBytes")?;
         ensure!(
             evicted <= acknowledged,

@@ -230,10 +230,8 @@ fn running(ctx: &RequestContext, process_id: &str) -> Result<Arc<Process>, RpcEr
 
 pub async fn read(ctx: &RequestContext, params: ReadParams) -> Result<Reply, RpcError> {
     let process = running(ctx, &params.process_id)?;
-    // A read from `afterSeq` says the client has everything up to it.
-    if let Some(after_seq) = params.after_seq {
-        process.acknowledge(after_seq);
-    }
+    // A read never acknowledges held output: a client reads ahead of its slowest
+    // subscriber (a repair of its ordered log), so only `process/ack` releases it.
     let result = long_poll(&process, &params, ctx.takeovers.clone()).await?;
     Reply::new(&result)
 }
