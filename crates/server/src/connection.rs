@@ -22,8 +22,9 @@ use crate::handlers::fs::FileHandles;
 use crate::handlers::http::HttpRequests;
 use crate::handlers::watch_missing::MissingWatches;
 use crate::handlers::{self, Admitted, Deferred, Reply, RequestContext};
+use crate::outbound::NotificationSink;
 use crate::outbound::{FrameSender, OutboundFrame};
-use crate::session::{ConnectionId, NotificationSink, Session};
+use crate::session::{ConnectionId, Session};
 use rexec_protocol::environment::{InitializeParams, InitializeResult, RexecServerInfo};
 use rexec_protocol::jsonrpc::{MALFORMED_FRAME_ID, decode_params, error_frame, response_frame};
 use rexec_protocol::{

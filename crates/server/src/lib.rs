@@ -17,6 +17,7 @@ pub mod outbound;
 pub mod process;
 pub mod sandbox;
 pub mod session;
+mod sync;
 pub mod transport;
 
 pub use config::ServerConfig;

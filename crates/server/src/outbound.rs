@@ -6,7 +6,9 @@
 //! which stop reading their pipes, which blocks the children: memory stays bounded and no
 //! byte is dropped. Detached sessions have no queue; their events are only retained.
 
+use crate::sync::lock;
 use bytes::Bytes;
+use std::sync::Mutex;
 use tokio::sync::mpsc;
 
 /// One serialized message.
@@ -38,5 +40,31 @@ pub fn drain_ready(
             Ok(frame) => batch.push(frame),
             Err(_) => break,
         }
+    }
+}
+
+/// The attached connection's outbound queue and how it wants output.
+#[derive(Clone)]
+pub struct NotificationSink {
+    pub frames: FrameSender,
+    /// The connection negotiated `process/output.binary`: output goes as binary frames.
+    pub binary_output: bool,
+}
+
+/// Where a session's notifications go right now: the attached connection's sink, or
+/// nowhere while detached. A resume replaces the sink, so the output format follows the
+/// connection that is attached now.
+#[derive(Default)]
+pub struct NotificationRoute {
+    sink: Mutex<Option<NotificationSink>>,
+}
+
+impl NotificationRoute {
+    pub fn current(&self) -> Option<NotificationSink> {
+        lock(&self.sink).clone()
+    }
+
+    pub(crate) fn set(&self, sink: Option<NotificationSink>) {
+        *lock(&self.sink) = sink;
     }
 }

@@ -8,44 +8,19 @@
 //! expires and every process it owns is killed. Expiry wins at the boundary.
 
 use crate::auth::Principal;
-use crate::outbound::FrameSender;
+use crate::outbound::{NotificationRoute, NotificationSink};
 use crate::process::shell_snapshot::SnapshotCache;
 use crate::process::table::ProcessTable;
+use crate::sync::lock;
 use rexec_protocol::RpcError;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Identifies one transport connection for attach/detach bookkeeping.
 pub type ConnectionId = u64;
-
-/// The attached connection's outbound queue and how it wants output.
-#[derive(Clone)]
-pub struct NotificationSink {
-    pub frames: FrameSender,
-    /// The connection negotiated `process/output.binary`: output goes as binary frames.
-    pub binary_output: bool,
-}
-
-/// Where a session's notifications go right now: the attached connection's sink, or
-/// nowhere while detached. A resume replaces the sink, so the output format follows the
-/// connection that is attached now.
-#[derive(Default)]
-pub struct NotificationRoute {
-    sink: Mutex<Option<NotificationSink>>,
-}
-
-impl NotificationRoute {
-    pub fn current(&self) -> Option<NotificationSink> {
-        lock(&self.sink).clone()
-    }
-
-    fn set(&self, sink: Option<NotificationSink>) {
-        *lock(&self.sink) = sink;
-    }
-}
 
 struct Attachment {
     connection: Option<ConnectionId>,
@@ -209,12 +184,4 @@ impl SessionRegistry {
 
 fn expire(session: &Session) {
     session.processes.kill_all();
-}
-
-/// Lock a mutex, recovering from poisoning: every critical section here leaves its data
-/// consistent, so a panic elsewhere must not take the server down with it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -75,7 +75,7 @@ impl CgroupTree {
 
     /// An empty cgroup for one process: a spare one, else a new one.
     pub fn create_leaf(&self) -> io::Result<Cgroup> {
-        if let Some(dir) = crate::session::lock(&self.spare).pop() {
+        if let Some(dir) = crate::sync::lock(&self.spare).pop() {
             return Ok(Cgroup::new(dir));
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -96,10 +96,10 @@ impl CgroupTree {
     /// (and perhaps handed to another process) between the kill and its burial would
     /// otherwise be removed from under its next owner.
     pub fn kill(&self, cgroup: &Cgroup) {
-        let _turn = crate::session::lock(&cgroup.turn);
+        let _turn = crate::sync::lock(&cgroup.turn);
         if cgroup.kill() {
             cgroup.buried.store(true, Ordering::Relaxed);
-            crate::session::lock(&self.graveyard).push(cgroup.dir.clone());
+            crate::sync::lock(&self.graveyard).push(cgroup.dir.clone());
         }
     }
 
@@ -107,7 +107,7 @@ impl CgroupTree {
     /// False while members remain. Once released, `cgroup` kills nothing: an empty cgroup
     /// gains no member but by a spawn into it, and that is another process's.
     pub fn release(&self, cgroup: &Cgroup) -> bool {
-        let _turn = crate::session::lock(&cgroup.turn);
+        let _turn = crate::sync::lock(&cgroup.turn);
         if cgroup.released.load(Ordering::Relaxed) {
             return true;
         }
@@ -116,7 +116,7 @@ impl CgroupTree {
             return cgroup.remove();
         }
         cgroup.released.store(true, Ordering::Relaxed);
-        let mut spare = crate::session::lock(&self.spare);
+        let mut spare = crate::sync::lock(&self.spare);
         if spare.len() < SPARE_MAX {
             spare.push(cgroup.dir.clone());
             return true;
@@ -127,7 +127,7 @@ impl CgroupTree {
 
     /// Remove the buried cgroups that are empty by now.
     pub fn sweep(&self) {
-        let mut graveyard = crate::session::lock(&self.graveyard);
+        let mut graveyard = crate::sync::lock(&self.graveyard);
         graveyard.retain(|dir| !remove(dir));
     }
 
@@ -137,7 +137,7 @@ impl CgroupTree {
         let deadline = Instant::now() + timeout;
         loop {
             self.sweep();
-            let left = crate::session::lock(&self.graveyard).len();
+            let left = crate::sync::lock(&self.graveyard).len();
             if left == 0 {
                 break;
             }
@@ -147,7 +147,7 @@ impl CgroupTree {
             }
             std::thread::sleep(SETTLE_POLL);
         }
-        for dir in crate::session::lock(&self.spare).drain(..) {
+        for dir in crate::sync::lock(&self.spare).drain(..) {
             remove(&dir);
         }
         let _ = fs::remove_dir(&self.dir);

@@ -22,7 +22,7 @@ pub mod table;
 pub mod write_order;
 
 use crate::sandbox::Sandbox;
-use crate::session::lock;
+use crate::sync::lock;
 use bytes::Bytes;
 use containment::Descendants;
 use event_log::{EventLog, ExitRecord, RETAINED_OUTPUT_BYTES, RETAINED_OUTPUT_CHUNKS};
@@ -226,14 +226,4 @@ pub(crate) fn signal_group(pgid: Pid, signal: Signal) {
     {
         tracing::warn!(pgid = pgid.as_raw_nonzero().get(), %err, "failed to signal process group");
     }
-}
-
-/// Make a descriptor non-blocking and register it with the reactor. (tokio hands pipe
-/// descriptors back from `into_owned_fd` in blocking mode; a blocking read would stall a
-/// runtime thread.)
-pub(crate) fn register(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    rustix::io::ioctl_fionbio(&fd, true)?;
-    // SAFETY: an `OwnedFd` is a valid open descriptor that nothing else closes, and it
-    // returns the same descriptor for as long as the `AsyncFd` owns it.
-    Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
 }

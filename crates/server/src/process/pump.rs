@@ -19,8 +19,8 @@
 use super::Process;
 use super::spawn::Child;
 use super::table::ProcessTable;
+use crate::outbound::NotificationRoute;
 use crate::outbound::OutboundFrame;
-use crate::session::NotificationRoute;
 use bytes::Bytes;
 use rexec_protocol::binary_output::{self, OutputFrame};
 use rexec_protocol::jsonrpc::notification_frame;
@@ -67,7 +67,7 @@ impl Pump {
             .map(|(stream, fd)| {
                 Ok(Source {
                     stream,
-                    fd: super::register(fd)?,
+                    fd: crate::sync::register(fd)?,
                     eof: false,
                 })
             })

@@ -65,12 +65,12 @@ impl Reaper {
     }
 
     pub fn register(&self, pid: Pid) {
-        crate::session::lock(&self.direct).insert(pid.as_raw_nonzero().get());
+        crate::sync::lock(&self.direct).insert(pid.as_raw_nonzero().get());
     }
 
     /// tokio has reaped it: from now on the pid is free to be reused.
     pub fn unregister(&self, pid: Pid) {
-        crate::session::lock(&self.direct).remove(&pid.as_raw_nonzero().get());
+        crate::sync::lock(&self.direct).remove(&pid.as_raw_nonzero().get());
     }
 
     /// Reap every orphan that has exited (the server's children it did not spawn).
@@ -79,7 +79,7 @@ impl Reaper {
             .spawning
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let direct = crate::session::lock(&self.direct).clone();
+        let direct = crate::sync::lock(&self.direct).clone();
         for pid in children_of_self() {
             if direct.contains(&pid) {
                 continue;
@@ -106,7 +106,7 @@ impl Reaper {
     /// descendant of some process the server started (nothing else is re-parented here).
     pub fn kill_orphans(&self) {
         for _ in 0..KILL_PASSES {
-            let direct = crate::session::lock(&self.direct).clone();
+            let direct = crate::sync::lock(&self.direct).clone();
             let table = scan();
             let me = std::process::id() as i32;
             let orphans: Vec<i32> = table

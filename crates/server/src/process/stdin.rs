@@ -7,7 +7,7 @@
 //! Writes take effect in wire order (see `write_order`), so a client may pipeline them.
 
 use super::write_order::{Turn, WriteOrder};
-use crate::session::lock;
+use crate::sync::lock;
 use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -86,7 +86,7 @@ impl StdinPort {
 
     /// Start the writer task for `fd` (a pipe's write end or a PTY master).
     pub fn open(fd: OwnedFd, tty: bool) -> io::Result<Self> {
-        let fd = super::register(fd)?;
+        let fd = crate::sync::register(fd)?;
         let (sender, receiver) = mpsc::channel(STDIN_QUEUE_CHUNKS);
         tokio::spawn(run_writer(fd, receiver));
         Ok(Self {

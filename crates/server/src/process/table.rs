@@ -5,7 +5,7 @@
 
 use super::Process;
 use super::containment::{self, Lingering};
-use crate::session::lock;
+use crate::sync::lock;
 use rexec_protocol::RpcError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

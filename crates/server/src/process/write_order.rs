@@ -6,7 +6,7 @@
 //! earlier turn has finished. A turn finishes when it is dropped — after its write, or when
 //! its task is aborted with its connection — so an abandoned write never stalls later ones.
 
-use crate::session::lock;
+use crate::sync::lock;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;

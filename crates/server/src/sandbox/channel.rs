@@ -79,7 +79,7 @@ pub async fn await_exec(channel: OwnedFd) -> Result<Option<OwnedFd>, SetupError>
 
 async fn read_report(channel: OwnedFd) -> Result<Option<OwnedFd>, SetupError> {
     let io_error = |err: io::Error| SetupError::Sandbox(format!("sandbox helper channel: {err}"));
-    let channel = crate::process::register(channel).map_err(io_error)?;
+    let channel = crate::sync::register(channel).map_err(io_error)?;
     let mut listener = None;
     let mut exec_sent = false;
     loop {

@@ -117,14 +117,14 @@ impl Sandbox {
 
     /// The denial verdict for an exit with `exit_code` after printing `output`.
     pub fn verdict(&self, exit_code: i32, output: &str) -> Option<SandboxDenial> {
-        let refusals = crate::session::lock(&self.refusals).clone();
+        let refusals = crate::sync::lock(&self.refusals).clone();
         denial::judge(exit_code, &self.plan, &self.cwd, &refusals, output)
     }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        if let Some(task) = crate::session::lock(&self.supervisor).take() {
+        if let Some(task) = crate::sync::lock(&self.supervisor).take() {
             task.abort();
         }
     }

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 pub type Refusals = Arc<Mutex<Vec<SandboxDenial>>>;
 
 pub fn supervise(listener: OwnedFd, refusals: Refusals) -> io::Result<JoinHandle<()>> {
-    let listener = crate::process::register(listener)?;
+    let listener = crate::sync::register(listener)?;
     Ok(tokio::spawn(async move {
         if let Err(err) = serve(&listener, &refusals).await {
             tracing::warn!(%err, "seccomp supervisor stopped");
@@ -39,7 +39,7 @@ async fn serve(listener: &AsyncFd<OwnedFd>, refusals: &Refusals) -> io::Result<(
             continue;
         };
         let args = notification.data.args;
-        crate::session::lock(refusals).push(SandboxDenial {
+        crate::sync::lock(refusals).push(SandboxDenial {
             rule: DenialRule::Network,
             exact: true,
             detail: format!(

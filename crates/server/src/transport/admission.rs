@@ -9,7 +9,7 @@
 //! most the handshake timeout. Refusals are logged at warn, at most once a second per
 //! kind, with the count and the last peer.
 
-use crate::session::lock;
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

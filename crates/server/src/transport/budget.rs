@@ -11,7 +11,7 @@
 //! than the whole budget is refused (the read fails and the connection closes); frames over
 //! `--max-frame-bytes` pass unreserved, for tungstenite to refuse from their header.
 
-use crate::session::lock;
+use crate::sync::lock;
 use bytes::{Buf, BytesMut};
 use std::collections::VecDeque;
 use std::future::Future;

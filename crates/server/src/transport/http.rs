@@ -10,7 +10,7 @@
 use super::admission::{Admitted, Refusal};
 use super::listener::{AcceptedConnection, ListenerState};
 use super::websocket;
-use crate::session::lock;
+use crate::sync::lock;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;

@@ -7,7 +7,7 @@
 //! a key that does not match the certificate) changes nothing. Only the ring provider is
 //! used, so no C crypto library is built.
 
-use crate::session::lock;
+use crate::sync::lock;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -14,7 +14,7 @@ use super::confine::Confinement;
 use super::limit::{Busy, Claim, Slots};
 use super::paths::open_regular;
 use crate::process::write_order::{Turn, WriteOrder};
-use crate::session::lock;
+use crate::sync::lock;
 use rexec_protocol::RpcError;
 use rexec_protocol::fs::{
     MAX_BLOCK_BYTES, MAX_HANDLE_ID_BYTES, MAX_OPEN_HANDLES, OpenMode, OpenParams,

@@ -140,7 +140,7 @@ async fn read_to_end_opt(fd: Option<OwnedFd>) -> io::Result<Vec<u8>> {
 /// Read a non-blocking pipe to its end, keeping at most `limit` bytes (0: keep none).
 /// More than `limit` is an error.
 async fn read_to_end(fd: OwnedFd, limit: usize) -> io::Result<Vec<u8>> {
-    let fd = crate::process::register(fd)?;
+    let fd = crate::sync::register(fd)?;
     let mut kept = Vec::new();
     let mut buf = [MaybeUninit::<u8>::uninit(); 64 * 1024];
     loop {

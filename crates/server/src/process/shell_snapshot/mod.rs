@@ -156,7 +156,7 @@ impl SnapshotCache {
     /// The entry for `key`, made most recent; a failed one past its backoff starts over
     /// while it has attempts left.
     fn entry(&self, key: Key) -> Arc<OnceCell<Outcome>> {
-        let mut entries = crate::session::lock(&self.entries);
+        let mut entries = crate::sync::lock(&self.entries);
         if let Some(at) = entries.iter().position(|entry| entry.key == key) {
             let mut entry = entries.remove(at).expect("position is in range");
             if entry.attempts < MAX_ATTEMPTS
