@@ -412,7 +412,7 @@ async fn shell_through_tmux_types_resizes_and_interrupts() -> Result<()> {
             std::env::var("CI").as_deref() != Ok("true"),
             "CI=true requires tmux"
         );
-        eprintln!("SKIPPED shell_through_tmux: tmux is not installed");
+        rexec_testkit::harness::say_skipped("SKIPPED shell_through_tmux: tmux is not installed");
         return Ok(());
     }
     let server = Server::spawn(Target::Rexec, &ServerOptions::default()).await?;
