@@ -2,12 +2,8 @@
 //! real server (rexec, and codex exec-server 0.169.0 where noted), as a user would run them.
 //! `rexec shell` is driven through tmux, like a person at a terminal.
 
-// Shared with the conformance suite; not every helper in it is used here.
-#[allow(dead_code)]
-#[path = "conformance/server.rs"]
-mod server;
-
 use anyhow::{Context, Result, ensure};
+use rexec_testkit::server;
 use server::{Server, ServerOptions, Target};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -44,16 +40,8 @@ async fn run_cli(args: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
         .context("waiting for rexec")
 }
 
-/// None (with a SKIPPED line) when codex is not installed; an error under CI=true.
+/// A server of `target` (the codex tests are `codex_test!`s: ignored without a binary).
 async fn server(target: Target, options: &ServerOptions) -> Result<Option<Server>> {
-    if target == Target::Codex && server::codex_bin().is_none() {
-        ensure!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true requires REXEC_CODEX_BIN"
-        );
-        eprintln!("SKIPPED codex cli test: set REXEC_CODEX_BIN (or run scripts/install-codex)");
-        return Ok(None);
-    }
     Server::spawn(target, options).await.map(Some)
 }
 
@@ -94,9 +82,11 @@ async fn rexec_run_streams_and_exit_code() -> Result<()> {
     streams_and_exit_code(Target::Rexec).await
 }
 
-#[tokio::test]
-async fn codex_run_streams_and_exit_code() -> Result<()> {
-    streams_and_exit_code(Target::Codex).await
+rexec_testkit::codex_test! {
+    #[tokio::test]
+    async fn codex_run_streams_and_exit_code() -> Result<()> {
+        streams_and_exit_code(Target::Codex).await
+    }
 }
 
 /// Far more output than the server retains, consumed as fast as the pipe allows: every
@@ -260,39 +250,41 @@ async fn run_forwards_stdin_as_it_arrives() -> Result<()> {
     Ok(())
 }
 
-/// codex 0.169 cannot close a command's stdin: `rexec run` says it does not forward it
-/// (the command would otherwise wait forever) and runs the command with no input.
-#[tokio::test]
-async fn codex_run_says_stdin_is_not_forwarded() -> Result<()> {
-    let Some(server) = server(Target::Codex, &ServerOptions::default()).await? else {
-        return Ok(());
-    };
-    let output = run_cli(
-        &[
-            "run",
-            "--server",
-            &server.url,
-            "--",
-            "sh",
-            "-c",
-            "cat; echo done",
-        ],
-        Some(b"ignored\n"),
-    )
-    .await?;
-    let stderr = text(&output.stderr);
-    ensure!(
-        output.status.success(),
-        "exit {:?}: {stderr}",
-        output.status
-    );
-    ensure!(
-        output.stdout == b"done\n",
-        "stdout {:?}",
-        text(&output.stdout)
-    );
-    ensure!(stderr.contains("stdin is not forwarded"), "stderr {stderr}");
-    Ok(())
+rexec_testkit::codex_test! {
+    /// codex 0.169 cannot close a command's stdin: `rexec run` says it does not forward it
+    /// (the command would otherwise wait forever) and runs the command with no input.
+    #[tokio::test]
+    async fn codex_run_says_stdin_is_not_forwarded() -> Result<()> {
+        let Some(server) = server(Target::Codex, &ServerOptions::default()).await? else {
+            return Ok(());
+        };
+        let output = run_cli(
+            &[
+                "run",
+                "--server",
+                &server.url,
+                "--",
+                "sh",
+                "-c",
+                "cat; echo done",
+            ],
+            Some(b"ignored\n"),
+        )
+        .await?;
+        let stderr = text(&output.stderr);
+        ensure!(
+            output.status.success(),
+            "exit {:?}: {stderr}",
+            output.status
+        );
+        ensure!(
+            output.stdout == b"done\n",
+            "stdout {:?}",
+            text(&output.stdout)
+        );
+        ensure!(stderr.contains("stdin is not forwarded"), "stderr {stderr}");
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -420,7 +412,7 @@ async fn shell_through_tmux_types_resizes_and_interrupts() -> Result<()> {
             std::env::var("CI").as_deref() != Ok("true"),
             "CI=true requires tmux"
         );
-        eprintln!("SKIPPED shell_through_tmux: tmux is not installed");
+        rexec_testkit::harness::say_skipped("SKIPPED shell_through_tmux: tmux is not installed");
         return Ok(());
     }
     let server = Server::spawn(Target::Rexec, &ServerOptions::default()).await?;

@@ -3,8 +3,9 @@
 //! Every scenario runs twice: against `rexec serve` (the binary of this crate, or
 //! `REXEC_SERVER_CMD`) and against `codex exec-server` 0.169.0 (`REXEC_CODEX_BIN`), as
 //! `rexec_<scenario>` and `codex_<scenario>`. Scenarios that need a rexec extension or a
-//! rexec-only flag print `SKIPPED codex_<scenario>: rexec extension (...)` for codex.
-//! Without `REXEC_CODEX_BIN` the codex tests print a SKIPPED line, or fail when `CI=true`.
+//! rexec-only flag are ignored for codex, with the extension as the reason. Without a codex
+//! binary (`REXEC_CODEX_BIN`, or the `scripts/install-codex` copy) the codex tests are
+//! ignored too, or fail when `CI=true` (`rexec-testkit`'s `codex` module).
 //!
 //! `REXEC_SERVER_CMD` is a whole command line (e.g. `path/to/rexec serve --listen
 //! ws://127.0.0.1:0`); the scenario's flags (`--token-file`, `--session-ttl-ms`, ...) are
@@ -13,16 +14,14 @@
 //! Run: `REXEC_CODEX_BIN=/path/to/codex cargo test -p rexec --test conformance`
 //! (filter with `rexec_` or `codex_`).
 //!
-//! Layout: `server` starts servers, `client` is the raw JSON-RPC client, `harness` has the
-//! `conformance_test!` macro and process helpers; the other modules are scenarios.
+//! Layout: `server` (starts servers), `client` (the raw JSON-RPC client) and `harness` (the
+//! runner and process helpers) are `rexec-testkit`'s, as is `conformance_test!`; the
+//! modules here are scenarios.
 
+// `conformance_test!`, and the kit's modules under the paths the scenarios use.
 #[macro_use]
-#[path = "conformance/harness.rs"]
-mod harness;
-#[path = "conformance/client.rs"]
-mod client;
-#[path = "conformance/server.rs"]
-mod server;
+extern crate rexec_testkit;
+use rexec_testkit::{client, harness, server};
 
 #[path = "conformance/auth.rs"]
 mod auth;

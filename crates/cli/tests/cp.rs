@@ -2,12 +2,8 @@
 //! loopback. A large generated file (200 MB) goes up and comes back byte for byte, then a
 //! directory tree, then `ls`.
 
-#[allow(dead_code)]
-#[path = "conformance/server.rs"]
-mod server;
-
 use anyhow::{Context, Result, ensure};
-use server::{ScratchDir, Server, ServerOptions, Target};
+use rexec_testkit::server::{ScratchDir, Server, ServerOptions, Target};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Output;

@@ -11,20 +11,11 @@
 //! drops it too dies at shutdown (see ARCHITECTURE.md, "Descendants"). The cgroup cases
 //! skip with a printed reason where the server reports no cgroup (and fail under CI=true).
 
-#[allow(dead_code)]
-#[path = "conformance/client.rs"]
-mod client;
-#[allow(dead_code, unused_macros)]
-#[path = "conformance/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "conformance/server.rs"]
-mod server;
-
 use anyhow::{Context, Result, bail, ensure};
-use client::Client;
+use rexec_testkit::client::Client;
+use rexec_testkit::harness;
+use rexec_testkit::server::{Server, ServerOptions, Target};
 use serde_json::{Value, json};
-use server::{Server, ServerOptions, Target};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -119,7 +110,9 @@ fn skip_without_cgroup(mode: &str, test: &str) -> Result<bool> {
         std::env::var("CI").as_deref() != Ok("true"),
         "CI=true: {test} needs a cgroup, the server reports {mode}"
     );
-    eprintln!("SKIPPED {test}: the server has no cgroup v2 it may write (it reports {mode})");
+    harness::say_skipped(&format!(
+        "SKIPPED {test}: the server has no cgroup v2 it may write (it reports {mode})"
+    ));
     Ok(true)
 }
 

@@ -5,15 +5,13 @@
 
 #[path = "conformance/sandbox_dirs.rs"]
 mod sandbox_dirs;
-#[allow(dead_code)]
-#[path = "conformance/server.rs"]
-mod server;
 
 use anyhow::{Context, Result, ensure};
 use rexec_client::{
     Client, ClientOptions, Completion, DenialRule, Endpoint, NetworkAccess, ProcessSpec,
     SandboxContext,
 };
+use rexec_testkit::server;
 use sandbox_dirs::Dirs;
 use server::{Server, ServerOptions, Target};
 use std::path::Path;
@@ -23,16 +21,8 @@ use tokio::io::AsyncBufReadExt;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// None (with a SKIPPED line) when codex is not installed; an error under CI=true.
+/// A server of `target` (the codex tests are `codex_test!`s: ignored without a binary).
 async fn server(target: Target) -> Result<Option<Server>> {
-    if target == Target::Codex && server::codex_bin().is_none() {
-        ensure!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true requires REXEC_CODEX_BIN"
-        );
-        eprintln!("SKIPPED codex sandbox test: set REXEC_CODEX_BIN (or run scripts/install-codex)");
-        return Ok(None);
-    }
     Server::spawn(target, &ServerOptions::default())
         .await
         .map(Some)
@@ -133,9 +123,11 @@ async fn rexec_completion_carries_the_sandbox_verdict() -> Result<()> {
     completion_carries_the_verdict(Target::Rexec).await
 }
 
-#[tokio::test]
-async fn codex_completion_carries_the_sandbox_verdict() -> Result<()> {
-    completion_carries_the_verdict(Target::Codex).await
+rexec_testkit::codex_test! {
+    #[tokio::test]
+    async fn codex_completion_carries_the_sandbox_verdict() -> Result<()> {
+        completion_carries_the_verdict(Target::Codex).await
+    }
 }
 
 async fn run_cli(args: &[&str]) -> Result<std::process::Output> {
@@ -243,9 +235,11 @@ async fn rexec_run_sandbox_flag() -> Result<()> {
     run_sandbox_flag(Target::Rexec).await
 }
 
-#[tokio::test]
-async fn codex_run_sandbox_flag() -> Result<()> {
-    run_sandbox_flag(Target::Codex).await
+rexec_testkit::codex_test! {
+    #[tokio::test]
+    async fn codex_run_sandbox_flag() -> Result<()> {
+        run_sandbox_flag(Target::Codex).await
+    }
 }
 
 /// A server that is not root protects `.git` from inside a user namespace. As root, the

@@ -1,8 +1,9 @@
 //! The stdio transport (`--listen stdio`): one JSON message per line each way. Runs against
-//! rexec and, when available, codex exec-server 0.169.0 (see the conformance suite for how
-//! codex is found). rexec also exits when stdin closes, killing its children.
+//! rexec and codex exec-server 0.169.0 (found, or ignored when missing, by `rexec-testkit`). rexec also exits when stdin closes, killing its children.
 
 use anyhow::{Context, Result, ensure};
+use rexec_testkit::codex;
+use rexec_testkit::scratch::ScratchDir;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Stdio;
@@ -16,21 +17,11 @@ struct StdioServer {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
-    _codex_home: Option<tempdir::Home>,
-}
-
-mod tempdir {
-    /// A CODEX_HOME under $HOME (codex refuses /tmp), removed on drop.
-    pub struct Home(pub std::path::PathBuf);
-    impl Drop for Home {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    _codex_home: Option<ScratchDir>,
 }
 
 impl StdioServer {
-    fn spawn(mut command: Command, codex_home: Option<tempdir::Home>) -> Result<Self> {
+    fn spawn(mut command: Command, codex_home: Option<ScratchDir>) -> Result<Self> {
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -212,31 +203,13 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
-#[tokio::test]
-async fn codex_stdio_round_trip() -> Result<()> {
-    let bin = std::env::var("REXEC_CODEX_BIN").ok().filter(|b| !b.is_empty()).or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        let path = Path::new(&home).join(".cache/rexec/codex-0.169.0/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex");
-        path.is_file().then(|| path.display().to_string())
-    });
-    let Some(bin) = bin else {
-        ensure!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true requires REXEC_CODEX_BIN"
-        );
-        eprintln!(
-            "SKIPPED codex_stdio_round_trip: set REXEC_CODEX_BIN (or run scripts/install-codex)"
-        );
-        return Ok(());
-    };
-    let home = std::env::var("HOME").context("HOME")?;
-    let codex_home =
-        tempdir::Home(Path::new(&home).join(format!(".rexec-stdio-test-{}", std::process::id())));
-    std::fs::create_dir_all(&codex_home.0)?;
-    let mut command = Command::new(bin);
-    command
-        .args(["exec-server", "--listen", "stdio"])
-        .env("CODEX_HOME", &codex_home.0);
-    exchange(StdioServer::spawn(command, Some(codex_home))?).await?;
-    Ok(())
+rexec_testkit::codex_test! {
+    #[tokio::test]
+    async fn codex_stdio_round_trip() -> Result<()> {
+        let bin = codex::require_codex_bin("codex_stdio_round_trip");
+        let codex_home = ScratchDir::new("codex-stdio")?;
+        let command = codex::exec_server(&bin, "stdio", &codex_home);
+        exchange(StdioServer::spawn(command, Some(codex_home))?).await?;
+        Ok(())
+    }
 }

@@ -3,15 +3,12 @@
 //! Refusals are checked by exit code (255) and by the reason the message gives; rotation by
 //! SIGHUP is checked on a connection kept open across it, waiting on the server's log line.
 
-// Shared with the conformance suite; not every helper in it is used here.
-#[allow(dead_code)]
-#[path = "conformance/server.rs"]
-mod server;
 #[path = "tls/support.rs"]
 mod support;
 
 use anyhow::{Context, Result, bail, ensure};
 use rexec_client::{ClientError, ProcessSpec};
+use rexec_testkit::server;
 use server::{Server, ServerOptions, ServerTls, Target};
 use std::time::{Duration, Instant};
 use support::{

@@ -6,7 +6,7 @@
 mod support;
 
 use rexec_client::{ClientOptions, Completion, ProcessEvent, ProcessSpec, Timings};
-use support::codex::{CodexServer, codex_bin};
+use rexec_testkit::codex::{CodexServer, require_codex_bin};
 use support::proxy::Proxy;
 use support::{
     PERL_LINE, TestServer, assert_gap_free, collect, connect_with, digest, lines, options, perl,
@@ -214,30 +214,30 @@ async fn a_resumed_connection_negotiates_binary_output_again() {
     assert_eq!(proxy.results("process/read"), 1, "one repair read");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn codex_ignores_the_request_and_the_client_uses_json() {
-    let Some(bin) = codex_bin("codex_ignores_the_request_and_the_client_uses_json") else {
-        return;
-    };
-    let server = CodexServer::start(&bin).await;
-    let proxy = Proxy::start(&server.url).await;
-    let client = connect_with(&proxy.url, binary(true)).await;
-    assert!(!client.binary_output(), "codex cannot grant binary output");
-    for _ in 0..10 {
-        let done = within("run", client.run(sh("seq 1 20000; echo err >&2; exit 3")))
-            .await
-            .expect("run");
-        assert_eq!(done.exit_code, 3);
-        let stdout: Vec<u8> = (1..=20_000)
-            .flat_map(|n| format!("{n}\n").into_bytes())
-            .collect();
-        assert!(done.stdout == stdout, "stdout {}", digest(&done.stdout));
-        assert_eq!(done.stderr, b"err\n");
+rexec_testkit::codex_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn codex_ignores_the_request_and_the_client_uses_json() {
+        let bin = require_codex_bin("codex_ignores_the_request_and_the_client_uses_json");
+        let server = CodexServer::start(&bin).await;
+        let proxy = Proxy::start(&server.url).await;
+        let client = connect_with(&proxy.url, binary(true)).await;
+        assert!(!client.binary_output(), "codex cannot grant binary output");
+        for _ in 0..10 {
+            let done = within("run", client.run(sh("seq 1 20000; echo err >&2; exit 3")))
+                .await
+                .expect("run");
+            assert_eq!(done.exit_code, 3);
+            let stdout: Vec<u8> = (1..=20_000)
+                .flat_map(|n| format!("{n}\n").into_bytes())
+                .collect();
+            assert!(done.stdout == stdout, "stdout {}", digest(&done.stdout));
+            assert_eq!(done.stderr, b"err\n");
+        }
+        let asked = &proxy.requests("initialize")[0]["params"];
+        assert_eq!(asked["rexec"]["binaryOutput"], true, "{asked}");
+        assert_eq!(proxy.stats().binary_frames, 0);
+        assert_eq!(proxy.count("process/read"), 0, "no reads on the happy path");
+        assert_eq!(client.stats().requests("process/read"), 0);
+        client.close().await;
     }
-    let asked = &proxy.requests("initialize")[0]["params"];
-    assert_eq!(asked["rexec"]["binaryOutput"], true, "{asked}");
-    assert_eq!(proxy.stats().binary_frames, 0);
-    assert_eq!(proxy.count("process/read"), 0, "no reads on the happy path");
-    assert_eq!(client.stats().requests("process/read"), 0);
-    client.close().await;
 }

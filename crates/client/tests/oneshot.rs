@@ -4,8 +4,8 @@
 
 mod support;
 
+use rexec_testkit::codex::{CodexServer, require_codex_bin};
 use std::time::Duration;
-use support::codex::{CodexServer, codex_bin};
 use support::proxy::Proxy;
 use support::{TestServer, connect, sh};
 
@@ -66,11 +66,11 @@ async fn one_shot_against_rexec_makes_no_reads() {
     one_shots_without_reads("rexec", &server.url).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_shot_against_codex_makes_no_reads() {
-    let Some(bin) = codex_bin("one_shot_against_codex_makes_no_reads") else {
-        return;
-    };
-    let server = CodexServer::start(&bin).await;
-    one_shots_without_reads("codex 0.169.0", &server.url).await;
+rexec_testkit::codex_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_shot_against_codex_makes_no_reads() {
+        let bin = require_codex_bin("one_shot_against_codex_makes_no_reads");
+        let server = CodexServer::start(&bin).await;
+        one_shots_without_reads("codex 0.169.0", &server.url).await;
+    }
 }

@@ -140,10 +140,10 @@ async fn connect_and_start_runs_on_rexec() {
     connect_and_start_runs(Peer::rexec().await).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_and_start_runs_on_codex() {
-    if let Some(peer) = Peer::codex("connect_and_start_runs_on_codex").await {
-        connect_and_start_runs(peer).await;
+rexec_testkit::codex_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connect_and_start_runs_on_codex() {
+        connect_and_start_runs(Peer::codex("connect_and_start_runs_on_codex").await).await;
     }
 }
 
@@ -219,10 +219,10 @@ async fn stdin_rides_with_the_start_on_rexec() {
     stdin_rides_with_the_start(Peer::rexec().await).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stdin_rides_with_the_start_on_codex() {
-    if let Some(peer) = Peer::codex("stdin_rides_with_the_start_on_codex").await {
-        stdin_rides_with_the_start(peer).await;
+rexec_testkit::codex_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stdin_rides_with_the_start_on_codex() {
+        stdin_rides_with_the_start(Peer::codex("stdin_rides_with_the_start_on_codex").await).await;
     }
 }
 

@@ -87,30 +87,30 @@ async fn a_dropped_notification_costs_exactly_one_read() {
     );
 }
 
-/// codex exec-server does not promise ordered notifications: the gap is repaired after the
-/// reorder grace, still with one read, and its read (no eviction counters) fills it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_notification_costs_exactly_one_read_against_codex() {
-    let test = "a_dropped_notification_costs_exactly_one_read_against_codex";
-    let Some(peer) = Peer::codex(test).await else {
-        return;
-    };
-    let proxy = Proxy::start(peer.url()).await;
-    proxy.set_rule(drop_output_seq_2);
-    run_three_lines(&proxy).await;
-    assert_eq!(proxy.count("process/read"), 1);
+rexec_testkit::codex_test! {
+    /// codex exec-server does not promise ordered notifications: the gap is repaired after
+    /// the reorder grace, still with one read, and its read (no eviction counters) fills it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_notification_costs_exactly_one_read_against_codex() {
+        let test = "a_dropped_notification_costs_exactly_one_read_against_codex";
+        let peer = Peer::codex(test).await;
+        let proxy = Proxy::start(peer.url()).await;
+        proxy.set_rule(drop_output_seq_2);
+        run_three_lines(&proxy).await;
+        assert_eq!(proxy.count("process/read"), 1);
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_legacy_exit_costs_exactly_one_read_against_codex() {
-    let test = "a_legacy_exit_costs_exactly_one_read_against_codex";
-    let Some(peer) = Peer::codex(test).await else {
-        return;
-    };
-    let proxy = Proxy::start(peer.url()).await;
-    proxy.set_rule(strip_sandbox_denied);
-    run_three_lines(&proxy).await;
-    assert_eq!(proxy.count("process/read"), 1);
+rexec_testkit::codex_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_legacy_exit_costs_exactly_one_read_against_codex() {
+        let test = "a_legacy_exit_costs_exactly_one_read_against_codex";
+        let peer = Peer::codex(test).await;
+        let proxy = Proxy::start(peer.url()).await;
+        proxy.set_rule(strip_sandbox_denied);
+        run_three_lines(&proxy).await;
+        assert_eq!(proxy.count("process/read"), 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,7 +97,7 @@ async fn capability_token_by_digest(ctx: Ctx) -> Result<()> {
     }
     Ok(())
 }
-conformance_test!(capability_token_by_digest => rexec_capability_token_by_digest, codex_capability_token_by_digest);
+conformance_test!(capability_token_by_digest);
 
 /// `--ws-auth signed-bearer-token`: HS256 with the shared secret, `exp` required, `iss`
 /// and `aud` as configured, `exp`/`nbf` within the configured skew.
@@ -184,7 +184,7 @@ async fn signed_bearer_tokens(ctx: Ctx) -> Result<()> {
     ensure!(status == 401, "no token answered {status}, not 401");
     Ok(())
 }
-conformance_test!(signed_bearer_tokens => rexec_signed_bearer_tokens, codex_signed_bearer_tokens);
+conformance_test!(signed_bearer_tokens);
 
 /// A session made under one JWT `sub` cannot be resumed under another (-32600), even with
 /// its id; a fresh token for the same `sub` resumes it.
@@ -245,4 +245,4 @@ async fn session_belongs_to_its_principal(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("sessions belong to principals") session_belongs_to_its_principal => rexec_session_belongs_to_its_principal, codex_session_belongs_to_its_principal);
+conformance_test!(rexec_only("sessions belong to principals") session_belongs_to_its_principal);

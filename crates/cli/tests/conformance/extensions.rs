@@ -41,7 +41,7 @@ async fn advertises_extensions(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("rexec.extensions in initialize") advertises_extensions => rexec_advertises_extensions, codex_advertises_extensions);
+conformance_test!(rexec_only("rexec.extensions in initialize") advertises_extensions);
 
 async fn resize_pty(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -64,7 +64,7 @@ async fn resize_pty(ctx: Ctx) -> Result<()> {
     ensure!(text.contains("40 100"), "stty size after resize: {text:?}");
     Ok(())
 }
-conformance_test!(rexec_only("process/resize") resize_pty => rexec_resize_pty, codex_resize_pty);
+conformance_test!(rexec_only("process/resize") resize_pty);
 
 async fn write_close_stdin(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -86,7 +86,7 @@ async fn write_close_stdin(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("process/write closeStdin") write_close_stdin => rexec_write_close_stdin, codex_write_close_stdin);
+conformance_test!(rexec_only("process/write closeStdin") write_close_stdin);
 
 async fn eviction_counters(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -126,7 +126,7 @@ async fn eviction_counters(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("evictedChunks/evictedBytes on process/read") eviction_counters => rexec_eviction_counters, codex_eviction_counters);
+conformance_test!(rexec_only("evictedChunks/evictedBytes on process/read") eviction_counters);
 
 fn summary(read: &Value) -> String {
     let mut shown = read.clone();
@@ -195,7 +195,7 @@ async fn ordered_notifications(ctx: Ctx) -> Result<()> {
     }
     Ok(())
 }
-conformance_test!(rexec_only("notifications in seq order after the start response") ordered_notifications => rexec_ordered_notifications, codex_ordered_notifications);
+conformance_test!(rexec_only("notifications in seq order after the start response") ordered_notifications);
 
 // ----- process/output.binary -----
 
@@ -355,7 +355,7 @@ async fn binary_output_granted(ctx: Ctx) -> Result<()> {
     ensure!(retained == numbers(1, 50_000), "process/read differs");
     Ok(())
 }
-conformance_test!(rexec_only("process/output.binary") binary_output_granted => rexec_binary_output_granted, codex_binary_output_granted);
+conformance_test!(rexec_only("process/output.binary") binary_output_granted);
 
 async fn json_output_unless_granted(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -397,7 +397,7 @@ async fn json_output_unless_granted(ctx: Ctx) -> Result<()> {
     }
     Ok(())
 }
-conformance_test!(json_output_unless_granted => rexec_json_output_unless_granted, codex_json_output_unless_granted);
+conformance_test!(json_output_unless_granted);
 
 /// `initialize {resumeSessionId}`, retried while the server still has the old connection.
 async fn resume_with(server: &Server, session: &str, binary: bool) -> Result<(Client, Value)> {
@@ -464,7 +464,7 @@ async fn binary_output_is_per_connection(ctx: Ctx) -> Result<()> {
     }
     all.check_sequence(ctx.target)
 }
-conformance_test!(rexec_only("process/output.binary") binary_output_is_per_connection => rexec_binary_output_is_per_connection, codex_binary_output_is_per_connection);
+conformance_test!(rexec_only("process/output.binary") binary_output_is_per_connection);
 
 // ----- process/start.defaultCwd -----
 
@@ -500,4 +500,4 @@ async fn start_without_cwd(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(start_without_cwd => rexec_start_without_cwd, codex_start_without_cwd);
+conformance_test!(start_without_cwd);

@@ -92,7 +92,7 @@ async fn write_read_metadata_remove(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32004, "No such file or directory")
 }
-conformance_test!(write_read_metadata_remove => rexec_fs_write_read_metadata_remove, codex_fs_write_read_metadata_remove);
+conformance_test!(write_read_metadata_remove);
 
 async fn path_errors(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -178,7 +178,7 @@ async fn path_errors(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(path_errors => rexec_fs_path_errors, codex_fs_path_errors);
+conformance_test!(path_errors);
 
 async fn read_file_too_large(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -194,7 +194,7 @@ async fn read_file_too_large(ctx: Ctx) -> Result<()> {
         "file is too large to read: limit is 536870912 bytes",
     )
 }
-conformance_test!(read_file_too_large => rexec_fs_read_file_too_large, codex_fs_read_file_too_large);
+conformance_test!(read_file_too_large);
 
 async fn create_directory(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -231,7 +231,7 @@ async fn create_directory(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32603, "File exists")
 }
-conformance_test!(create_directory => rexec_fs_create_directory, codex_fs_create_directory);
+conformance_test!(create_directory);
 
 async fn symlink_metadata(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -295,7 +295,7 @@ async fn symlink_metadata(ctx: Ctx) -> Result<()> {
     ensure!(std::fs::symlink_metadata(dir.path().join("link"))?.is_symlink());
     Ok(())
 }
-conformance_test!(symlink_metadata => rexec_fs_symlink_metadata, codex_fs_symlink_metadata);
+conformance_test!(symlink_metadata);
 
 async fn remove(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -333,7 +333,7 @@ async fn remove(ctx: Ctx) -> Result<()> {
     ensure!(!tree.exists());
     Ok(())
 }
-conformance_test!(remove => rexec_fs_remove, codex_fs_remove);
+conformance_test!(remove);
 
 async fn copy(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -393,7 +393,7 @@ async fn copy(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32004, "No such file or directory")
 }
-conformance_test!(copy => rexec_fs_copy, codex_fs_copy);
+conformance_test!(copy);
 
 /// `followSymlinks: false` on the path methods that take it.
 async fn no_follow(ctx: Ctx) -> Result<()> {
@@ -426,7 +426,7 @@ async fn no_follow(ctx: Ctx) -> Result<()> {
     ensure!(data.is_err(), "the file was removed: {data:?}");
     Ok(())
 }
-conformance_test!(no_follow => rexec_fs_no_follow, codex_fs_no_follow);
+conformance_test!(no_follow);
 
 async fn metadata_batch(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -449,7 +449,7 @@ async fn metadata_batch(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32600, "metadata batch must not exceed 256 paths")
 }
-conformance_test!(metadata_batch => rexec_fs_metadata_batch, codex_fs_metadata_batch);
+conformance_test!(metadata_batch);
 
 /// A sandbox that needs no platform sandbox runs directly on both servers.
 async fn sandbox_disabled_runs_directly(ctx: Ctx) -> Result<()> {
@@ -465,7 +465,7 @@ async fn sandbox_disabled_runs_directly(ctx: Ctx) -> Result<()> {
     ensure!(std::fs::read(&file)? == b"ok");
     Ok(())
 }
-conformance_test!(sandbox_disabled_runs_directly => rexec_fs_sandbox_disabled, codex_fs_sandbox_disabled);
+conformance_test!(sandbox_disabled_runs_directly);
 
 /// A sandbox refusal: rexec answers -32600 (PermissionDenied, upstream's mapping); codex
 /// 0.169 runs the request in a bubblewrap view of the disk, so a refused write is EROFS
@@ -562,7 +562,7 @@ async fn sandboxed_requests(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(sandboxed_requests => rexec_fs_sandboxed_requests, codex_fs_sandboxed_requests);
+conformance_test!(sandboxed_requests);
 
 /// A policy that reads only the workspace refuses reads outside it.
 async fn sandboxed_read_refused(ctx: Ctx) -> Result<()> {
@@ -588,4 +588,4 @@ async fn sandboxed_read_refused(ctx: Ctx) -> Result<()> {
     let error = client.expect_error("fs/readFile", params).await?;
     check_error(&error, -32602, "")
 }
-conformance_test!(sandboxed_read_refused => rexec_fs_sandboxed_read_refused, codex_fs_sandboxed_read_refused);
+conformance_test!(sandboxed_read_refused);

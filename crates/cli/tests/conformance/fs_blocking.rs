@@ -98,7 +98,7 @@ async fn fifo_refused(ctx: Ctx) -> Result<()> {
     );
     client.ping().await
 }
-conformance_test!(rexec_only("FIFO refusal not pinned for codex") fifo_refused => rexec_fs_fifo_refused, codex_fs_fifo_refused);
+conformance_test!(rexec_only("FIFO refusal not pinned for codex") fifo_refused);
 
 /// Flips `target` between a regular file and a FIFO (with no writer) as fast as it can,
 /// each flip one atomic rename of a fresh hard link over it, until dropped.
@@ -199,7 +199,7 @@ async fn fifo_swapped_in(ctx: Ctx) -> Result<()> {
     println!("{sent} requests on a path being swapped: {read} read, {refused} refused");
     client.ping().await
 }
-conformance_test!(rexec_only("FIFO refusal not pinned for codex") fifo_swapped_in => rexec_fs_fifo_swapped_in, codex_fs_fifo_swapped_in);
+conformance_test!(rexec_only("FIFO refusal not pinned for codex") fifo_swapped_in);
 
 /// Whether `/proc/kmsg` opens here (CAP_SYSLOG); prints why not, and fails under CI=true.
 fn kmsg_readable(test: &str) -> Result<bool> {
@@ -296,7 +296,7 @@ async fn blocking_read_times_out(ctx: Ctx) -> Result<()> {
     written_off_logged(&server, 2).await?;
     client.ping().await
 }
-conformance_test!(rexec_only("--fs-timeout-ms") blocking_read_times_out => rexec_fs_blocking_read_times_out, codex_fs_blocking_read_times_out);
+conformance_test!(rexec_only("--fs-timeout-ms") blocking_read_times_out);
 
 async fn cap_per_connection(ctx: Ctx) -> Result<()> {
     if !kmsg_readable("rexec_fs_cap_per_connection")? {
@@ -358,4 +358,4 @@ async fn cap_per_connection(ctx: Ctx) -> Result<()> {
     ensure!(crate::harness::b64(&read["dataBase64"])? == b"ok", "{read}");
     client.ping().await
 }
-conformance_test!(rexec_only("the per-connection fs cap") cap_per_connection => rexec_fs_cap_per_connection, codex_fs_cap_per_connection);
+conformance_test!(rexec_only("the per-connection fs cap") cap_per_connection);

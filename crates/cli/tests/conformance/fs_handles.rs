@@ -92,7 +92,7 @@ async fn read_blocks(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32004, "unknown file handle `h2`")
 }
-conformance_test!(read_blocks => rexec_fs_read_blocks, codex_fs_read_blocks);
+conformance_test!(read_blocks);
 
 async fn handle_errors(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -157,7 +157,7 @@ async fn handle_errors(ctx: Ctx) -> Result<()> {
         .await?;
     Ok(())
 }
-conformance_test!(handle_errors => rexec_fs_handle_errors, codex_fs_handle_errors);
+conformance_test!(handle_errors);
 
 async fn handle_limit(ctx: Ctx) -> Result<()> {
     let (server, mut client, dir) = setup(&ctx).await?;
@@ -194,7 +194,7 @@ async fn handle_limit(ctx: Ctx) -> Result<()> {
         .context("another connection has its own handles")?;
     Ok(())
 }
-conformance_test!(handle_limit => rexec_fs_handle_limit, codex_fs_handle_limit);
+conformance_test!(handle_limit);
 
 async fn replace_handle(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -258,7 +258,7 @@ async fn replace_handle(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32603, "Is a directory (os error 21)")
 }
-conformance_test!(replace_handle => rexec_fs_replace_handle, codex_fs_replace_handle);
+conformance_test!(replace_handle);
 
 /// open, blocks and close sent in one burst are answered as if sent one by one.
 async fn pipelined_blocks(ctx: Ctx) -> Result<()> {
@@ -292,4 +292,4 @@ async fn pipelined_blocks(ctx: Ctx) -> Result<()> {
     ensure!(closed.is_ok(), "close: {closed:?}");
     Ok(())
 }
-conformance_test!(pipelined_blocks => rexec_fs_pipelined_blocks, codex_fs_pipelined_blocks);
+conformance_test!(pipelined_blocks);

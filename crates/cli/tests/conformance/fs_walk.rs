@@ -119,7 +119,7 @@ async fn walk_tree(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(walk_tree => rexec_fs_walk_tree, codex_fs_walk_tree);
+conformance_test!(walk_tree);
 
 async fn walk_edges(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -165,4 +165,4 @@ async fn walk_edges(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32602, "missing field `options`")
 }
-conformance_test!(walk_edges => rexec_fs_walk_edges, codex_fs_walk_edges);
+conformance_test!(walk_edges);

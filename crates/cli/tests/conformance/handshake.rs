@@ -25,7 +25,7 @@ async fn request_before_initialize(ctx: Ctx) -> Result<()> {
     client.initialize().await?;
     client.ping().await
 }
-conformance_test!(request_before_initialize => rexec_request_before_initialize, codex_request_before_initialize);
+conformance_test!(request_before_initialize);
 
 async fn request_before_initialized(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -41,7 +41,7 @@ async fn request_before_initialized(ctx: Ctx) -> Result<()> {
     client.notify("initialized", json!({})).await?;
     client.ping().await
 }
-conformance_test!(request_before_initialized => rexec_request_before_initialized, codex_request_before_initialized);
+conformance_test!(request_before_initialized);
 
 async fn initialized_before_initialize_closes(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -53,7 +53,7 @@ async fn initialized_before_initialize_closes(ctx: Ctx) -> Result<()> {
     other.initialize().await?;
     other.ping().await
 }
-conformance_test!(initialized_before_initialize_closes => rexec_initialized_before_initialize_closes, codex_initialized_before_initialize_closes);
+conformance_test!(initialized_before_initialize_closes);
 
 async fn second_initialize_rejected(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -67,7 +67,7 @@ async fn second_initialize_rejected(ctx: Ctx) -> Result<()> {
     )?;
     client.ping().await
 }
-conformance_test!(second_initialize_rejected => rexec_second_initialize_rejected, codex_second_initialize_rejected);
+conformance_test!(second_initialize_rejected);
 
 async fn unknown_method(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -75,7 +75,7 @@ async fn unknown_method(ctx: Ctx) -> Result<()> {
     check_error(&error, -32601, "process/frobnicate")?;
     client.ping().await
 }
-conformance_test!(unknown_method => rexec_unknown_method, codex_unknown_method);
+conformance_test!(unknown_method);
 
 async fn malformed_frame_keeps_connection(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -91,7 +91,7 @@ async fn malformed_frame_keeps_connection(ctx: Ctx) -> Result<()> {
     client.initialize().await?;
     client.ping().await
 }
-conformance_test!(malformed_frame_keeps_connection => rexec_malformed_frame_keeps_connection, codex_malformed_frame_keeps_connection);
+conformance_test!(malformed_frame_keeps_connection);
 
 async fn binary_frame_accepted(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -108,7 +108,7 @@ async fn binary_frame_accepted(ctx: Ctx) -> Result<()> {
     client.notify("initialized", json!({})).await?;
     client.ping().await
 }
-conformance_test!(binary_frame_accepted => rexec_binary_frame_accepted, codex_binary_frame_accepted);
+conformance_test!(binary_frame_accepted);
 
 async fn pipelined_requests(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -181,7 +181,7 @@ async fn pipelined_requests(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(pipelined_requests => rexec_pipelined_requests, codex_pipelined_requests);
+conformance_test!(pipelined_requests);
 
 /// What `Client::connect_and_start` does: the upgrade request, `initialize`, `initialized`
 /// and `process/start` in one write, before the server has answered anything. The server
@@ -217,4 +217,4 @@ async fn frames_behind_the_upgrade_request(ctx: Ctx) -> Result<()> {
     // The connection is a normal one afterwards.
     client.ping().await
 }
-conformance_test!(frames_behind_the_upgrade_request => rexec_frames_behind_the_upgrade_request, codex_frames_behind_the_upgrade_request);
+conformance_test!(frames_behind_the_upgrade_request);

@@ -101,7 +101,7 @@ async fn busy_connection_is_served_and_kept(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-conformance_test!(rexec_only("in-flight limit answered with -32011") busy_connection_is_served_and_kept => rexec_busy_connection_is_served_and_kept, codex_busy_connection_is_served_and_kept);
+conformance_test!(rexec_only("in-flight limit answered with -32011") busy_connection_is_served_and_kept);
 
 /// Writes to a child that never reads its stdin wait, holding their bytes: once they hold
 /// the byte bound, one more write is answered -32011 at once, a terminate is still served,
@@ -150,7 +150,7 @@ async fn stalled_writes_are_bounded_by_bytes(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-conformance_test!(rexec_only("write byte bound answered with -32011") stalled_writes_are_bounded_by_bytes => rexec_stalled_writes_are_bounded_by_bytes, codex_stalled_writes_are_bounded_by_bytes);
+conformance_test!(rexec_only("write byte bound answered with -32011") stalled_writes_are_bounded_by_bytes);
 
 /// A client that floods its connection and never reads is dropped within two ping
 /// intervals of the server's writes stalling: its session can be resumed elsewhere, and
@@ -209,7 +209,7 @@ async fn stalled_reader_is_dropped(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-conformance_test!(rexec_only("dead-peer detection on a blocked writer") stalled_reader_is_dropped => rexec_stalled_reader_is_dropped, codex_stalled_reader_is_dropped);
+conformance_test!(rexec_only("dead-peer detection on a blocked writer") stalled_reader_is_dropped);
 
 /// Opens a TCP connection that sends half an upgrade request and then nothing.
 async fn half_open(addr: std::net::SocketAddr) -> Result<TcpStream> {
@@ -261,7 +261,7 @@ async fn half_open_flood_does_not_lock_out_clients(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-conformance_test!(rexec_only("admission limits before authentication") half_open_flood_does_not_lock_out_clients => rexec_half_open_flood_does_not_lock_out_clients, codex_half_open_flood_does_not_lock_out_clients);
+conformance_test!(rexec_only("admission limits before authentication") half_open_flood_does_not_lock_out_clients);
 
 /// A socket that does not finish its upgrade request within `--handshake-timeout-ms` is
 /// closed by the server.
@@ -289,7 +289,7 @@ async fn slow_handshake_is_closed(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-conformance_test!(rexec_only("--handshake-timeout-ms") slow_handshake_is_closed => rexec_slow_handshake_is_closed, codex_slow_handshake_is_closed);
+conformance_test!(rexec_only("--handshake-timeout-ms") slow_handshake_is_closed);
 
 /// `--max-connections 2`: a third connection is refused with 503 while two are open, and
 /// gets in once one of them has gone.
@@ -337,7 +337,7 @@ async fn connection_cap_refuses_then_admits(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-conformance_test!(rexec_only("--max-connections") connection_cap_refuses_then_admits => rexec_connection_cap_refuses_then_admits, codex_connection_cap_refuses_then_admits);
+conformance_test!(rexec_only("--max-connections") connection_cap_refuses_then_admits);
 
 /// Peak resident memory of process `pid` (VmHWM), in bytes.
 fn peak_rss(pid: u32) -> Result<u64> {
@@ -417,7 +417,7 @@ async fn inbound_memory_is_bounded(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-conformance_test!(rexec_only("--max-inbound-bytes") inbound_memory_is_bounded => rexec_inbound_memory_is_bounded, codex_inbound_memory_is_bounded);
+conformance_test!(rexec_only("--max-inbound-bytes") inbound_memory_is_bounded);
 
 /// A huge client-supplied value is quoted back only as a short prefix.
 async fn errors_quote_short_prefixes(ctx: Ctx) -> Result<()> {
@@ -446,4 +446,4 @@ async fn errors_quote_short_prefixes(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-conformance_test!(rexec_only("short quotes in error texts") errors_quote_short_prefixes => rexec_errors_quote_short_prefixes, codex_errors_quote_short_prefixes);
+conformance_test!(rexec_only("short quotes in error texts") errors_quote_short_prefixes);

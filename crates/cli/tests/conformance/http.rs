@@ -157,7 +157,7 @@ async fn plain_requests(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(plain_requests => rexec_http_plain_requests, codex_http_plain_requests);
+conformance_test!(plain_requests);
 
 async fn streamed_bodies(ctx: Ctx) -> Result<()> {
     let (origin, _server, mut client) = setup(&ctx, &[]).await?;
@@ -207,7 +207,7 @@ async fn streamed_bodies(ctx: Ctx) -> Result<()> {
     let error = client.expect_error("http/request", params).await?;
     check_error(&error, -32602, "missing field `requestId`")
 }
-conformance_test!(streamed_bodies => rexec_http_streamed_bodies, codex_http_streamed_bodies);
+conformance_test!(streamed_bodies);
 
 async fn headers_from_the_environment(ctx: Ctx) -> Result<()> {
     let (origin, _server, mut client) = setup(&ctx, &[]).await?;
@@ -264,7 +264,7 @@ async fn headers_from_the_environment(ctx: Ctx) -> Result<()> {
         "http/request header value is invalid for x: failed to parse header value",
     )
 }
-conformance_test!(headers_from_the_environment => rexec_http_headers_from_the_environment, codex_http_headers_from_the_environment);
+conformance_test!(headers_from_the_environment);
 
 async fn redirects_and_timeouts(ctx: Ctx) -> Result<()> {
     let (origin, _server, mut client) = setup(&ctx, &[]).await?;
@@ -316,7 +316,7 @@ async fn redirects_and_timeouts(ctx: Ctx) -> Result<()> {
     ensure!(client.call("http/request", params).await?["status"] == 200);
     Ok(())
 }
-conformance_test!(redirects_and_timeouts => rexec_http_redirects_and_timeouts, codex_http_redirects_and_timeouts);
+conformance_test!(redirects_and_timeouts);
 
 async fn refusals(ctx: Ctx) -> Result<()> {
     let (origin, _server, mut client) = setup(&ctx, &[]).await?;
@@ -353,7 +353,7 @@ async fn refusals(ctx: Ctx) -> Result<()> {
     }
     Ok(())
 }
-conformance_test!(refusals => rexec_http_refusals, codex_http_refusals);
+conformance_test!(refusals);
 
 async fn stream_ids(ctx: Ctx) -> Result<()> {
     let (origin, _server, mut client) = setup(&ctx, &[]).await?;
@@ -399,7 +399,7 @@ async fn stream_ids(ctx: Ctx) -> Result<()> {
     ensure!(stream_body(&deltas)? == b"hello-body\n");
     Ok(())
 }
-conformance_test!(stream_ids => rexec_http_stream_ids, codex_http_stream_ids);
+conformance_test!(stream_ids);
 
 /// A stream belongs to its connection: closing the connection hangs up on the origin.
 async fn streams_end_with_the_connection(ctx: Ctx) -> Result<()> {
@@ -421,7 +421,7 @@ async fn streams_end_with_the_connection(ctx: Ctx) -> Result<()> {
     drop(server);
     Ok(())
 }
-conformance_test!(streams_end_with_the_connection => rexec_http_streams_end_with_the_connection, codex_http_streams_end_with_the_connection);
+conformance_test!(streams_end_with_the_connection);
 
 /// As upstream, proxy variables apply to loopback URLs too; `NO_PROXY` exempts a host.
 async fn proxy_variables_apply_to_loopback(ctx: Ctx) -> Result<()> {
@@ -460,7 +460,7 @@ async fn proxy_variables_apply_to_loopback(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(proxy_variables_apply_to_loopback => rexec_http_proxy_variables_apply_to_loopback, codex_http_proxy_variables_apply_to_loopback);
+conformance_test!(proxy_variables_apply_to_loopback);
 
 /// At most 16 requests in flight per connection; the next is refused at once.
 async fn requests_in_flight_are_bounded(ctx: Ctx) -> Result<()> {
@@ -499,7 +499,7 @@ async fn requests_in_flight_are_bounded(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("per-connection bound on http/request") requests_in_flight_are_bounded => rexec_http_requests_in_flight_are_bounded, codex_http_requests_in_flight_are_bounded);
+conformance_test!(rexec_only("per-connection bound on http/request") requests_in_flight_are_bounded);
 
 /// codex 0.171 asks for compressed bodies (`accept-encoding: zstd,gzip`) and decodes them,
 /// dropping `content-encoding` and `content-length`; 0.169 asks for none and returns a
@@ -530,4 +530,4 @@ async fn compressed_bodies(ctx: Ctx) -> Result<()> {
     }
     Ok(())
 }
-conformance_test!(compressed_bodies => rexec_http_compressed_bodies, codex_http_compressed_bodies);
+conformance_test!(compressed_bodies);

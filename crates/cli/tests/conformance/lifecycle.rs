@@ -24,7 +24,7 @@ async fn sigterm_kills_children(ctx: Ctx) -> Result<()> {
     )
     .await
 }
-conformance_test!(sigterm_kills_children => rexec_sigterm_kills_children, codex_sigterm_kills_children);
+conformance_test!(sigterm_kills_children);
 
 /// A small deterministic generator (xorshift), so a failure reproduces.
 struct Noise(u64);
@@ -168,7 +168,7 @@ async fn malformed_frame_storm(ctx: Ctx) -> Result<()> {
     eprintln!("malformed_frame_storm: {reconnects} reconnects over 400 frames");
     Ok(())
 }
-conformance_test!(malformed_frame_storm => rexec_malformed_frame_storm, codex_malformed_frame_storm);
+conformance_test!(malformed_frame_storm);
 
 /// Read replies until the connection is quiet for a moment. Err if it closed.
 async fn drain(client: &mut Client) -> Result<()> {
@@ -229,4 +229,4 @@ async fn silent_peer_is_dropped_and_its_session_resumable(ctx: Ctx) -> Result<()
     drop(vanished);
     Ok(())
 }
-conformance_test!(rexec_only("--ping-interval-ms") silent_peer_is_dropped_and_its_session_resumable => rexec_silent_peer_is_dropped, codex_silent_peer_is_dropped);
+conformance_test!(rexec_only("--ping-interval-ms") silent_peer_is_dropped_and_its_session_resumable);

@@ -63,7 +63,7 @@ async fn oversized_frame_refused(ctx: Ctx) -> Result<()> {
         .await
         .context("a second connection after the oversized frame")
 }
-conformance_test!(rexec_only("--max-frame-bytes") oversized_frame_refused => rexec_oversized_frame_refused, codex_oversized_frame_refused);
+conformance_test!(rexec_only("--max-frame-bytes") oversized_frame_refused);
 
 async fn json_value_budget(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -82,7 +82,7 @@ async fn json_value_budget(ctx: Ctx) -> Result<()> {
         .await
         .context("connection after the over-budget message")
 }
-conformance_test!(json_value_budget => rexec_json_value_budget, codex_json_value_budget);
+conformance_test!(json_value_budget);
 
 fn vm_rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -152,7 +152,7 @@ async fn slow_reader_bounded_memory(ctx: Ctx) -> Result<()> {
     ensure!(exit_code == Some(0), "exit code {exit_code:?}");
     Ok(())
 }
-conformance_test!(rexec_only("notifications in seq order; codex 0.169.0 reorders them under load") slow_reader_bounded_memory => rexec_slow_reader_bounded_memory, codex_slow_reader_bounded_memory);
+conformance_test!(rexec_only("notifications in seq order; codex 0.169.0 reorders them under load") slow_reader_bounded_memory);
 
 /// Descriptors of the server process, from /proc.
 fn open_descriptors(pid: u32) -> Result<usize> {
@@ -189,4 +189,4 @@ async fn closed_processes_hold_no_descriptors(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("descriptors released when a process closes") closed_processes_hold_no_descriptors => rexec_closed_processes_hold_no_descriptors, codex_closed_processes_hold_no_descriptors);
+conformance_test!(rexec_only("descriptors released when a process closes") closed_processes_hold_no_descriptors);

@@ -17,7 +17,7 @@ async fn empty_argv_rejected(ctx: Ctx) -> Result<()> {
     check_error(&error, -32602, "argv must not be empty")?;
     client.ping().await
 }
-conformance_test!(empty_argv_rejected => rexec_empty_argv_rejected, codex_empty_argv_rejected);
+conformance_test!(empty_argv_rejected);
 
 async fn missing_write_id_rejected(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -34,7 +34,7 @@ async fn missing_write_id_rejected(ctx: Ctx) -> Result<()> {
     ensure!(client.terminate("cat").await?, "cat was not running");
     Ok(())
 }
-conformance_test!(missing_write_id_rejected => rexec_missing_write_id_rejected, codex_missing_write_id_rejected);
+conformance_test!(missing_write_id_rejected);
 
 async fn relative_cwd_rejected(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -44,7 +44,7 @@ async fn relative_cwd_rejected(ctx: Ctx) -> Result<()> {
     check_error(&error, -32602, "")?;
     client.ping().await
 }
-conformance_test!(relative_cwd_rejected => rexec_relative_cwd_rejected, codex_relative_cwd_rejected);
+conformance_test!(relative_cwd_rejected);
 
 async fn missing_cwd_fails_spawn(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -57,7 +57,7 @@ async fn missing_cwd_fails_spawn(ctx: Ctx) -> Result<()> {
     client.events_until_closed("nocwd", EVENT_TIMEOUT).await?;
     Ok(())
 }
-conformance_test!(missing_cwd_fails_spawn => rexec_missing_cwd_fails_spawn, codex_missing_cwd_fails_spawn);
+conformance_test!(missing_cwd_fails_spawn);
 
 async fn missing_program_fails_spawn(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -69,7 +69,7 @@ async fn missing_program_fails_spawn(ctx: Ctx) -> Result<()> {
     check_error(&error, -32603, "No such file or directory")?;
     client.ping().await
 }
-conformance_test!(missing_program_fails_spawn => rexec_missing_program_fails_spawn, codex_missing_program_fails_spawn);
+conformance_test!(missing_program_fails_spawn);
 
 async fn duplicate_process_id_rejected(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -86,7 +86,7 @@ async fn duplicate_process_id_rejected(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(duplicate_process_id_rejected => rexec_duplicate_process_id_rejected, codex_duplicate_process_id_rejected);
+conformance_test!(duplicate_process_id_rejected);
 
 async fn racing_duplicate_starts(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -119,7 +119,7 @@ async fn racing_duplicate_starts(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(racing_duplicate_starts => rexec_racing_duplicate_starts, codex_racing_duplicate_starts);
+conformance_test!(racing_duplicate_starts);
 
 async fn closed_id_taken_while_retained(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -136,4 +136,4 @@ async fn closed_id_taken_while_retained(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32600, "process done already exists")
 }
-conformance_test!(closed_id_taken_while_retained => rexec_closed_id_taken_while_retained, codex_closed_id_taken_while_retained);
+conformance_test!(closed_id_taken_while_retained);

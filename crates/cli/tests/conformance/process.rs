@@ -30,7 +30,7 @@ async fn output_exit_and_close(ctx: Ctx) -> Result<()> {
     // against the pipe readers and sometimes sends exited#1 before the output.
     Ok(())
 }
-conformance_test!(output_exit_and_close => rexec_output_exit_and_close, codex_output_exit_and_close);
+conformance_test!(output_exit_and_close);
 
 async fn output_before_exit(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -54,7 +54,7 @@ async fn output_before_exit(ctx: Ctx) -> Result<()> {
     }
     Ok(())
 }
-conformance_test!(rexec_only("output written before exit precedes exited; codex 0.169.0 races it") output_before_exit => rexec_output_before_exit, codex_output_before_exit);
+conformance_test!(rexec_only("output written before exit precedes exited; codex 0.169.0 races it") output_before_exit);
 
 async fn true_exits_zero(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -68,7 +68,7 @@ async fn true_exits_zero(ctx: Ctx) -> Result<()> {
     ensure!(events.exit_code()? == 0, "exit code {events:?}");
     Ok(())
 }
-conformance_test!(true_exits_zero => rexec_true_exits_zero, codex_true_exits_zero);
+conformance_test!(true_exits_zero);
 
 async fn env_is_exact(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -85,7 +85,7 @@ async fn env_is_exact(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(env_is_exact => rexec_env_is_exact, codex_env_is_exact);
+conformance_test!(env_is_exact);
 
 async fn arg0_override(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -102,7 +102,7 @@ async fn arg0_override(ctx: Ctx) -> Result<()> {
     ensure!(events.exit_code()? == 0, "exit code {events:?}");
     Ok(())
 }
-conformance_test!(arg0_override => rexec_arg0_override, codex_arg0_override);
+conformance_test!(arg0_override);
 
 async fn interrupt_runs_trap(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -124,7 +124,7 @@ async fn interrupt_runs_trap(ctx: Ctx) -> Result<()> {
     ensure!(events.exit_code()? == 7, "exit code {events:?}");
     Ok(())
 }
-conformance_test!(interrupt_runs_trap => rexec_interrupt_runs_trap, codex_interrupt_runs_trap);
+conformance_test!(interrupt_runs_trap);
 
 async fn interrupt_unknown_is_noop(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -140,7 +140,7 @@ async fn interrupt_unknown_is_noop(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(interrupt_unknown_is_noop => rexec_interrupt_unknown_is_noop, codex_interrupt_unknown_is_noop);
+conformance_test!(interrupt_unknown_is_noop);
 
 async fn terminate_running(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -162,7 +162,7 @@ async fn terminate_running(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(terminate_running => rexec_terminate_running, codex_terminate_running);
+conformance_test!(terminate_running);
 
 async fn terminate_after_exit_and_unknown(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -178,7 +178,7 @@ async fn terminate_after_exit_and_unknown(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(terminate_after_exit_and_unknown => rexec_terminate_after_exit_and_unknown, codex_terminate_after_exit_and_unknown);
+conformance_test!(terminate_after_exit_and_unknown);
 
 async fn terminate_kills_process_group(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -194,7 +194,7 @@ async fn terminate_kills_process_group(ctx: Ctx) -> Result<()> {
     ensure!(events.exit_code()? == 137, "exit code {events:?}");
     Ok(())
 }
-conformance_test!(terminate_kills_process_group => rexec_terminate_kills_process_group, codex_terminate_kills_process_group);
+conformance_test!(terminate_kills_process_group);
 
 async fn signal_exit_codes(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -213,4 +213,4 @@ async fn signal_exit_codes(ctx: Ctx) -> Result<()> {
     }
     Ok(())
 }
-conformance_test!(signal_exit_codes => rexec_signal_exit_codes, codex_signal_exit_codes);
+conformance_test!(signal_exit_codes);

@@ -44,7 +44,7 @@ async fn read_wakes_on_output(ctx: Ctx) -> Result<()> {
     client.terminate("w").await?;
     Ok(())
 }
-conformance_test!(read_wakes_on_output => rexec_read_wakes_on_output, codex_read_wakes_on_output);
+conformance_test!(read_wakes_on_output);
 
 async fn read_wakes_on_exit(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -63,7 +63,7 @@ async fn read_wakes_on_exit(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(read_wakes_on_exit => rexec_read_wakes_on_exit, codex_read_wakes_on_exit);
+conformance_test!(read_wakes_on_exit);
 
 async fn read_times_out_empty(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -94,7 +94,7 @@ async fn read_times_out_empty(ctx: Ctx) -> Result<()> {
     client.terminate("idle").await?;
     Ok(())
 }
-conformance_test!(read_times_out_empty => rexec_read_times_out_empty, codex_read_times_out_empty);
+conformance_test!(read_times_out_empty);
 
 async fn read_waits_for_close_after_exit(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -122,7 +122,7 @@ async fn read_waits_for_close_after_exit(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(read_waits_for_close_after_exit => rexec_read_waits_for_close_after_exit, codex_read_waits_for_close_after_exit);
+conformance_test!(read_waits_for_close_after_exit);
 
 async fn late_output_after_exit(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -154,7 +154,7 @@ async fn late_output_after_exit(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(late_output_after_exit => rexec_late_output_after_exit, codex_late_output_after_exit);
+conformance_test!(late_output_after_exit);
 
 async fn max_bytes_and_next_seq(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -212,7 +212,7 @@ async fn max_bytes_and_next_seq(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(max_bytes_and_next_seq => rexec_max_bytes_and_next_seq, codex_max_bytes_and_next_seq);
+conformance_test!(max_bytes_and_next_seq);
 
 async fn read_unknown_process(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -225,7 +225,7 @@ async fn read_unknown_process(ctx: Ctx) -> Result<()> {
     check_error(&error, -32600, "unknown process id ghost")?;
     client.ping().await
 }
-conformance_test!(read_unknown_process => rexec_read_unknown_process, codex_read_unknown_process);
+conformance_test!(read_unknown_process);
 
 async fn retention_evicts_old_output(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -282,7 +282,7 @@ async fn retention_evicts_old_output(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(retention_evicts_old_output => rexec_retention_evicts_old_output, codex_retention_evicts_old_output);
+conformance_test!(retention_evicts_old_output);
 
 /// A long-poll read in flight does not hold up other requests on the same connection.
 async fn long_read_does_not_block_start(ctx: Ctx) -> Result<()> {
@@ -314,4 +314,4 @@ async fn long_read_does_not_block_start(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("concurrent requests; codex 0.169.0 handles one request at a time by default") long_read_does_not_block_start => rexec_long_read_does_not_block_start, codex_long_read_does_not_block_start);
+conformance_test!(rexec_only("concurrent requests; codex 0.169.0 handles one request at a time by default") long_read_does_not_block_start);

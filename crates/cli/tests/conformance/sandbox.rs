@@ -92,7 +92,7 @@ async fn write_outside_workspace_denied(ctx: Ctx) -> Result<()> {
     ensure!(!target.exists(), "{} was written", target.display());
     Ok(())
 }
-conformance_test!(write_outside_workspace_denied => rexec_sandbox_write_outside_denied, codex_sandbox_write_outside_denied);
+conformance_test!(write_outside_workspace_denied);
 
 async fn write_inside_workspace_allowed(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -113,7 +113,7 @@ async fn write_inside_workspace_allowed(ctx: Ctx) -> Result<()> {
     ensure!(std::fs::read_to_string(dirs.ws.join("sub/file"))? == "hi\n");
     Ok(())
 }
-conformance_test!(write_inside_workspace_allowed => rexec_sandbox_write_inside_allowed, codex_sandbox_write_inside_allowed);
+conformance_test!(write_inside_workspace_allowed);
 
 async fn git_dir_stays_read_only(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -132,7 +132,7 @@ async fn git_dir_stays_read_only(ctx: Ctx) -> Result<()> {
     ensure!(config == "original\n", ".git/config changed to {config:?}");
     Ok(())
 }
-conformance_test!(git_dir_stays_read_only => rexec_sandbox_git_dir_read_only, codex_sandbox_git_dir_read_only);
+conformance_test!(git_dir_stays_read_only);
 
 async fn read_only_refuses_every_write(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -151,7 +151,7 @@ async fn read_only_refuses_every_write(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(read_only_refuses_every_write => rexec_sandbox_read_only_refuses_writes, codex_sandbox_read_only_refuses_writes);
+conformance_test!(read_only_refuses_every_write);
 
 /// A loopback listener the child may or may not reach.
 async fn connect_script() -> Result<(tokio::net::TcpListener, String)> {
@@ -178,7 +178,7 @@ async fn network_restricted_refused(ctx: Ctx) -> Result<()> {
     ensure!(!all_output(&events)?.contains("connected"));
     Ok(())
 }
-conformance_test!(network_restricted_refused => rexec_sandbox_network_restricted_refused, codex_sandbox_network_restricted_refused);
+conformance_test!(network_restricted_refused);
 
 async fn network_enabled_allowed(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -197,7 +197,7 @@ async fn network_enabled_allowed(ctx: Ctx) -> Result<()> {
     tokio::time::timeout(EVENT_TIMEOUT, accept).await???;
     Ok(())
 }
-conformance_test!(network_enabled_allowed => rexec_sandbox_network_enabled_allowed, codex_sandbox_network_enabled_allowed);
+conformance_test!(network_enabled_allowed);
 
 async fn other_failures_are_not_denials(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -226,7 +226,7 @@ async fn other_failures_are_not_denials(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(other_failures_are_not_denials => rexec_sandbox_other_failures_not_denied, codex_sandbox_other_failures_not_denied);
+conformance_test!(other_failures_are_not_denials);
 
 async fn symlink_does_not_escape(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -246,7 +246,7 @@ async fn symlink_does_not_escape(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(symlink_does_not_escape => rexec_sandbox_symlink_does_not_escape, codex_sandbox_symlink_does_not_escape);
+conformance_test!(symlink_does_not_escape);
 
 async fn pty_and_pipes_work_under_policies(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -277,7 +277,7 @@ async fn pty_and_pipes_work_under_policies(ctx: Ctx) -> Result<()> {
     }
     Ok(())
 }
-conformance_test!(pty_and_pipes_work_under_policies => rexec_sandbox_pty_and_pipes_work, codex_sandbox_pty_and_pipes_work);
+conformance_test!(pty_and_pipes_work_under_policies);
 
 async fn malformed_policy_rejected(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -302,7 +302,7 @@ async fn malformed_policy_rejected(ctx: Ctx) -> Result<()> {
     ensure!(!marker.exists(), "a rejected start ran its command");
     client.ping().await
 }
-conformance_test!(malformed_policy_rejected => rexec_sandbox_malformed_policy_rejected, codex_sandbox_malformed_policy_rejected);
+conformance_test!(malformed_policy_rejected);
 
 async fn denial_is_explained(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -350,7 +350,7 @@ async fn denial_is_explained(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("process/exited.sandboxDenial") denial_is_explained => rexec_sandbox_denial_is_explained, codex_sandbox_denial_is_explained);
+conformance_test!(rexec_only("process/exited.sandboxDenial") denial_is_explained);
 
 async fn cannot_signal_the_server(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -371,4 +371,4 @@ async fn cannot_signal_the_server(ctx: Ctx) -> Result<()> {
     ensure!(!all_output(&events)?.contains("signalled"));
     client.ping().await
 }
-conformance_test!(cannot_signal_the_server => rexec_sandbox_cannot_signal_the_server, codex_sandbox_cannot_signal_the_server);
+conformance_test!(cannot_signal_the_server);

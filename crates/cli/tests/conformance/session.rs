@@ -55,7 +55,7 @@ async fn session_id_is_uuid(ctx: Ctx) -> Result<()> {
     ensure!(id_a != id_b, "two connections got the same session {id_a}");
     Ok(())
 }
-conformance_test!(session_id_is_uuid => rexec_session_id_is_uuid, codex_session_id_is_uuid);
+conformance_test!(session_id_is_uuid);
 
 async fn sessions_are_isolated(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -83,7 +83,7 @@ async fn sessions_are_isolated(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(sessions_are_isolated => rexec_sessions_are_isolated, codex_sessions_are_isolated);
+conformance_test!(sessions_are_isolated);
 
 async fn resume_after_disconnect(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -134,7 +134,7 @@ async fn resume_after_disconnect(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(resume_after_disconnect => rexec_resume_after_disconnect, codex_resume_after_disconnect);
+conformance_test!(resume_after_disconnect);
 
 async fn resume_while_attached_refused(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -159,7 +159,7 @@ async fn resume_while_attached_refused(ctx: Ctx) -> Result<()> {
         .await?;
     Ok(())
 }
-conformance_test!(resume_while_attached_refused => rexec_resume_while_attached_refused, codex_resume_while_attached_refused);
+conformance_test!(resume_while_attached_refused);
 
 async fn resume_unknown_session(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -174,7 +174,7 @@ async fn resume_unknown_session(ctx: Ctx) -> Result<()> {
     check_error(&error, -32600, &format!("unknown session id {unknown}"))?;
     Ok(())
 }
-conformance_test!(resume_unknown_session => rexec_resume_unknown_session, codex_resume_unknown_session);
+conformance_test!(resume_unknown_session);
 
 /// Start `id` as a shell that prints its pid and sleeps 30 s; returns the running pid.
 pub async fn start_sleeper(client: &mut Client, id: &str) -> Result<u32> {
@@ -228,7 +228,7 @@ async fn session_expiry_kills_children(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32600, &format!("unknown session id {session}"))
 }
-conformance_test!(rexec_only("--session-ttl-ms") session_expiry_kills_children => rexec_session_expiry_kills_children, codex_session_expiry_kills_children);
+conformance_test!(rexec_only("--session-ttl-ms") session_expiry_kills_children);
 
 async fn closed_process_forgotten_after_retention(ctx: Ctx) -> Result<()> {
     let options = ServerOptions {
@@ -265,4 +265,4 @@ async fn closed_process_forgotten_after_retention(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("--closed-retention-ms") closed_process_forgotten_after_retention => rexec_closed_process_forgotten_after_retention, codex_closed_process_forgotten_after_retention);
+conformance_test!(rexec_only("--closed-retention-ms") closed_process_forgotten_after_retention);

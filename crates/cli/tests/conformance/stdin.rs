@@ -23,7 +23,7 @@ async fn stdin_closed_without_pipe(ctx: Ctx) -> Result<()> {
     client.events_until_closed("nopipe", EVENT_TIMEOUT).await?;
     Ok(())
 }
-conformance_test!(stdin_closed_without_pipe => rexec_stdin_closed_without_pipe, codex_stdin_closed_without_pipe);
+conformance_test!(stdin_closed_without_pipe);
 
 async fn piped_stdin_is_written(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -40,7 +40,7 @@ async fn piped_stdin_is_written(ctx: Ctx) -> Result<()> {
     ensure!(events.exit_code()? == 0, "exit code {events:?}");
     Ok(())
 }
-conformance_test!(piped_stdin_is_written => rexec_piped_stdin_is_written, codex_piped_stdin_is_written);
+conformance_test!(piped_stdin_is_written);
 
 /// A write sent right behind its start, without waiting for the start's answer, finds the
 /// process (what `ProcessSpec::stdin` relies on).
@@ -70,7 +70,7 @@ async fn write_pipelined_behind_start(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(write_pipelined_behind_start => rexec_write_pipelined_behind_start, codex_write_pipelined_behind_start);
+conformance_test!(write_pipelined_behind_start);
 
 async fn write_id_deduplicated(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -93,7 +93,7 @@ async fn write_id_deduplicated(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(write_id_deduplicated => rexec_write_id_deduplicated, codex_write_id_deduplicated);
+conformance_test!(write_id_deduplicated);
 
 async fn write_to_unknown_process(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -101,7 +101,7 @@ async fn write_to_unknown_process(ctx: Ctx) -> Result<()> {
     ensure!(status == "unknownProcess", "write status {status}");
     Ok(())
 }
-conformance_test!(write_to_unknown_process => rexec_write_to_unknown_process, codex_write_to_unknown_process);
+conformance_test!(write_to_unknown_process);
 
 async fn pty_size_and_echo(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -129,7 +129,7 @@ async fn pty_size_and_echo(ctx: Ctx) -> Result<()> {
     ensure!(events.exit_code()? == 0, "exit code {events:?}");
     Ok(())
 }
-conformance_test!(pty_size_and_echo => rexec_pty_size_and_echo, codex_pty_size_and_echo);
+conformance_test!(pty_size_and_echo);
 
 async fn pty_interrupt(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
@@ -152,7 +152,7 @@ async fn pty_interrupt(ctx: Ctx) -> Result<()> {
     ensure!(events.exit_code()? == 7, "exit code {events:?}");
     Ok(())
 }
-conformance_test!(pty_interrupt => rexec_pty_interrupt, codex_pty_interrupt);
+conformance_test!(pty_interrupt);
 
 /// Writes sent back to back without waiting for their responses reach stdin in wire order.
 async fn pipelined_writes_keep_wire_order(ctx: Ctx) -> Result<()> {
@@ -186,4 +186,4 @@ async fn pipelined_writes_keep_wire_order(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(pipelined_writes_keep_wire_order => rexec_pipelined_writes_keep_wire_order, codex_pipelined_writes_keep_wire_order);
+conformance_test!(pipelined_writes_keep_wire_order);

@@ -20,7 +20,7 @@ async fn readyz_ok(ctx: Ctx) -> Result<()> {
     client.initialize().await?;
     client.ping().await
 }
-conformance_test!(readyz_ok => rexec_readyz_ok, codex_readyz_ok);
+conformance_test!(readyz_ok);
 
 async fn origin_upgrade_forbidden(ctx: Ctx) -> Result<()> {
     let server = ctx.server().await?;
@@ -37,7 +37,7 @@ async fn origin_upgrade_forbidden(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(origin_upgrade_forbidden => rexec_origin_upgrade_forbidden, codex_origin_upgrade_forbidden);
+conformance_test!(origin_upgrade_forbidden);
 
 async fn token_gates_upgrade_only(ctx: Ctx) -> Result<()> {
     let token = "conformance-token-7f3a";
@@ -65,7 +65,7 @@ async fn token_gates_upgrade_only(ctx: Ctx) -> Result<()> {
     client.initialize().await?;
     client.ping().await
 }
-conformance_test!(token_gates_upgrade_only => rexec_token_gates_upgrade_only, codex_token_gates_upgrade_only);
+conformance_test!(token_gates_upgrade_only);
 
 async fn server_sends_pings(ctx: Ctx) -> Result<()> {
     let options = ServerOptions {
@@ -90,7 +90,7 @@ async fn server_sends_pings(ctx: Ctx) -> Result<()> {
     // Pongs went back automatically and the connection is healthy.
     client.ping().await
 }
-conformance_test!(rexec_only("--ping-interval-ms") server_sends_pings => rexec_server_sends_pings, codex_server_sends_pings);
+conformance_test!(rexec_only("--ping-interval-ms") server_sends_pings);
 
 /// RFC 7235: the auth scheme is case-insensitive; the token itself is exact.
 async fn bearer_scheme_is_case_insensitive(ctx: Ctx) -> Result<()> {
@@ -111,7 +111,7 @@ async fn bearer_scheme_is_case_insensitive(ctx: Ctx) -> Result<()> {
     ensure!(status == 401, "a token in another case answered {status}");
     Ok(())
 }
-conformance_test!(rexec_only("RFC 7235 scheme matching") bearer_scheme_is_case_insensitive => rexec_bearer_scheme_is_case_insensitive, codex_bearer_scheme_is_case_insensitive);
+conformance_test!(rexec_only("RFC 7235 scheme matching") bearer_scheme_is_case_insensitive);
 
 /// A browser request is refused everywhere, the health check included.
 async fn readyz_with_origin_refused(ctx: Ctx) -> Result<()> {
@@ -127,4 +127,4 @@ async fn readyz_with_origin_refused(ctx: Ctx) -> Result<()> {
     );
     Ok(())
 }
-conformance_test!(rexec_only("Origin refused on every route") readyz_with_origin_refused => rexec_readyz_with_origin_refused, codex_readyz_with_origin_refused);
+conformance_test!(rexec_only("Origin refused on every route") readyz_with_origin_refused);

@@ -71,7 +71,7 @@ async fn fires_once_when_a_path_appears(ctx: Ctx) -> Result<()> {
     ensure!(changed(&mut client).await? == json!({"watchId": 3}));
     Ok(())
 }
-conformance_test!(fires_once_when_a_path_appears => rexec_watch_fires_once_when_a_path_appears, codex_watch_fires_once_when_a_path_appears);
+conformance_test!(fires_once_when_a_path_appears);
 
 async fn ids_and_refusals(ctx: Ctx) -> Result<()> {
     let (_server, mut client, dir) = setup(&ctx).await?;
@@ -133,7 +133,7 @@ async fn ids_and_refusals(ctx: Ctx) -> Result<()> {
         .await?;
     check_error(&error, -32602, "invalid type: map, expected a")
 }
-conformance_test!(ids_and_refusals => rexec_watch_ids_and_refusals, codex_watch_ids_and_refusals);
+conformance_test!(ids_and_refusals);
 
 /// inotify instances the server holds (its `anon_inode:inotify` descriptors).
 fn inotify_instances(pid: u32) -> Result<usize> {
@@ -183,4 +183,4 @@ async fn watches_end_with_the_connection(ctx: Ctx) -> Result<()> {
     instances_become(pid, before, "after the connections closed").await?;
     Ok(())
 }
-conformance_test!(watches_end_with_the_connection => rexec_watch_watches_end_with_the_connection, codex_watch_watches_end_with_the_connection);
+conformance_test!(watches_end_with_the_connection);

@@ -2,13 +2,13 @@
 //! directory, a `rexec serve --listen wss://` server from them, the `rexec` CLI and library
 //! clients, waiting on the server's log, and a TCP relay that can cut its connections.
 
-use super::server::{self, ScratchDir, Server, ServerOptions, ServerTls, Target};
 use anyhow::{Context, Result, bail, ensure};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, date_time_ymd,
 };
 use rexec_client::{Client, ClientOptions, Endpoint, ProcessSpec, TlsOptions};
+use rexec_testkit::server::{self, ScratchDir, Server, ServerOptions, ServerTls, Target};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,14 +1,17 @@
 //! Test support shared by the client's integration tests: an in-process rexec server on
-//! loopback, the fault-injecting proxy, the codex launcher, and small helpers for specs,
-//! patterned output and deadlines; for the chaos soak, a seeded PRNG, an event-stream
-//! checker against known output and descriptor/task leak checks.
+//! loopback, the peers a test runs against (codex from `rexec-testkit`), and small helpers
+//! for specs, patterned output and deadlines; for the chaos soak, an event-stream checker
+//! against known output and descriptor/task leak checks. The fault-injecting proxy and the
+//! seeded PRNG are the kit's, under their old paths.
 #![allow(dead_code)]
 
-pub mod codex;
 pub mod expect;
 pub mod leaks;
-pub mod proxy;
-pub mod rng;
+
+// Each test binary compiles this module; not every one uses both.
+use rexec_testkit::codex;
+#[allow(unused_imports)]
+pub use rexec_testkit::{proxy, rng};
 
 use rexec_client::{Client, ClientOptions, Endpoint, ProcessEvent, ProcessSpec};
 use rexec_server::transport::websocket;
@@ -77,10 +80,11 @@ impl Peer {
         Self::Rexec(TestServer::start().await)
     }
 
-    /// codex exec-server 0.169.0, or `None` (after a SKIPPED line) when it is not available.
-    pub async fn codex(test: &str) -> Option<Self> {
-        let bin = codex::codex_bin(test)?;
-        Some(Self::Codex(codex::CodexServer::start(&bin).await))
+    /// codex exec-server (`REXEC_CODEX_BIN` or the installed 0.169.0); panics naming what
+    /// is missing. Tests that use it are `codex_test!`s, ignored when the kit found none.
+    pub async fn codex(test: &str) -> Self {
+        let bin = codex::require_codex_bin(test);
+        Self::Codex(codex::CodexServer::start(&bin).await)
     }
 
     pub fn url(&self) -> &str {

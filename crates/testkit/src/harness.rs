@@ -1,6 +1,6 @@
-//! Test runner and shared helpers: the `conformance_test!` macro that turns one scenario
-//! into a rexec test and a codex test, the skip rules, process-start params, and the
-//! process-level helpers on [`Client`] (collect events until `process/closed`, read, write).
+//! Scenario runner and shared helpers: [`run`] (what each test [`crate::conformance_test!`]
+//! generates calls), the skip rules, process-start params, and the process-level helpers
+//! on [`Client`] (collect events until `process/closed`, read, write).
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
@@ -19,29 +19,6 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(90);
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// PATH given to every child (children get exactly the env they are passed).
 pub const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
-/// Defines `$rexec` and `$codex` tests that run `$scenario(ctx)` against each server.
-/// `rexec_only("why")` makes the codex test print a SKIPPED line instead.
-macro_rules! conformance_test {
-    ($scenario:ident => $rexec:ident, $codex:ident) => {
-        conformance_test!(@emit None, $scenario => $rexec, $codex);
-    };
-    (rexec_only($why:literal) $scenario:ident => $rexec:ident, $codex:ident) => {
-        conformance_test!(@emit Some($why), $scenario => $rexec, $codex);
-    };
-    (@emit $only:expr, $scenario:ident => $rexec:ident, $codex:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $rexec() {
-            $crate::harness::run($crate::server::Target::Rexec, stringify!($rexec), $only, $scenario)
-                .await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $codex() {
-            $crate::harness::run($crate::server::Target::Codex, stringify!($codex), $only, $scenario)
-                .await;
-        }
-    };
-}
 
 /// What a scenario gets: the target and a way to start servers of that kind.
 #[derive(Clone)]
@@ -82,18 +59,12 @@ where
     Fut: Future<Output = Result<()>>,
 {
     if target == Target::Codex {
+        // Generated `#[ignore]`d; reached only when ignored tests are asked for.
         if let Some(why) = rexec_only {
             say_skipped(&format!("SKIPPED {test_name}: rexec extension ({why})"));
             return;
         }
-        if server::codex_bin().is_none() {
-            let hint = "set REXEC_CODEX_BIN to codex 0.169.0 (or run scripts/install-codex)";
-            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-                panic!("{test_name}: {hint}; codex tests may not be skipped when CI=true");
-            }
-            say_skipped(&format!("SKIPPED {test_name}: {hint}"));
-            return;
-        }
+        crate::codex::require_codex_bin(test_name);
     }
     let ctx = Ctx {
         target,

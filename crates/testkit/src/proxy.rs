@@ -239,7 +239,7 @@ impl Proxy {
     /// Wait (bounded by the test deadline) until `pred` holds for the stats.
     pub async fn wait_for(&self, what: &str, mut pred: impl FnMut(&Stats) -> bool) {
         let mut changes = self.state.changes.subscribe();
-        super::within(what, async {
+        within(what, async {
             loop {
                 changes.borrow_and_update();
                 if pred(&self.stats()) {
@@ -498,4 +498,13 @@ fn judge(state: &State, methods: &HashMap<String, String>, value: &Value) -> Ver
     let verdict = (lock(&state.rule))(&frame);
     state.changes.send_modify(|n| *n += 1);
     verdict
+}
+
+/// How long [`Proxy::wait_for`] waits before it fails the test.
+const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT_LIMIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {WAIT_LIMIT:?}"))
 }

@@ -1,26 +1,29 @@
 //! Starting the server under test: `rexec serve` or `codex exec-server` 0.169.0.
 //!
 //! A [`Server`] is one child process listening on loopback. Its first stdout line is the
-//! bound `ws://IP:PORT` (`wss://` with [`ServerOptions::tls`]); everything else it prints is kept (last lines only) so a failing
-//! test can show it. Dropping a `Server` asks it to shut down (SIGTERM: both servers then
+//! bound `ws://IP:PORT` (`wss://` with [`ServerOptions::tls`]); everything else it prints
+//! is kept (last lines only) so a failing test can show it. Dropping a `Server` asks it to shut down (SIGTERM: both servers then
 //! kill their managed processes) and kills it if it has not gone after a short grace.
 //!
 //! Environment:
 //! - `REXEC_SERVER_CMD`: a shell-words command line used instead of
-//!   `<rexec> serve --listen ws://127.0.0.1:0`; the option flags are appended to it.
-//! - `REXEC_CODEX_BIN`: path of the codex 0.169.0 binary. Unset: codex tests are skipped
-//!   with a printed `SKIPPED` line, or fail when `CI=true`.
+//!   `<rexec> serve --listen ws://127.0.0.1:0` ([`rexec_bin`]); the option flags are
+//!   appended to it.
+//! - `REXEC_CODEX_BIN`: the codex binary (see [`crate::codex`]).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::codex;
+pub use crate::codex::codex_bin;
+pub use crate::scratch::ScratchDir;
 
 /// How long a server may take to print its URL (codex is a 300 MB binary; the machine is
 /// shared with other builds).
@@ -253,7 +256,7 @@ fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
         Ok(cmd) if !cmd.trim().is_empty() => shell_words::split(&cmd)
             .with_context(|| format!("REXEC_SERVER_CMD is not a valid command line: {cmd:?}"))?,
         _ => vec![
-            env!("CARGO_BIN_EXE_rexec").to_string(),
+            rexec_bin()?.display().to_string(),
             "serve".into(),
             "--listen".into(),
             "ws://127.0.0.1:0".into(),
@@ -312,7 +315,7 @@ fn rexec_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
 }
 
 fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Command> {
-    let bin = codex_bin().context("REXEC_CODEX_BIN is not set")?;
+    let bin = codex::codex_bin().map_err(|why| anyhow!("no codex exec-server binary: {why}"))?;
     if options.session_ttl_ms.is_some()
         || options.closed_retention_ms.is_some()
         || options.ping_interval_ms.is_some()
@@ -328,11 +331,7 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
     {
         bail!("codex exec-server has no flags for rexec's session, frame and connection limits");
     }
-    let mut command = Command::new(bin);
-    command.args(["exec-server", "--listen", "ws://127.0.0.1:0"]);
-    // codex refuses a CODEX_HOME under /tmp, so the scratch dir lives under $HOME.
-    command.env("CODEX_HOME", scratch.path());
-    command.env_remove("CODEX_EXEC_SERVER_CONNECTION_TOKEN");
+    let mut command = codex::exec_server(&bin, "ws://127.0.0.1:0", scratch);
     if let Some(token) = &options.token {
         // 0.169.0: `--ws-auth capability-token --ws-token-file F`; the client sends
         // `Authorization: Bearer <token>` on the upgrade.
@@ -344,20 +343,22 @@ fn codex_command(options: &ServerOptions, scratch: &ScratchDir) -> Result<Comman
     Ok(command)
 }
 
-/// `REXEC_CODEX_BIN` if set and non-empty, else the binary `scripts/install-codex` puts
-/// under `$HOME/.cache/rexec` when it is there.
-pub fn codex_bin() -> Option<String> {
-    if let Some(bin) = std::env::var("REXEC_CODEX_BIN")
-        .ok()
-        .filter(|value| !value.trim().is_empty())
-    {
-        return Some(bin);
-    }
-    let home = std::env::var_os("HOME")?;
-    let installed = Path::new(&home).join(
-        ".cache/rexec/codex-0.169.0/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
+/// The `rexec` binary cargo built for the running test: an integration test runs from
+/// `target/<profile>/deps/`, and its package's binaries are one directory up (the place
+/// `CARGO_BIN_EXE_rexec` names, which only the test crate itself can read).
+pub fn rexec_bin() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the running test binary")?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("rexec"))
+        .with_context(|| format!("{} has no grandparent directory", exe.display()))?;
+    anyhow::ensure!(
+        bin.is_file(),
+        "no rexec binary at {} (`cargo test -p rexec` builds it; REXEC_SERVER_CMD names another)",
+        bin.display()
     );
-    installed.is_file().then(|| installed.display().to_string())
+    Ok(bin)
 }
 
 fn write_token(scratch: &ScratchDir, token: &str) -> Result<PathBuf> {
@@ -379,39 +380,4 @@ fn push_line(log: &SharedLog, label: &str, line: String) {
 
 pub fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, LogTail> {
     log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A directory under `$HOME` (codex refuses /tmp for CODEX_HOME), removed on drop.
-pub struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    pub fn new(label: &str) -> Result<ScratchDir> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .filter(|home| home.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            ".rexec-conformance-{label}-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = base.join(name);
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(ScratchDir(path))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
