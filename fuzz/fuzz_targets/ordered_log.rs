@@ -1,5 +1,5 @@
 //! The client's ordered log (`ordered.rs` + `merge.rs`) against the server's real event
-//! log (`rexec_server::process::event_log`), through a delivery channel that duplicates,
+//! log (`rexec_server::fuzzing::EventLog`), through a delivery channel that duplicates,
 //! drops, reorders and delays notifications, answers repair reads late, and reconnects.
 //!
 //! The input is a scenario: server flavour (ordered notifications or not, eviction
@@ -23,7 +23,7 @@ use rexec_client::ProcessEvent;
 use rexec_client::fuzzing::{Incoming, OrderedLog, Repair};
 use rexec_protocol::process::{OutputStream, ReadResult};
 use rexec_protocol::sandbox::{DenialRule, SandboxDenial};
-use rexec_server::process::event_log::EventLog;
+use rexec_server::fuzzing::EventLog;
 use std::collections::{BTreeSet, VecDeque};
 
 #[derive(Arbitrary, Debug)]

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rexec_server::sandbox::policy;
+use rexec_server::fuzzing::resolve_sandbox_policy;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let env = BTreeMap::from([("TMPDIR".to_owned(), "/tmp".to_owned())]);
     for cwd in [Some(Path::new("/tmp")), None] {
-        match policy::resolve(&sandbox, cwd, &env) {
+        match resolve_sandbox_policy(&sandbox, cwd, &env) {
             Ok(Some(plan)) => {
                 if let Some(rules) = &plan.file_system {
                     for path in rules

@@ -96,7 +96,7 @@ fn inbound_frame(frame: &[u8]) {
         }
         return;
     }
-    if let Err(error) = rexec_server::handlers::parse(name, params) {
+    if let Err(error) = rexec_server::fuzzing::parse_request(name, params) {
         if METHODS[..METHODS.len() - 2].contains(&name) && !is_notification(name) {
             assert_params_error(&error);
         } else {

@@ -67,9 +67,9 @@ fn main() {
     let mut args = std::env::args_os();
     if args
         .nth(1)
-        .is_some_and(|a| a == rexec_server::sandbox::helper::HELPER_ARG)
+        .is_some_and(|a| a == rexec_server::SANDBOX_HELPER_ARG)
     {
-        rexec_server::sandbox::helper::main(args.collect());
+        rexec_server::sandbox_helper_main(args.collect());
     }
     tune_allocator();
     let cli = Cli::parse();

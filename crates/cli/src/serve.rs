@@ -2,10 +2,10 @@
 
 use crate::serve_auth::AuthArgs;
 use anyhow::Context;
-use rexec_server::transport::listen::{DEFAULT_LISTEN_URL, ListenUrl};
-use rexec_server::transport::tls::{ReloadableTls, TlsFiles};
-use rexec_server::transport::{stdio, websocket};
-use rexec_server::{Server, ServerConfig};
+use rexec_server::{
+    DEFAULT_LISTEN_URL, ListenUrl, ReloadableTls, Server, ServerConfig, TlsFiles, serve_stdio,
+    serve_websocket_tls,
+};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,7 +77,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         ListenUrl::Stdio => {}
     }
-    let descriptors = rexec_server::limits::raise_descriptor_limit();
+    let descriptors = rexec_server::raise_descriptor_limit();
     let mut config = ServerConfig {
         session_ttl: Duration::from_millis(args.session_ttl_ms),
         closed_retention: Duration::from_millis(args.closed_retention_ms),
@@ -120,11 +120,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             stdout.flush()?;
             drop(stdout);
             tracing::info!(%bound, "listening");
-            websocket::serve_with_tls(server.clone(), listener, tls, shutdown_signal()).await?;
+            serve_websocket_tls(server.clone(), listener, tls, shutdown_signal()).await?;
         }
         ListenUrl::Stdio => {
             tokio::select! {
-                () = stdio::serve(server.clone()) => {}
+                () = serve_stdio(server.clone()) => {}
                 () = shutdown_signal() => {}
             }
         }

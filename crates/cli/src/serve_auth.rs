@@ -3,8 +3,7 @@
 //! non-loopback address to anyone at all unless asked to.
 
 use anyhow::{Context, bail};
-use rexec_server::auth::signed_bearer::DEFAULT_MAX_CLOCK_SKEW_SECONDS;
-use rexec_server::auth::{Authenticator, SignedBearer, read_secret};
+use rexec_server::{Authenticator, DEFAULT_MAX_CLOCK_SKEW_SECONDS, SignedBearer, read_secret};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

@@ -5,8 +5,7 @@ mod support;
 
 use rexec_client::{Client, ClientError, ClientOptions, Endpoint, ProcessEvent};
 use rexec_protocol::extensions;
-use rexec_server::auth::Authenticator;
-use rexec_server::{Server, ServerConfig};
+use rexec_server::{Authenticator, Server, ServerConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 use support::proxy::{Proxy, Verdict};
@@ -181,7 +180,7 @@ fn stdio_server_child() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let server = Server::new(ServerConfig::default());
-        rexec_server::transport::stdio::serve(server.clone()).await;
+        rexec_server::serve_stdio(server.clone()).await;
         server.kill_all_processes();
     });
 }

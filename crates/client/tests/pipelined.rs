@@ -5,8 +5,7 @@
 mod support;
 
 use rexec_client::{Client, ClientError, ClientOptions, Endpoint};
-use rexec_server::ServerConfig;
-use rexec_server::auth::Authenticator;
+use rexec_server::{Authenticator, ServerConfig};
 use support::{Peer, TestServer, sh, within};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;

@@ -7,20 +7,37 @@
 //! event log (see `process::event_log`) that feeds both pushed notifications and
 //! `process/read`.
 
-pub mod auth;
-pub mod config;
-pub mod connection;
-pub mod environment;
-pub mod handlers;
-pub mod limits;
-pub mod outbound;
-pub mod process;
-pub mod sandbox;
-pub mod session;
+mod auth;
+mod config;
+mod connection;
+mod environment;
+mod handlers;
+mod limits;
+mod outbound;
+mod process;
+mod sandbox;
+mod session;
 mod sync;
-pub mod transport;
+mod transport;
 
+pub use auth::signed_bearer::DEFAULT_MAX_CLOCK_SKEW_SECONDS;
+pub use auth::{Authenticator, SignedBearer, read_secret};
 pub use config::ServerConfig;
+pub use limits::raise_descriptor_limit;
+pub use sandbox::helper::{HELPER_ARG as SANDBOX_HELPER_ARG, main as sandbox_helper_main};
+pub use transport::listen::{DEFAULT_LISTEN_URL, ListenUrl};
+pub use transport::listener::{serve as serve_websocket, serve_with_tls as serve_websocket_tls};
+pub use transport::stdio::serve as serve_stdio;
+pub use transport::tls::{ReloadableTls, TlsFiles};
+
+/// The pure parsers and the event log, for the `fuzz/` targets. Not part of the API: it
+/// changes whenever they do.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::handlers::parse as parse_request;
+    pub use crate::process::event_log::EventLog;
+    pub use crate::sandbox::policy::resolve as resolve_sandbox_policy;
+}
 
 use session::SessionRegistry;
 use std::sync::Arc;

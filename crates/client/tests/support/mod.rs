@@ -14,7 +14,6 @@ use rexec_testkit::codex;
 pub use rexec_testkit::{proxy, rng};
 
 use rexec_client::{Client, ClientOptions, Endpoint, ProcessEvent, ProcessSpec};
-use rexec_server::transport::websocket;
 use rexec_server::{Server, ServerConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,9 +46,13 @@ impl TestServer {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(websocket::serve(Arc::clone(&server), listener, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(rexec_server::serve_websocket(
+            Arc::clone(&server),
+            listener,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Self {
             url: format!("ws://{addr}"),
             server,

@@ -136,10 +136,6 @@ impl Admission {
             tracing::warn!(%peer, count, "{}", refusal.describe(self));
         }
     }
-
-    pub fn max_connections(&self) -> usize {
-        self.max_connections
-    }
 }
 
 /// Counts events and lets one log line through per interval, carrying the count since the

@@ -41,11 +41,6 @@ impl InboundBudget {
             total,
         })
     }
-
-    /// Bytes reserved right now.
-    pub fn in_use(&self) -> usize {
-        self.total - self.permits.available_permits()
-    }
 }
 
 /// A connection's reservations, in frame order, until the reader has handled their message.
@@ -294,6 +289,14 @@ fn poll_fill<S: AsyncRead + Unpin>(
     // SAFETY: `poll_read` initialized the first `n` bytes of the spare capacity.
     unsafe { buffer.set_len(buffer.len() + n) };
     Poll::Ready(Ok(n > 0))
+}
+
+#[cfg(test)]
+impl InboundBudget {
+    /// Bytes reserved right now.
+    fn in_use(&self) -> usize {
+        self.total - self.permits.available_permits()
+    }
 }
 
 #[cfg(test)]

@@ -26,8 +26,6 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-pub use super::listener::{serve, serve_with_tls};
-
 type Socket<S> = WebSocketStream<Join<BudgetedReader<ReadHalf<S>>, CountingWriter<WriteHalf<S>>>>;
 
 pub async fn run<S>(accepted: AcceptedConnection, principal: Principal, io: S)

@@ -25,7 +25,8 @@ pub const MAX_FS_REQUESTS: usize = 16;
 static WRITTEN_OFF: AtomicU64 = AtomicU64::new(0);
 
 /// How many fs threads have been written off (timed out and never waited for).
-pub fn written_off() -> u64 {
+#[cfg(test)]
+fn written_off() -> u64 {
     WRITTEN_OFF.load(Ordering::Relaxed)
 }
 

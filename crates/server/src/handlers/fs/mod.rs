@@ -24,7 +24,7 @@ mod walk;
 
 use handles::BlockKind;
 pub use handles::FileHandles;
-pub use limit::{MAX_FS_REQUESTS, written_off};
+pub use limit::MAX_FS_REQUESTS;
 
 use super::{Admitted, Deferred, Reply, RequestContext};
 use crate::sandbox::{Plan, policy};

@@ -21,8 +21,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::AbortHandle;
 
-pub use body::MAX_BUFFERED_BODY_BYTES;
-
 /// `http/request`s (and the body streams they started) one connection may have at once.
 pub const MAX_HTTP_REQUESTS: usize = 16;
 
