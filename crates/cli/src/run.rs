@@ -3,7 +3,6 @@
 
 use crate::connect::{ServerArgs, parse_env_pair};
 use crate::local_stdin::LocalStdin;
-use anyhow::Context;
 use rexec_client::sandbox::{
     AccessMode, FileSystemEntry, FileSystemPath, FileSystemPermissions, PermissionProfile,
     SpecialPath,
@@ -88,10 +87,12 @@ fn sandbox_policy(mode: SandboxMode, writable: &[PathBuf], network: Network) -> 
 
 /// Run the command; the exit code to leave with.
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    // The output is streamed by the first subscriber: lossless, held from the first byte.
+    // The output is streamed by the first subscriber (lossless: held from the first byte),
+    // not kept for the completion.
     let mut spec = ProcessSpec::new(args.command.clone())
         .tty(args.tty)
         .lossless(true)
+        .output_budget(0)
         .envs(args.env.iter().cloned());
     spec.cwd = args.cwd.clone();
     if args.clean_env {
@@ -160,7 +161,6 @@ async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
     let mut events = process.events();
     let mut interrupts = signal(SignalKind::interrupt())?;
     let mut interrupted = false;
-    let mut exit_code = None;
     loop {
         let event = tokio::select! {
             event = events.next() => event,
@@ -177,17 +177,7 @@ async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
         };
         match event {
             Some(ProcessEvent::Output { stream, bytes, .. }) => write_local(stream, &bytes)?,
-            Some(ProcessEvent::Exited {
-                code,
-                sandbox_denied,
-                denial,
-                ..
-            }) => {
-                exit_code = Some(code);
-                if sandbox_denied {
-                    eprintln!("rexec: {}", denial_line(denial.as_deref()));
-                }
-            }
+            Some(ProcessEvent::Exited { .. }) => {}
             Some(ProcessEvent::Gap { seqs, bytes_lost }) => eprintln!(
                 "rexec: {bytes_lost} bytes of output were lost in transit (events {}..={})",
                 seqs.start(),
@@ -200,9 +190,11 @@ async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
             None => anyhow::bail!("the connection ended before the command finished"),
         }
     }
-    Ok(local_exit_code(
-        exit_code.context("the command closed without an exit status")?,
-    ))
+    let done = process.wait().await?;
+    if done.sandbox_denied {
+        eprintln!("rexec: {}", denial_line(done.sandbox_denial.as_ref()));
+    }
+    Ok(local_exit_code(done.exit_code))
 }
 
 /// The line printed when the server blames the sandbox for the command's failure.

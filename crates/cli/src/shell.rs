@@ -38,6 +38,7 @@ pub async fn run(args: ShellArgs) -> anyhow::Result<i32> {
     let mut spec = ProcessSpec::new([shell.clone(), "-l".to_owned()])
         .tty(true)
         .lossless(true)
+        .output_budget(0)
         .envs(args.env.iter().cloned());
     spec.cwd = args.cwd.clone();
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".to_owned());
@@ -76,7 +77,6 @@ async fn relay(process: &Process, resizable: bool) -> anyhow::Result<i32> {
     let mut winch = signal(SignalKind::window_change())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
-    let mut exit_code = None;
     loop {
         let event = tokio::select! {
             event = events.next() => event,
@@ -96,7 +96,7 @@ async fn relay(process: &Process, resizable: bool) -> anyhow::Result<i32> {
                 out.write_all(&bytes)?;
                 out.flush()?;
             }
-            Some(ProcessEvent::Exited { code, .. }) => exit_code = Some(code),
+            Some(ProcessEvent::Exited { .. }) => {}
             Some(ProcessEvent::Gap { bytes_lost, .. }) => {
                 eprint!("\r\nrexec: {bytes_lost} bytes of output were lost in transit\r\n");
             }
@@ -107,7 +107,7 @@ async fn relay(process: &Process, resizable: bool) -> anyhow::Result<i32> {
             None => anyhow::bail!("the connection ended before the shell exited"),
         }
     }
-    Ok(local_exit_code(exit_code.unwrap_or(255)))
+    Ok(local_exit_code(process.wait().await?.exit_code))
 }
 
 fn terminate_in_background(process: &Process) {

@@ -303,7 +303,7 @@ impl Client {
     /// this client does not know is followed from the first output the server still
     /// retains (one `process/read`, then live events); dropping its last handle terminates
     /// it, as for a started one. An id the server does not know ends its events with
-    /// `Failed`.
+    /// `Failed`. Call it inside a Tokio runtime (it spawns the attaching read).
     ///
     /// [`ClientOptions::resume_session`]: crate::ClientOptions::resume_session
     ///

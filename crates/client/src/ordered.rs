@@ -102,7 +102,7 @@ pub enum Repair {
     Read {
         after_seq: u64,
     },
-    /// Call `on_grace_expired(token)` after [`REORDER_GRACE`].
+    /// Call `on_grace_expired(token)` after `REORDER_GRACE`.
     ArmGrace {
         token: u64,
     },

@@ -107,6 +107,19 @@ impl Process {
     /// 1 MiB), repairs anything older with one read, then follows live events. The first
     /// subscription of a [`ProcessSpec::lossless`](crate::ProcessSpec::lossless) process is
     /// lossless.
+    ///
+    /// ```no_run
+    /// # async fn demo(process: rexec_client::Process) {
+    /// use futures_util::StreamExt as _;
+    /// use rexec_client::ProcessEvent;
+    /// let exits = process
+    ///     .events()
+    ///     .filter(|event| std::future::ready(matches!(event, ProcessEvent::Exited { .. })))
+    ///     .count()
+    ///     .await;
+    /// assert_eq!(exits, 1);
+    /// # }
+    /// ```
     pub fn events(&self) -> EventStream {
         EventStream::new(
             self.client.clone(),
@@ -165,9 +178,20 @@ impl Process {
         }
     }
 
-    /// Write to the child's stdin. The generated writeId makes the write safe to retry: if
-    /// the connection drops before the answer, the same write is sent again after the
-    /// session resumes and the server applies it at most once.
+    /// Write to the child's stdin (the spec needs `pipe_stdin` or `tty`). The generated
+    /// writeId makes the write safe to retry: if the connection drops before the answer,
+    /// the same write is sent again after the session resumes and the server applies it
+    /// at most once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: rexec_client::Client) -> Result<(), rexec_client::ClientError> {
+    /// use rexec_client::{ProcessSpec, WriteStatus};
+    /// let process = client.start(ProcessSpec::new(["wc", "-l"]).pipe_stdin(true)).await?;
+    /// assert_eq!(process.write(b"one\ntwo\n").await?, WriteStatus::Accepted);
+    /// process.close_stdin().await?;
+    /// assert_eq!(process.wait().await?.stdout, b"2\n");
+    /// # Ok(()) }
+    /// ```
     pub async fn write(&self, bytes: &[u8]) -> Result<WriteStatus, ClientError> {
         self.send_write(bytes, false).await
     }

@@ -18,7 +18,9 @@ pub const DEFAULT_OUTPUT_BUDGET: usize = 1024 * 1024;
 ///
 /// Compared by identity: two specs are equal when they share the same callback.
 #[derive(Clone)]
-pub struct OutputCallback(Arc<dyn Fn(OutputStream, &[u8]) + Send + Sync>);
+pub struct OutputCallback(Arc<OutputFn>);
+
+type OutputFn = dyn Fn(OutputStream, &[u8]) + Send + Sync;
 
 impl OutputCallback {
     pub(crate) fn call(&self, stream: OutputStream, bytes: &[u8]) {
