@@ -75,7 +75,7 @@ impl std::fmt::Debug for Process {
 
 impl Process {
     pub(crate) fn new(client: Client, shared: Arc<ProcessShared>) -> Self {
-        let handle = Arc::new(HandleGuard {
+        let handle = shared.handle_guard(|| HandleGuard {
             client: client.clone(),
             shared: Arc::clone(&shared),
         });

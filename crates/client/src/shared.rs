@@ -11,11 +11,12 @@ use crate::event::{Completion, ProcessEvent, Timings};
 use crate::history::History;
 use crate::ordered::{Incoming, OrderedLog, Repair};
 use crate::output::OutputCollector;
+use crate::process::HandleGuard;
 use crate::spec::OutputCallback;
 use rexec_protocol::process::ReadResult;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -38,6 +39,8 @@ pub(crate) struct ProcessShared {
     on_output: Option<OutputCallback>,
     /// `Process::detach`: dropping the last handle leaves the process running.
     detached: AtomicBool,
+    /// What every live `Process` handle of this process shares (see `process`).
+    handle: Mutex<Weak<HandleGuard>>,
 }
 
 pub(crate) struct ProcessState {
@@ -83,6 +86,7 @@ impl ProcessShared {
             next_reader: AtomicU64::new(0),
             on_output,
             detached: AtomicBool::new(false),
+            handle: Mutex::new(Weak::new()),
         }
     }
 
@@ -112,6 +116,16 @@ impl ProcessShared {
         if let Some(id) = self.take_reserved_reader() {
             self.set_lossless_reader(id, None);
         }
+    }
+
+    /// The guard the live handles share, or a new one from `make` when there are none.
+    pub(crate) fn handle_guard(&self, make: impl FnOnce() -> HandleGuard) -> Arc<HandleGuard> {
+        let mut handle = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        handle.upgrade().unwrap_or_else(|| {
+            let guard = Arc::new(make());
+            *handle = Arc::downgrade(&guard);
+            guard
+        })
     }
 
     pub(crate) fn detach(&self) {

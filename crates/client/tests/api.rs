@@ -215,6 +215,20 @@ async fn dropping_the_last_handle_kills_unless_detached() {
         .expect("wait");
     assert!(done.exit_code > 128, "killed: {}", done.exit_code);
 
+    // A handle from `Client::process` counts as one of the same process.
+    let first = within(
+        "start",
+        client.start(sh("sleep 0.5; echo alive").process_id("shared")),
+    )
+    .await
+    .expect("start");
+    let second = client.process("shared");
+    drop(first);
+    let done = within("the other handle", second.wait())
+        .await
+        .expect("wait");
+    assert_eq!((done.exit_code, done.stdout), (0, b"alive\n".to_vec()));
+
     let kept = within(
         "start",
         client.start(sh("sleep 0.5; echo survived").process_id("kept")),
