@@ -1,5 +1,5 @@
 //! The `connect-run` benchmark: what `rexec run -- /usr/bin/true` costs a client, each
-//! iteration from nothing: `Client::connect_and_start` (TCP connect, then the WebSocket
+//! iteration from nothing: a first `Client::start` on a new `Client` (TCP connect, then the WebSocket
 //! upgrade request with `initialize`, `initialized` and `process/start` in the same flight),
 //! waiting for the completion, `close`. Reported: p50/p95 of the whole and of each part.
 //! With `--rtt-ms`, the proxy models the TCP handshake too (see `proxy`), so the total is
@@ -112,9 +112,11 @@ async fn measure(
 
 async fn once(target: &Target, version: &mut Option<String>) -> Result<Sample> {
     let started = Instant::now();
-    let (client, process) = target
-        .connect_and_start(ProcessSpec::new([PROGRAM]).cwd(CWD))
-        .await?;
+    let client = target.client();
+    let process = client
+        .start(ProcessSpec::new([PROGRAM]).cwd(CWD).clean_env())
+        .await
+        .with_context(|| target.failed("connecting and starting on"))?;
     let connected = Instant::now();
     let done = process.wait().await;
     let ran = Instant::now();
@@ -158,7 +160,7 @@ fn render(
     let _ = writeln!(out, "### rexec bench connect-run\n");
     let _ = writeln!(
         out,
-        "Per iteration, from nothing: `Client::connect_and_start` (TCP connect, then the \
+        "Per iteration, from nothing: a first `Client::start` on a new `Client` (TCP connect, then the \
          WebSocket upgrade request with `initialize`, `initialized` and `process/start({PROGRAM})` \
          in the same flight), the completion from pushed events, `close` — what \
          `rexec run -- {PROGRAM}` costs besides starting the binary. Over {}{}. {} iterations per server and run after {} warm-ups, {} run{}, servers \

@@ -163,7 +163,7 @@ async fn start_sleepers(
 ) -> (Vec<Process>, Option<anyhow::Error>) {
     let mut processes = Vec::with_capacity(n);
     for _ in 0..n {
-        let spec = ProcessSpec::new(SLEEPER).cwd("/tmp");
+        let spec = ProcessSpec::new(SLEEPER).cwd("/tmp").clean_env();
         let started = match tokio::time::timeout(START_TIMEOUT, client.start(spec)).await {
             Ok(started) => started.map_err(anyhow::Error::from),
             Err(_) => Err(anyhow!(

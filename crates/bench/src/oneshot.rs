@@ -230,7 +230,7 @@ async fn measure_cells(
 
 /// Starts `/usr/bin/true` and completes it the way `arm` says.
 pub async fn one_shot(client: &Client, arm: Arm) -> Result<Sample> {
-    let spec = ProcessSpec::new([PROGRAM]).cwd(CWD);
+    let spec = ProcessSpec::new([PROGRAM]).cwd(CWD).clean_env();
     let started = Instant::now();
     let process = client.start(spec).await.context("process/start")?;
     let answered = Instant::now();

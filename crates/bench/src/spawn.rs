@@ -91,7 +91,7 @@ async fn measure(args: &SpawnArgs, target: &Target, progress: &Progress) -> Resu
     join_all(
         clients
             .iter()
-            .map(|c| c.run(ProcessSpec::new([PROGRAM]).cwd(CWD))),
+            .map(|c| c.run(ProcessSpec::new([PROGRAM]).cwd(CWD).clean_env())),
     )
     .await;
 
@@ -135,7 +135,10 @@ async fn worker(
     let (mut ok, mut failed) = (Vec::new(), Vec::new());
     while next.fetch_add(1, Ordering::Relaxed) < total {
         let started = Instant::now();
-        match client.run(ProcessSpec::new([PROGRAM]).cwd(CWD)).await {
+        match client
+            .run(ProcessSpec::new([PROGRAM]).cwd(CWD).clean_env())
+            .await
+        {
             Ok(done) if done.exit_code == 0 => ok.push(started.elapsed().as_secs_f64() * 1e3),
             Ok(done) => failed.push(format!("{PROGRAM} exited with {}", done.exit_code)),
             Err(err) => failed.push(err.to_string()),

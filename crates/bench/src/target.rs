@@ -2,7 +2,7 @@
 //! by URL) and, with `--rtt-ms`, reached through its own latency-injecting proxy.
 
 use anyhow::{Context, Result, anyhow};
-use rexec_client::{Client, ClientOptions, Endpoint, Process, ProcessSpec, TlsOptions};
+use rexec_client::{Client, ClientOptions, Endpoint, TlsOptions};
 use std::net::SocketAddr;
 
 use crate::proxy::{self, Link, Proxy};
@@ -73,32 +73,23 @@ impl Target {
     pub async fn connect_with(&self, options: ClientOptions) -> Result<Client> {
         Client::connect(Endpoint::WebSocket(self.url.clone()), options)
             .await
-            .with_context(|| {
-                format!(
-                    "connecting to {} at {}; server stderr ended with:\n{}",
-                    self.name,
-                    self.url,
-                    self.server.stderr_tail()
-                )
-            })
+            .with_context(|| self.failed("connecting to"))
     }
 
-    /// A new client connection that starts `spec` in the same flight as its handshake.
-    pub async fn connect_and_start(&self, spec: ProcessSpec) -> Result<(Client, Process)> {
-        Client::connect_and_start(
-            Endpoint::WebSocket(self.url.clone()),
-            client_options(),
-            spec,
+    /// A new client that connects on first use: a first start rides in the same flight
+    /// as its handshake.
+    pub fn client(&self) -> Client {
+        Client::new(Endpoint::WebSocket(self.url.clone()), client_options())
+    }
+
+    /// Why a call to this target failed, with the server's last words.
+    pub fn failed(&self, doing: &str) -> String {
+        format!(
+            "{doing} {} at {}; server stderr ended with:\n{}",
+            self.name,
+            self.url,
+            self.server.stderr_tail()
         )
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to {} at {} and starting; server stderr ended with:\n{}",
-                self.name,
-                self.url,
-                self.server.stderr_tail()
-            )
-        })
     }
 
     /// A new client connection with the default benchmark options.

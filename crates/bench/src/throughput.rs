@@ -204,8 +204,9 @@ async fn transfer(
     let count = bytes.to_string();
     let spec = ProcessSpec::new(["/usr/bin/head", "-c", count.as_str(), "/dev/zero"])
         .cwd("/tmp")
+        .clean_env()
         .output_budget(0)
-        .lossless_events(events);
+        .lossless(events);
     let reads_before = client.stats().requests(method::PROCESS_READ);
     let own_cpu = cpu_seconds(std::process::id())?;
     let server_cpu = server_pid.map(cpu_seconds).transpose()?;
@@ -213,7 +214,7 @@ async fn transfer(
     let process = client.start(spec).await.context("process/start")?;
     let mut seen = bytes;
     if events {
-        let mut stream = process.events().lossless();
+        let mut stream = process.events();
         let (mut output, mut lost) = (0u64, 0u64);
         while let Some(event) = stream.next().await {
             match event {

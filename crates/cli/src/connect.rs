@@ -2,9 +2,7 @@
 //! the connection they open, with errors a person can act on.
 
 use anyhow::Context;
-use rexec_client::{
-    Client, ClientError, ClientOptions, Endpoint, Process, ProcessSpec, TlsOptions,
-};
+use rexec_client::{Client, ClientError, ClientOptions, Endpoint, TlsOptions};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -54,23 +52,22 @@ impl ServerArgs {
         .await
     }
 
-    /// Connect and start `spec` in one round trip (`Client::connect_and_start`).
-    pub async fn connect_and_start(
-        &self,
-        client_name: &str,
-        spec: ProcessSpec,
-    ) -> anyhow::Result<(Client, Process)> {
+    /// A client that connects on first use: a first start rides in the same flight as
+    /// the handshake.
+    pub fn client(&self, client_name: &str) -> anyhow::Result<Client> {
         let options = client_options(self.token_file.as_deref(), &self.tls, client_name)?;
-        let command = spec.argv.join(" ");
-        let endpoint = Endpoint::WebSocket(self.server.clone());
-        Client::connect_and_start(endpoint, options, spec)
-            .await
-            .map_err(|err| match err {
-                ClientError::Rpc(_) => {
-                    anyhow::Error::new(err).context(format!("failed to start `{command}`"))
-                }
-                other => explain(&self.server, other),
-            })
+        Ok(Client::new(
+            Endpoint::WebSocket(self.server.clone()),
+            options,
+        ))
+    }
+
+    /// A failed call, for a person: `doing` names the call when the server refused it.
+    pub fn explain(&self, err: ClientError, doing: &str) -> anyhow::Error {
+        match err {
+            ClientError::Rpc(_) => anyhow::Error::new(err).context(format!("failed to {doing}")),
+            other => explain(&self.server, other),
+        }
     }
 }
 
@@ -114,6 +111,9 @@ fn explain(server: &str, err: ClientError) -> anyhow::Error {
     match err {
         ClientError::Unauthorized { .. } => anyhow::anyhow!(
             "the server at {server} refused the connection: missing or wrong token (HTTP 401); pass --token-file"
+        ),
+        ClientError::Unsupported { extension } => anyhow::anyhow!(
+            "the server at {server} does not support {extension} (a rexec extension)"
         ),
         other => anyhow::Error::new(other),
     }

@@ -4,8 +4,7 @@
 //! batches of whatever has arrived, the last batch and the close in one request.
 
 use bytes::{Bytes, BytesMut};
-use rexec_client::Process;
-use rexec_protocol::process::WriteStatus;
+use rexec_client::{Process, WriteStatus};
 use std::collections::VecDeque;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;

@@ -3,14 +3,13 @@
 
 use crate::connect::{ServerArgs, parse_env_pair};
 use crate::local_stdin::LocalStdin;
-use anyhow::Context;
-use rexec_client::{Process, ProcessEvent, ProcessSpec};
-use rexec_protocol::PathUri;
-use rexec_protocol::extensions;
-use rexec_protocol::process::{EnvInherit, EnvPolicy, OutputStream};
-use rexec_protocol::sandbox::{
-    AccessMode, DenialRule, FileSystemEntry, FileSystemPath, FileSystemPermissions, NetworkAccess,
-    PermissionProfile, SandboxContext, SandboxDenial, SpecialPath,
+use rexec_client::sandbox::{
+    AccessMode, FileSystemEntry, FileSystemPath, FileSystemPermissions, PermissionProfile,
+    SpecialPath,
+};
+use rexec_client::{
+    DenialRule, NetworkAccess, OutputStream, Process, ProcessEvent, ProcessSpec, SandboxContext,
+    SandboxDenial, extensions,
 };
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -61,66 +60,44 @@ pub enum Network {
 
 /// The policy for `--sandbox`: read everything; write what the mode allows.
 fn sandbox_policy(mode: SandboxMode, writable: &[PathBuf], network: Network) -> SandboxContext {
-    let entry = |path: FileSystemPath, access: AccessMode| FileSystemEntry {
-        path,
-        access,
-        missing_path_behavior: None,
+    let network = match network {
+        Network::Off => NetworkAccess::Restricted,
+        Network::On => NetworkAccess::Enabled,
     };
-    let special = |value: SpecialPath| FileSystemPath::Special { value };
-    let mut entries = vec![entry(special(SpecialPath::Root), AccessMode::Read)];
-    if mode == SandboxMode::WorkspaceWrite {
-        for value in [
+    let mut policy = SandboxContext::managed(writable, network);
+    if mode == SandboxMode::WorkspaceWrite
+        && let Some(PermissionProfile::Managed {
+            file_system: FileSystemPermissions::Restricted { entries, .. },
+            ..
+        }) = &mut policy.permissions
+    {
+        let workspace = [
             SpecialPath::ProjectRoots { subpath: None },
             SpecialPath::SlashTmp,
             SpecialPath::Tmpdir,
-        ] {
-            entries.push(entry(special(value), AccessMode::Write));
-        }
+        ];
+        entries.extend(workspace.map(|value| FileSystemEntry {
+            path: FileSystemPath::Special { value },
+            access: AccessMode::Write,
+            missing_path_behavior: None,
+        }));
     }
-    entries.extend(writable.iter().map(|dir| {
-        let path = FileSystemPath::Path {
-            path: PathUri::from_path(dir.clone()),
-        };
-        entry(path, AccessMode::Write)
-    }));
-    SandboxContext {
-        permissions: Some(PermissionProfile::Managed {
-            file_system: FileSystemPermissions::Restricted {
-                entries,
-                glob_scan_max_depth: None,
-            },
-            network: match network {
-                Network::Off => NetworkAccess::Restricted,
-                Network::On => NetworkAccess::Enabled,
-            },
-        }),
-        ..SandboxContext::default()
-    }
-}
-
-/// The environment a command-line user expects: the server's core variables (so `PATH`
-/// and `HOME` are the remote machine's), then the `--env` overrides.
-pub fn spec_environment(spec: &mut ProcessSpec, env: &[(String, String)], clean: bool) {
-    if !clean {
-        spec.env_policy = Some(EnvPolicy {
-            inherit: EnvInherit::Core,
-            ignore_default_excludes: false,
-            exclude: Vec::new(),
-            set: Default::default(),
-            include_only: Vec::new(),
-        });
-    }
-    spec.env.extend(env.iter().cloned());
+    policy
 }
 
 /// Run the command; the exit code to leave with.
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let mut spec = ProcessSpec::new(args.command.clone());
-    spec.tty = args.tty;
-    // The output is streamed by a lossless subscriber: hold it from the first byte.
-    spec.lossless_events = true;
+    // The output is streamed by the first subscriber (lossless: held from the first byte),
+    // not kept for the completion.
+    let mut spec = ProcessSpec::new(args.command.clone())
+        .tty(args.tty)
+        .lossless(true)
+        .output_budget(0)
+        .envs(args.env.iter().cloned());
     spec.cwd = args.cwd.clone();
-    spec_environment(&mut spec, &args.env, args.clean_env);
+    if args.clean_env {
+        spec = spec.clean_env();
+    }
     if let Some(mode) = args.sandbox {
         spec.sandbox = Some(sandbox_policy(mode, &args.writable, args.network));
     }
@@ -130,36 +107,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         spec.env.entry("TERM".to_owned()).or_insert(term);
     }
     let stdin_has_data = !args.tty && !std::io::stdin().is_terminal() && !stdin_is_dev_null();
-    let (client, process) = if stdin_has_data {
-        // Read our stdin while connecting. Forwarding needs `closeStdin` (or the command
-        // would never see EOF), which only the initialize result tells: connect first.
-        let mut stdin = LocalStdin::read_ahead();
-        let client = args.server.connect("rexec-run").await?;
-        let mut forward = None;
-        if !client.supports(extensions::WRITE_CLOSE_STDIN) {
-            eprintln!(
-                "rexec: the server cannot close a command's stdin ({} is missing): stdin is not forwarded",
-                extensions::WRITE_CLOSE_STDIN
-            );
-        } else if let Some(input) = stdin.if_complete() {
-            // The whole input is here: it goes in the same flight as the start.
-            spec.stdin = Some(input);
-        } else {
-            spec.pipe_stdin = true;
-            forward = Some(stdin);
-        }
-        let process = client
-            .start(spec)
-            .await
-            .with_context(|| format!("failed to start `{}`", args.command.join(" ")))?;
-        if let Some(stdin) = forward {
-            tokio::spawn(stdin.forward(process.clone()));
-        }
-        (client, process)
-    } else {
-        // Nothing to forward: the start rides in the same flight as the handshake.
-        args.server.connect_and_start("rexec-run", spec).await?
+    // Forwarding stdin needs `closeStdin` (or the command would never see EOF), which only
+    // the initialize result tells: then connect first, reading our stdin meanwhile.
+    // Otherwise the start rides in the same flight as the handshake.
+    let (client, mut forward) = match stdin_has_data.then(LocalStdin::read_ahead) {
+        Some(stdin) => (args.server.connect("rexec-run").await?, Some(stdin)),
+        None => (args.server.client("rexec-run")?, None),
     };
+    if forward.is_some() && !client.supports(extensions::WRITE_CLOSE_STDIN) {
+        eprintln!(
+            "rexec: the server cannot close a command's stdin ({} is missing): stdin is not forwarded",
+            extensions::WRITE_CLOSE_STDIN
+        );
+        forward = None;
+    }
+    if let Some(input) = forward.as_mut().and_then(LocalStdin::if_complete) {
+        // The whole input is here: it goes in the same flight as the start.
+        spec.stdin = Some(input);
+        forward = None;
+    }
+    spec.pipe_stdin = forward.is_some();
+    let command = format!("start `{}`", args.command.join(" "));
+    let process = client
+        .start(spec)
+        .await
+        .map_err(|err| args.server.explain(err, &command))?;
+    if let Some(stdin) = forward {
+        tokio::spawn(stdin.forward(process.clone()));
+    }
     let code = stream_until_closed(&process).await;
     client.close().await;
     code
@@ -183,10 +158,9 @@ fn stdin_is_dev_null() -> bool {
 /// command down instead of losing output, so control requests are sent from their own
 /// tasks (the loop must keep polling the stream).
 async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
-    let mut events = process.events().lossless();
+    let mut events = process.events();
     let mut interrupts = signal(SignalKind::interrupt())?;
     let mut interrupted = false;
-    let mut exit_code = None;
     loop {
         let event = tokio::select! {
             event = events.next() => event,
@@ -203,17 +177,7 @@ async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
         };
         match event {
             Some(ProcessEvent::Output { stream, bytes, .. }) => write_local(stream, &bytes)?,
-            Some(ProcessEvent::Exited {
-                code,
-                sandbox_denied,
-                denial,
-                ..
-            }) => {
-                exit_code = Some(code);
-                if sandbox_denied {
-                    eprintln!("rexec: {}", denial_line(denial.as_deref()));
-                }
-            }
+            Some(ProcessEvent::Exited { .. }) => {}
             Some(ProcessEvent::Gap { seqs, bytes_lost }) => eprintln!(
                 "rexec: {bytes_lost} bytes of output were lost in transit (events {}..={})",
                 seqs.start(),
@@ -226,9 +190,11 @@ async fn stream_until_closed(process: &Process) -> anyhow::Result<i32> {
             None => anyhow::bail!("the connection ended before the command finished"),
         }
     }
-    Ok(local_exit_code(
-        exit_code.context("the command closed without an exit status")?,
-    ))
+    let done = process.wait().await?;
+    if done.sandbox_denied {
+        eprintln!("rexec: {}", denial_line(done.sandbox_denial.as_ref()));
+    }
+    Ok(local_exit_code(done.exit_code))
 }
 
 /// The line printed when the server blames the sandbox for the command's failure.

@@ -3,11 +3,10 @@
 //! restored on every way out; window size changes follow SIGWINCH.
 
 use crate::connect::{ServerArgs, parse_env_pair};
-use crate::run::{local_exit_code, spec_environment};
+use crate::run::local_exit_code;
 use crate::terminal::{RawMode, window_size};
 use anyhow::Context;
-use rexec_client::{Process, ProcessEvent, ProcessSpec};
-use rexec_protocol::extensions;
+use rexec_client::{Process, ProcessEvent, ProcessSpec, extensions};
 use std::io::Write;
 use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
@@ -35,11 +34,13 @@ pub async fn run(args: ShellArgs) -> anyhow::Result<i32> {
         .clone()
         .or_else(|| client.environment_info().map(|info| info.shell.path))
         .unwrap_or_else(|| "/bin/sh".to_owned());
-    let mut spec = ProcessSpec::new(vec![shell.clone(), "-l".to_owned()]);
-    spec.tty = true;
-    spec.lossless_events = true;
+    // Lossless: a slow terminal slows the remote program instead of dropping output.
+    let mut spec = ProcessSpec::new([shell.clone(), "-l".to_owned()])
+        .tty(true)
+        .lossless(true)
+        .output_budget(0)
+        .envs(args.env.iter().cloned());
     spec.cwd = args.cwd.clone();
-    spec_environment(&mut spec, &args.env, false);
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".to_owned());
     spec.env.entry("TERM".to_owned()).or_insert(term);
     let mut raw = RawMode::enable().context("rexec shell needs a terminal on stdin")?;
@@ -70,13 +71,12 @@ async fn forward_keys(process: Process) {
 }
 
 async fn relay(process: &Process, resizable: bool) -> anyhow::Result<i32> {
-    // Lossless: a slow terminal slows the remote program instead of dropping output; so
-    // control requests go out from their own tasks and this loop keeps polling.
-    let mut events = process.events().lossless();
+    // The stream is lossless: control requests go out from their own tasks and this loop
+    // keeps polling.
+    let mut events = process.events();
     let mut winch = signal(SignalKind::window_change())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
-    let mut exit_code = None;
     loop {
         let event = tokio::select! {
             event = events.next() => event,
@@ -96,7 +96,7 @@ async fn relay(process: &Process, resizable: bool) -> anyhow::Result<i32> {
                 out.write_all(&bytes)?;
                 out.flush()?;
             }
-            Some(ProcessEvent::Exited { code, .. }) => exit_code = Some(code),
+            Some(ProcessEvent::Exited { .. }) => {}
             Some(ProcessEvent::Gap { bytes_lost, .. }) => {
                 eprint!("\r\nrexec: {bytes_lost} bytes of output were lost in transit\r\n");
             }
@@ -107,7 +107,7 @@ async fn relay(process: &Process, resizable: bool) -> anyhow::Result<i32> {
             None => anyhow::bail!("the connection ended before the shell exited"),
         }
     }
-    Ok(local_exit_code(exit_code.unwrap_or(255)))
+    Ok(local_exit_code(process.wait().await?.exit_code))
 }
 
 fn terminate_in_background(process: &Process) {

@@ -7,7 +7,7 @@
 //! requests in flight when a connection drops fail at once (see `connection`). The link and
 //! requests are in `link`, inbound frames in `dispatch`, reconnects in `recovery`.
 
-use crate::connection::{self, Opening};
+use crate::connection;
 use crate::error::ClientError;
 use crate::event::Completion;
 use crate::link::Link;
@@ -29,9 +29,11 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-/// A connection to an exec-server. Cheap to clone; all clones share the session.
+/// A session on an exec-server (rexec, or codex exec-server): it outlives any single
+/// connection — a dropped WebSocket is resumed within the resume window — and connects on
+/// first use. Cheap to clone; all clones share the session.
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<ClientInner>,
@@ -52,6 +54,8 @@ pub(crate) struct ClientInner {
     routes: Mutex<HashMap<String, Arc<ProcessShared>>>,
     next_id: AtomicI64,
     pub(crate) closing: AtomicBool,
+    /// Held for the whole first connect (see `connect`).
+    pub(crate) first_connect: tokio::sync::Mutex<()>,
     /// Requests sent, by method (what `Client::stats` reports).
     sent: Mutex<BTreeMap<String, u64>>,
     /// Processes whose lossless subscribers the connection reader must wait for before it
@@ -61,13 +65,16 @@ pub(crate) struct ClientInner {
 
 /// What a client has sent so far: a benchmark or a test can check that the happy path made
 /// no `process/read` at all.
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientStats {
     /// Requests sent, by method name, including repair reads and re-sent writes.
     pub requests: BTreeMap<String, u64>,
 }
 
+#[cfg(feature = "testing")]
 impl ClientStats {
+    /// Requests sent with `method`.
     pub fn requests(&self, method: &str) -> u64 {
         self.requests.get(method).copied().unwrap_or(0)
     }
@@ -87,94 +94,16 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connect and `initialize` in one round trip: `initialize` and `initialized` are
-    /// written right behind the WebSocket upgrade request, without waiting for its answer.
-    pub async fn connect(
-        endpoint: Endpoint,
-        options: ClientOptions,
-    ) -> Result<Client, ClientError> {
-        let inner = ClientInner::new(endpoint, options);
-        let mut opening = Opening::default();
-        let reply = inner.handshake(&mut opening, None);
-        inner.establish(opening, reply).await?;
-        Ok(Client { inner })
-    }
-
-    /// Connect and start a process in one round trip: the upgrade request, `initialize`,
-    /// `initialized` and `process/start` leave together, and the server answers them in
-    /// wire order (what `rexec run` does). Without `spec.cwd` the start omits `cwd` (rexec's
-    /// `process/start.defaultCwd`: the server's own); a server without that extension
-    /// (codex) refuses it, and the start is sent again with the cwd from the `initialize`
-    /// result, one round trip later. Errors are those of [`Client::connect`], then those of
-    /// [`Client::start`]. With `spec.stdin` the start waits for the `initialize` result (it
-    /// must know the server can close stdin), one round trip later.
-    pub async fn connect_and_start(
-        endpoint: Endpoint,
-        options: ClientOptions,
-        spec: ProcessSpec,
-    ) -> Result<(Client, Process), ClientError> {
-        if spec.stdin.is_some() {
-            let client = Client::connect(endpoint, options).await?;
-            return match client.start(spec).await {
-                Ok(process) => Ok((client, process)),
-                Err(err) => {
-                    client.close().await;
-                    Err(err)
-                }
-            };
-        }
-        let client = Client {
-            inner: ClientInner::new(endpoint, options),
-        };
-        let mut opening = Opening::default();
-        let reply = client.inner.handshake(&mut opening, None);
-        // Whether the server orders its notifications is known with the initialize
-        // result; until then a gap gets the reorder grace (events arrive behind it anyway).
-        let shared = client.add_route(&spec, false)?;
-        let params = match spec.start_params(shared.id.clone(), None) {
-            Ok(params) => params,
-            Err(err) => {
-                client.inner.remove_route(&shared);
-                return Err(encoding_error(&err));
-            }
-        };
-        let (id, frame) = client.inner.request(method::PROCESS_START, &params);
-        let started = opening.start(id, frame, Arc::clone(&shared));
-        if let Err(err) = client.inner.establish(opening, reply).await {
-            client.inner.remove_route(&shared);
-            return Err(err);
-        }
-        shared.set_ordered_server(client.supports(extensions::ORDERED_NOTIFICATIONS));
-        let started = started.await.unwrap_or_else(|_| {
-            Err(ClientError::Disconnected(
-                "the connection ended before the response".to_owned(),
-            ))
-        });
-        let started = decode(method::PROCESS_START, started);
-        let outcome = match started {
-            // Refused for the missing cwd (no process was started): now it is known.
-            Err(ClientError::Rpc(_))
-                if spec.cwd.is_none() && !client.supports(extensions::START_DEFAULT_CWD) =>
-            {
-                client.inner.remove_route(&shared);
-                client.start(spec).await
-            }
-            started => client.finish_start(shared, started),
-        };
-        match outcome {
-            Ok(process) => Ok((client, process)),
-            Err(err) => {
-                client.close().await;
-                Err(err)
-            }
-        }
-    }
-
+    /// The session id from `initialize` (what [`ClientOptions::resume_session`] takes to
+    /// reattach after a restart); the empty string until the first connect succeeded.
+    ///
+    /// [`ClientOptions::resume_session`]: crate::ClientOptions::resume_session
     pub fn session_id(&self) -> String {
         self.inner.session().session_id.clone()
     }
 
-    /// The server's environment, from the `initialize` result.
+    /// The server's environment, from the `initialize` result; `None` until the first
+    /// connect succeeded.
     pub fn environment_info(&self) -> Option<EnvironmentInfo> {
         self.inner.session().environment.clone()
     }
@@ -182,25 +111,47 @@ impl Client {
     /// Whether the current connection receives process output as binary frames: asked for
     /// with [`ClientOptions::binary_output`] and granted by the server. `false` while the
     /// link is recovering.
+    #[cfg(feature = "testing")]
     pub fn binary_output(&self) -> bool {
         self.inner
             .current_connection()
             .is_some_and(|connection| connection.binary_output())
     }
 
-    /// Whether the server advertised a rexec extension (`rexec_protocol::extensions`).
+    /// Whether the server advertised a rexec extension (one of [`crate::extensions`]);
+    /// `false` until the first connect succeeded.
     pub fn supports(&self, extension: &str) -> bool {
         self.inner.supports(extension)
     }
 
     /// Start a process. Its route exists before `process/start` is sent, so events that
-    /// overtake the response are kept.
+    /// overtake the response are kept. The client's first call rides in the same flight as
+    /// the handshake (with `spec.stdin` or a session to resume, one round trip later: it
+    /// must know the server can close stdin, or that the session was resumed).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: rexec_client::Client) -> Result<(), rexec_client::ClientError> {
+    /// use rexec_client::{ProcessEvent, ProcessSpec};
+    /// let process = client.start(ProcessSpec::new(["tail", "-f", "/var/log/syslog"])).await?;
+    /// let mut events = process.events();
+    /// while let Some(ProcessEvent::Output { bytes, .. }) = events.next().await {
+    ///     print!("{}", String::from_utf8_lossy(&bytes));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn start(&self, spec: ProcessSpec) -> Result<Process, ClientError> {
+        // A resume may have to wait for the server to notice the session's old connection
+        // is gone: that connect retries on its own, without a start in its flight.
+        let one_flight = spec.stdin.is_none() && self.inner.options.resume_session.is_none();
+        if one_flight && !self.inner.is_connected() {
+            let gate = self.inner.first_connect.lock().await;
+            if !self.inner.is_connected() {
+                return self.start_in_first_flight(spec, gate).await;
+            }
+        }
+        self.inner.ensure_connected().await?;
         if spec.stdin.is_some() && !self.supports(extensions::WRITE_CLOSE_STDIN) {
-            return Err(ClientError::Protocol(format!(
-                "the server does not support {}, needed to give a process its stdin up front",
-                extensions::WRITE_CLOSE_STDIN
-            )));
+            return Err(ClientError::unsupported(extensions::WRITE_CLOSE_STDIN));
         }
         let ordered = self.inner.supports(extensions::ORDERED_NOTIFICATIONS);
         let shared = self.add_route(&spec, ordered)?;
@@ -215,9 +166,12 @@ impl Client {
         match spec.stdin {
             None => {
                 let started = self.inner.call_start(&params, &shared).await;
-                self.finish_start(shared, started)
+                self.finish_start(shared, started, &spec)
             }
-            Some(stdin) => self.start_with_stdin(shared, &params, stdin).await,
+            Some(ref stdin) => {
+                self.start_with_stdin(shared, &params, stdin.clone(), &spec)
+                    .await
+            }
         }
     }
 
@@ -229,6 +183,7 @@ impl Client {
         shared: Arc<ProcessShared>,
         params: &StartParams,
         stdin: Bytes,
+        spec: &ProcessSpec,
     ) -> Result<Process, ClientError> {
         let write = write_params(&shared.id, &stdin, true);
         let sent = async {
@@ -243,10 +198,10 @@ impl Client {
         };
         let (started, written) = match sent.await {
             Ok(replies) => replies,
-            Err(err) => return self.finish_start(shared, Err(err)),
+            Err(err) => return self.finish_start(shared, Err(err), spec),
         };
         let started = decode(method::PROCESS_START, started.await);
-        let process = self.finish_start(shared, started)?;
+        let process = self.finish_start(shared, started, spec)?;
         let written = match decode::<WriteResult>(method::PROCESS_WRITE, written.await) {
             // The answer was lost in a cut: the writeId makes sending it again safe.
             Err(ClientError::Disconnected(_)) => {
@@ -276,7 +231,7 @@ impl Client {
     }
 
     /// The state and route of a process about to be started.
-    fn add_route(
+    pub(crate) fn add_route(
         &self,
         spec: &ProcessSpec,
         ordered: bool,
@@ -289,13 +244,14 @@ impl Client {
             process_id.clone(),
             ordered,
             spec.output_budget,
+            spec.on_output.clone(),
         ));
-        if spec.lossless_events {
+        if spec.lossless {
             shared.reserve_lossless_reader();
         }
         let mut routes = lock(&self.inner.routes);
         if routes.contains_key(&process_id) {
-            return Err(ClientError::Protocol(format!(
+            return Err(ClientError::InvalidInput(format!(
                 "process id {process_id} is already in use by a live process of this client"
             )));
         }
@@ -304,10 +260,11 @@ impl Client {
     }
 
     /// The `process/start` answer is in: hand out the process, or undo its route.
-    fn finish_start(
+    pub(crate) fn finish_start(
         &self,
         shared: Arc<ProcessShared>,
         started: Result<StartResult, ClientError>,
+        spec: &ProcessSpec,
     ) -> Result<Process, ClientError> {
         if let Err(err) = started {
             self.inner.remove_route(&shared);
@@ -318,24 +275,88 @@ impl Client {
         }
         let step = shared.on_started();
         self.inner.after_step(None, &shared, step);
+        if let Some(limit) = spec.timeout {
+            crate::process::arm_timeout(self, Arc::clone(&shared), limit);
+        }
         Ok(Process::new(self.clone(), shared))
     }
 
-    /// Start a process and wait for it to finish: the one-shot.
+    /// Start a process and wait for it to finish: the one-shot. A first call connects in
+    /// the same flight (one round trip for the lot).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: rexec_client::Client) -> Result<(), rexec_client::ClientError> {
+    /// use rexec_client::ProcessSpec;
+    /// let done = client.run(ProcessSpec::new(["sh", "-c", "echo hi"])).await?;
+    /// assert!(done.success());
+    /// assert_eq!(done.stdout, b"hi\n");
+    /// # Ok(()) }
+    /// ```
     pub async fn run(&self, spec: ProcessSpec) -> Result<Completion, ClientError> {
-        self.start(spec).await?.wait().await
+        let process = self.start(spec).await?;
+        process.release_lossless();
+        process.wait().await
     }
 
-    /// Close the connection: pending calls and live process streams fail with
-    /// "the client closed the connection". The server keeps the session (and its processes)
-    /// for its TTL.
+    /// A handle on process `id` of this session — one this client started, or (with
+    /// [`ClientOptions::resume_session`]) one the resumed session already has. A process
+    /// this client does not know is followed from the first output the server still
+    /// retains (one `process/read`, then live events); dropping its last handle terminates
+    /// it, as for a started one. An id the server does not know ends its events with
+    /// `Failed`. Call it inside a Tokio runtime (it spawns the attaching read).
+    ///
+    /// [`ClientOptions::resume_session`]: crate::ClientOptions::resume_session
+    ///
+    /// ```no_run
+    /// # async fn demo(session: String) -> Result<(), rexec_client::ClientError> {
+    /// use rexec_client::{Client, ClientOptions, Endpoint};
+    /// let client = Client::new(
+    ///     Endpoint::WebSocket("ws://127.0.0.1:7000".into()),
+    ///     ClientOptions::default().resume_session(session),
+    /// );
+    /// let done = client.process("build-42").wait().await?;
+    /// println!("exit {}", done.exit_code);
+    /// # Ok(()) }
+    /// ```
+    pub fn process(&self, id: impl Into<String>) -> Process {
+        let id = id.into();
+        if let Some(shared) = self.inner.route(&id) {
+            return Process::new(self.clone(), shared);
+        }
+        let ordered = self.supports(extensions::ORDERED_NOTIFICATIONS);
+        let spec = ProcessSpec::new(Vec::<String>::new()).process_id(id.clone());
+        let Ok(shared) = self.add_route(&spec, ordered) else {
+            // A start routed it meanwhile: its state is the one.
+            return self.process(id);
+        };
+        shared.on_started();
+        let inner = Arc::clone(&self.inner);
+        let attach = {
+            let shared = Arc::clone(&shared);
+            async move {
+                if let Err(err) = inner.ensure_connected().await {
+                    return shared.fail(err);
+                }
+                if let Some(after_seq) = shared.begin_resume() {
+                    inner.send_repair(None, &shared, after_seq);
+                }
+            }
+        };
+        tokio::spawn(attach);
+        Process::new(self.clone(), shared)
+    }
+
     /// Requests sent so far, by method.
+    #[cfg(feature = "testing")]
     pub fn stats(&self) -> ClientStats {
         ClientStats {
             requests: lock(&self.inner.sent).clone(),
         }
     }
 
+    /// Close the connection: pending calls and live process streams fail with
+    /// "the client closed the connection". The server keeps the session (and its processes)
+    /// for its TTL.
     pub async fn close(&self) {
         let reason = "the client closed the connection";
         self.inner.closing.store(true, Ordering::SeqCst);
@@ -384,7 +405,7 @@ pub(crate) fn read_params(process_id: &str, after_seq: u64) -> ReadParams {
 }
 
 impl ClientInner {
-    fn new(endpoint: Endpoint, options: ClientOptions) -> Arc<Self> {
+    pub(crate) fn new(endpoint: Endpoint, options: ClientOptions) -> Arc<Self> {
         Arc::new(ClientInner {
             endpoint,
             options,
@@ -396,40 +417,10 @@ impl ClientInner {
             routes: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(1),
             closing: AtomicBool::new(false),
+            first_connect: tokio::sync::Mutex::new(()),
             sent: Mutex::default(),
             held_back: Mutex::default(),
         })
-    }
-
-    /// Open the first connection with `opening` (which holds the handshake answered to
-    /// `reply`), note the session, and make the connection the link.
-    async fn establish(
-        self: &Arc<Self>,
-        opening: Opening,
-        reply: oneshot::Receiver<connection::Reply>,
-    ) -> Result<(), ClientError> {
-        let connection = self
-            .open_connection(self.options.connect_timeout, opening)
-            .await?;
-        let limit = self.options.initialize_timeout;
-        let result = match self.await_handshake(&connection, reply, limit).await {
-            Ok(result) => result,
-            Err(err) => {
-                self.discard(&connection, "initialize failed");
-                return Err(err);
-            }
-        };
-        let _ = self.session.set(SessionInfo {
-            session_id: result.session_id,
-            environment: result.environment_info,
-            extensions: result.rexec.map(|r| r.extensions).unwrap_or_default(),
-        });
-        if !self.set_up(connection, false) {
-            return Err(ClientError::Disconnected(
-                "the connection ended right after initialize".to_owned(),
-            ));
-        }
-        Ok(())
     }
 
     pub(crate) fn session(&self) -> &SessionInfo {
@@ -512,6 +503,6 @@ impl Drop for ClientInner {
 }
 
 /// A spec whose sandbox policy cannot be encoded (not expected: the types are plain data).
-fn encoding_error(err: &serde_json::Error) -> ClientError {
+pub(crate) fn encoding_error(err: &serde_json::Error) -> ClientError {
     ClientError::Protocol(format!("encoding the sandbox policy: {err}"))
 }

@@ -151,6 +151,7 @@ impl Connection {
         self.established.load(Ordering::Acquire)
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn binary_output(&self) -> bool {
         self.binary_output.load(Ordering::Acquire)
     }

@@ -14,33 +14,49 @@ use std::time::Duration;
 /// is the last event of a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessEvent {
+    /// A chunk of output.
     Output {
+        /// Its position in the process's log.
         seq: u64,
+        /// Which stream (`Pty` for a tty process).
         stream: OutputStream,
+        /// The bytes, as the process wrote them.
         bytes: Bytes,
     },
     /// The exit status together with the server's sandbox-denial verdict, and what the
     /// sandbox refused when the server says (rexec's `sandboxDenial`).
     Exited {
+        /// Its position in the process's log.
         seq: u64,
+        /// The exit code (128+N after signal N).
         code: i32,
+        /// The server blames the sandbox for the failure.
         sandbox_denied: bool,
+        /// What the sandbox refused, when the server says.
         denial: Option<Box<SandboxDenial>>,
     },
     /// All output streams ended: nothing follows.
-    Closed { seq: u64 },
+    Closed {
+        /// Its position in the process's log (the last one).
+        seq: u64,
+    },
     /// Output the server no longer retained when the client repaired its stream (for one
     /// lagging subscriber: or could not be read back at all). `seqs` are the lost events;
     /// `bytes_lost` is exact when the server reports eviction counters (rexec's
     /// `process/read.evictionCounters`), and 0 — unknown — when it does not (codex
     /// exec-server): the seq range is explicit either way.
     Gap {
+        /// The seqs of the lost events.
         seqs: RangeInclusive<u64>,
+        /// Their output bytes; 0 when unknown.
         bytes_lost: u64,
     },
     /// The stream cannot continue (connection lost beyond the resume window, the server
     /// forgot the process, a protocol violation). Unsequenced; nothing follows.
-    Failed { reason: String },
+    Failed {
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 impl ProcessEvent {
@@ -73,11 +89,13 @@ impl ProcessEvent {
 /// Output the server evicted before the client could read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GapInfo {
+    /// The seqs of the lost events.
     pub seqs: RangeInclusive<u64>,
     /// Exact with rexec servers; 0 (unknown) with servers that do not count evictions.
     pub bytes_lost: u64,
 }
 
+/// Where a one-shot's time went, as the client saw it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timings {
     /// `process/start` request to its response.
@@ -91,6 +109,7 @@ pub struct Timings {
 /// A finished process: exit status, denial verdict and the kept output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
+    /// The exit code (128+N after signal N).
     pub exit_code: i32,
     /// The server blames the sandbox for the failure.
     pub sandbox_denied: bool,
@@ -98,11 +117,27 @@ pub struct Completion {
     pub sandbox_denial: Option<SandboxDenial>,
     /// Head + tail of each stream within `ProcessSpec::output_budget`.
     pub stdout: Vec<u8>,
+    /// Head + tail of stderr.
     pub stderr: Vec<u8>,
+    /// Head + tail of a tty process's output (it has no stdout or stderr).
     pub pty: Vec<u8>,
     /// Output lost to server-side eviction (never silently).
     pub gaps: Vec<GapInfo>,
     /// Bytes delivered but left out between head and tail, summed over the streams.
     pub omitted_bytes: u64,
+    /// Where the time went.
     pub timings: Timings,
+    /// The client terminated the process at its [`ProcessSpec::timeout`] (the deadline
+    /// passed before the client saw it complete).
+    ///
+    /// [`ProcessSpec::timeout`]: crate::ProcessSpec::timeout
+    pub timed_out: bool,
+}
+
+impl Completion {
+    /// Exit code 0, no sandbox denial, not timed out. (Lost output, if any, is in
+    /// [`Completion::gaps`].)
+    pub fn success(&self) -> bool {
+        self.exit_code == 0 && !self.sandbox_denied && !self.timed_out
+    }
 }

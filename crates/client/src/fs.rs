@@ -44,6 +44,18 @@ fn uri(path: &Path) -> Result<PathUri, ClientError> {
 impl Client {
     /// `fs/readFile`: the whole file (at most 512 MiB; larger files are refused with
     /// -32600 — read them with [`Client::open`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: rexec_client::Client) -> Result<(), rexec_client::ClientError> {
+    /// use std::path::Path;
+    /// client.write_file(Path::new("/tmp/greeting"), b"hi\n").await?;
+    /// let bytes = client.read_file(Path::new("/tmp/greeting")).await?;
+    /// assert_eq!(bytes, b"hi\n");
+    /// for entry in client.read_directory(Path::new("/tmp")).await? {
+    ///     println!("{}", entry.file_name);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ClientError> {
         let params = ReadFileParams {
             path: uri(path)?,
@@ -218,6 +230,7 @@ pub struct RemoteFile {
 }
 
 impl RemoteFile {
+    /// The handle id this client chose for `fs/open`.
     pub fn handle_id(&self) -> &str {
         &self.handle_id
     }

@@ -4,19 +4,31 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), rexec_client::ClientError> {
 //! use rexec_client::{Client, ClientOptions, Endpoint, ProcessSpec};
-//! let client = Client::connect(
+//! use std::time::Duration;
+//! let client = Client::new(
 //!     Endpoint::WebSocket("ws://127.0.0.1:7000".into()),
 //!     ClientOptions::default(),
-//! )
-//! .await?;
+//! );
+//! // The first call connects: upgrade, initialize and start leave in one flight.
 //! let done = client
-//!     .run(ProcessSpec::new(["sh", "-c", "echo hi"]).env("PATH", "/usr/bin:/bin"))
+//!     .run(ProcessSpec::new(["sh", "-c", "echo hi"]).timeout(Duration::from_secs(10)))
 //!     .await?;
+//! assert!(done.success());
 //! assert_eq!(done.stdout, b"hi\n");
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: `client` (the session, its routes, the public API), `link` (current
+//! A process's environment is the server's core variables (HOME, PATH, USER, SHELL,
+//! TMPDIR) plus the spec's `env` ([`ProcessSpec::clean_env`] starts empty); a process is
+//! terminated when its last handle is dropped unless [`Process::detach`] was called.
+//! Everything a caller needs from the protocol is re-exported here.
+//!
+//! The `testing` feature adds hooks for tests, benchmarks and fuzz targets
+//! (`Client::stats`, `Client::binary_output`, the `fuzzing` module); they are not part of
+//! the stable API.
+//!
+//! Module map: `client` (the session, its routes, the public API), `connect` (the first
+//! connection: lazy, shared, one-flight start), `link` (current
 //! connection, handshake, requests), `connection` (one transport connection and its
 //! pending requests), `transport` (WebSocket / stdio bytes), `tls` (`wss://`: roots, client
 //! certificates, certificate errors), `upgrade` (the WebSocket upgrade with the first frames
@@ -26,7 +38,10 @@
 //! (subscribers and lag repair), `output` (the completion's head + tail), `process` (the
 //! handle), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
 
+#![warn(missing_docs)]
+
 mod client;
+mod connect;
 mod connection;
 mod dispatch;
 mod error;
@@ -47,7 +62,9 @@ mod tls;
 mod transport;
 mod upgrade;
 
-pub use client::{Client, ClientStats};
+pub use client::Client;
+#[cfg(feature = "testing")]
+pub use client::ClientStats;
 pub use error::ClientError;
 pub use event::{Completion, GapInfo, ProcessEvent, Timings};
 pub use fs::{FileMode, MAX_WRITE_FILE_BYTES, RemoteFile, WalkEntryKind};
@@ -56,15 +73,25 @@ pub use options::{
     Endpoint, TlsOptions,
 };
 pub use process::Process;
+pub use rexec_protocol::environment::{EnvironmentInfo, ShellInfo};
+pub use rexec_protocol::extensions;
 pub use rexec_protocol::fs::{DirectoryEntry, Metadata, WalkEntry, WalkOptions, WalkResult};
-pub use rexec_protocol::process::{OutputStream, WriteStatus};
+pub use rexec_protocol::process::{EnvInherit, EnvPolicy, OutputStream, WriteStatus};
 pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, SandboxDenial};
-pub use spec::{DEFAULT_OUTPUT_BUDGET, ProcessSpec};
+pub use rexec_protocol::{ErrorCode, PathUri, RpcError};
+pub use spec::{DEFAULT_OUTPUT_BUDGET, OutputCallback, ProcessSpec};
 pub use stream::EventStream;
+
+/// The sandbox policy types, for a [`SandboxContext`] beyond [`SandboxContext::managed`].
+pub mod sandbox {
+    pub use rexec_protocol::sandbox::*;
+}
 
 /// The pure inbound decoding and ordered-log state machine, for the `fuzz/` targets.
 /// Not part of the API: it changes whenever they do.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
+#[allow(missing_docs)]
 pub mod fuzzing {
     pub use crate::dispatch::{decode_binary_output, decode_notification, decode_output_message};
     pub use crate::ordered::{Incoming, OrderedLog, REORDER_MAX_EVENTS, Repair};

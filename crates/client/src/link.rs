@@ -78,6 +78,17 @@ impl ClientInner {
         opening: &mut Opening,
         resume_session_id: Option<&str>,
     ) -> oneshot::Receiver<Reply> {
+        let reply = self.initialize(opening, resume_session_id);
+        opening.notify(initialized_frame());
+        reply
+    }
+
+    /// Put only `initialize` into `opening` (`initialized` is sent once it succeeded).
+    pub(crate) fn initialize(
+        &self,
+        opening: &mut Opening,
+        resume_session_id: Option<&str>,
+    ) -> oneshot::Receiver<Reply> {
         // Only a WebSocket can carry binary frames; upstream servers ignore the field.
         let binary_output =
             self.options.binary_output && matches!(self.endpoint, Endpoint::WebSocket(_));
@@ -91,7 +102,6 @@ impl ClientInner {
         let (id, frame) = self.request(method::INITIALIZE, &params);
         let (tx, rx) = oneshot::channel();
         opening.request(id, frame, Pending::Initialize(tx));
-        opening.notify(notification_frame(method::INITIALIZED, &EmptyResult {}));
         rx
     }
 
@@ -144,8 +154,10 @@ impl ClientInner {
         connection.abort();
     }
 
-    /// The current connection, waiting while the link recovers.
-    pub(crate) async fn link(&self) -> Result<Arc<Connection>, ClientError> {
+    /// The current connection (connecting first if the client never did), waiting while
+    /// the link recovers.
+    pub(crate) async fn link(self: &Arc<Self>) -> Result<Arc<Connection>, ClientError> {
+        self.ensure_connected().await?;
         let mut changes = self.link_changed.subscribe();
         loop {
             match &*lock(&self.link) {
@@ -167,7 +179,7 @@ impl ClientInner {
     }
 
     pub(crate) async fn call<P: Serialize, R: DeserializeOwned>(
-        &self,
+        self: &Arc<Self>,
         method: &str,
         params: &P,
     ) -> Result<R, ClientError> {
@@ -178,7 +190,7 @@ impl ClientInner {
 
     /// `process/start` for `process`, which the reader marks started as the answer arrives.
     pub(crate) async fn call_start(
-        &self,
+        self: &Arc<Self>,
         params: &StartParams,
         process: &Arc<ProcessShared>,
     ) -> Result<StartResult, ClientError> {
@@ -194,7 +206,7 @@ impl ClientInner {
     /// A call that is safe to repeat (a write with its writeId): retried after a resume
     /// when its response was lost with the connection.
     pub(crate) async fn call_retrying<P: Serialize, R: DeserializeOwned>(
-        &self,
+        self: &Arc<Self>,
         method: &str,
         params: &P,
     ) -> Result<R, ClientError> {
@@ -258,6 +270,10 @@ impl ClientInner {
         self.bump();
         self.fail_processes(error);
     }
+}
+
+pub(crate) fn initialized_frame() -> String {
+    notification_frame(method::INITIALIZED, &EmptyResult {})
 }
 
 /// A response's result as `R`, a lost connection naming the request it cost.

@@ -12,13 +12,27 @@ pub const DEFAULT_INITIALIZE_TIMEOUT: Duration = Duration::from_secs(10);
 /// inside the server's 30 s detached-session TTL.
 pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(25);
 
+/// How a [`Client`](crate::Client) connects: its name, credentials, time limits, and
+/// which session it resumes.
+///
+/// ```
+/// use rexec_client::ClientOptions;
+/// let options = ClientOptions {
+///     token: Some("secret".into()),
+///     ..ClientOptions::default()
+/// }
+/// .resume_session("6f1c…");
+/// assert_eq!(options.resume_session.as_deref(), Some("6f1c…"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Sent as `clientName` in `initialize`.
     pub client_name: String,
     /// Bearer token for the WebSocket upgrade (`Authorization: Bearer …`).
     pub token: Option<String>,
+    /// How long the TCP connect plus WebSocket upgrade (or the spawn) may take.
     pub connect_timeout: Duration,
+    /// How long the `initialize` response may take.
     pub initialize_timeout: Duration,
     /// Zero disables reconnecting: a lost connection fails every live process at once.
     pub resume_window: Duration,
@@ -29,6 +43,30 @@ pub struct ClientOptions {
     pub binary_output: bool,
     /// Certificates for `wss://` endpoints.
     pub tls: TlsOptions,
+    /// The session the first connection attaches to (`initialize.resumeSessionId`), e.g.
+    /// one a harness noted with [`Client::session_id`](crate::Client::session_id) before
+    /// it restarted. The server keeps a detached session for its TTL (rexec: 30 s);
+    /// after that, or for an unknown id, the first connect fails with the server's error.
+    pub resume_session: Option<String>,
+}
+
+impl ClientOptions {
+    /// Attach to session `id` instead of opening a new one; reattach to its processes
+    /// with [`Client::process`](crate::Client::process).
+    ///
+    /// ```no_run
+    /// # async fn demo(old_session: String) -> Result<(), rexec_client::ClientError> {
+    /// use rexec_client::{Client, ClientOptions, Endpoint};
+    /// let options = ClientOptions::default().resume_session(old_session);
+    /// let client = Client::new(Endpoint::WebSocket("ws://127.0.0.1:7000".into()), options);
+    /// let done = client.process("build-42").wait().await?;
+    /// println!("exit {}", done.exit_code);
+    /// # Ok(()) }
+    /// ```
+    pub fn resume_session(mut self, id: impl Into<String>) -> Self {
+        self.resume_session = Some(id.into());
+        self
+    }
 }
 
 /// Whom a `wss://` client trusts and how it identifies itself. Files are PEM, read on
@@ -54,6 +92,7 @@ impl Default for ClientOptions {
             resume_window: DEFAULT_RESUME_WINDOW,
             binary_output: true,
             tls: TlsOptions::default(),
+            resume_session: None,
         }
     }
 }
@@ -66,7 +105,12 @@ pub enum Endpoint {
     /// A program speaking newline-delimited JSON on its stdin/stdout, e.g.
     /// `rexec serve --listen stdio` (or `ssh host rexec serve --listen stdio`). Lines that
     /// are not JSON (a login banner) are skipped. A stdio connection cannot be resumed.
-    Stdio { program: PathBuf, args: Vec<String> },
+    Stdio {
+        /// The program to spawn.
+        program: PathBuf,
+        /// Its arguments.
+        args: Vec<String>,
+    },
 }
 
 impl Endpoint {

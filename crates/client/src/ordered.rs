@@ -12,6 +12,9 @@
 //! reorder buffer that had to shed events, and a reconnect (`begin_resume`). Events that
 //! arrive while a read is in flight wait in the bounded reorder buffer.
 
+// Public only through the `testing` feature's `fuzzing` module.
+#![cfg_attr(feature = "testing", allow(missing_docs))]
+
 use crate::event::ProcessEvent;
 use crate::merge::{ReadMerge, plan};
 use bytes::Bytes;
@@ -99,7 +102,7 @@ pub enum Repair {
     Read {
         after_seq: u64,
     },
-    /// Call `on_grace_expired(token)` after [`REORDER_GRACE`].
+    /// Call `on_grace_expired(token)` after `REORDER_GRACE`.
     ArmGrace {
         token: u64,
     },

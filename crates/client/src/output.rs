@@ -122,6 +122,7 @@ impl OutputCollector {
             gaps: self.gaps.clone(),
             omitted_bytes: self.stdout.omitted() + self.stderr.omitted() + self.pty.omitted(),
             timings,
+            timed_out: false,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! `Process`: the handle of a started process — its event streams, its completion, and the
-//! control requests (write, close stdin, interrupt, terminate, resize).
+//! control requests (write, close stdin, interrupt, terminate, resize) — and what the client
+//! does on its own: terminate it at its timeout, or when its last handle is dropped.
 
 use crate::client::{Client, write_params};
 use crate::error::ClientError;
@@ -11,14 +12,57 @@ use rexec_protocol::process::{
     TerminateParams, TerminateResult, WriteResult, WriteStatus,
 };
 use rexec_protocol::{extensions, method};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// A started process. Cheap to clone.
+///
+/// **Kill on drop**: when the last handle — the `Process` clones and the [`EventStream`]s
+/// taken from them — is dropped before the process completed, the client terminates it
+/// (one `process/terminate`, not awaited), unless [`Process::detach`] was called.
+///
+/// ```no_run
+/// # async fn demo(client: rexec_client::Client) -> Result<(), rexec_client::ClientError> {
+/// use rexec_client::ProcessSpec;
+/// let process = client.start(ProcessSpec::new(["cat"]).pipe_stdin(true)).await?;
+/// process.write(b"hello\n").await?;
+/// process.close_stdin().await?;
+/// let done = process.wait().await?;
+/// assert_eq!(done.stdout, b"hello\n");
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Process {
     client: Client,
     shared: Arc<ProcessShared>,
+    handle: Arc<HandleGuard>,
+}
+
+/// Shared by every handle of one process: the last one to go terminates it.
+pub(crate) struct HandleGuard {
+    client: Client,
+    shared: Arc<ProcessShared>,
+}
+
+impl Drop for HandleGuard {
+    fn drop(&mut self) {
+        // Nobody can subscribe any more: a lossless hold would stall the connection.
+        self.shared.release_reserved_reader();
+        if self.shared.is_detached() || self.shared.is_finished() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (client, process_id) = (self.client.clone(), self.shared.id.clone());
+        tracing::debug!(process = %process_id, "last handle dropped: terminating");
+        runtime.spawn(async move {
+            let params = TerminateParams { process_id };
+            let _: Result<TerminateResult, _> =
+                client.inner.call(method::PROCESS_TERMINATE, &params).await;
+        });
+    }
 }
 
 impl std::fmt::Debug for Process {
@@ -31,17 +75,57 @@ impl std::fmt::Debug for Process {
 
 impl Process {
     pub(crate) fn new(client: Client, shared: Arc<ProcessShared>) -> Self {
-        Self { client, shared }
+        let handle = shared.handle_guard(|| HandleGuard {
+            client: client.clone(),
+            shared: Arc::clone(&shared),
+        });
+        Self {
+            client,
+            shared,
+            handle,
+        }
     }
 
+    /// The process id (the spec's, or the generated UUID).
     pub fn id(&self) -> &str {
         &self.shared.id
     }
 
+    /// Leave the process running when its handles are dropped (see [`Process`]); it can be
+    /// found again with [`Client::process`](crate::Client::process), from this session or
+    /// one that resumes it.
+    pub fn detach(&self) {
+        self.shared.detach();
+    }
+
+    /// `Client::run` never subscribes: a lossless hold would only stall the connection.
+    pub(crate) fn release_lossless(&self) {
+        self.shared.release_reserved_reader();
+    }
+
     /// A new subscription: replays what the bounded history still holds (256 events /
-    /// 1 MiB), repairs anything older with one read, then follows live events.
+    /// 1 MiB), repairs anything older with one read, then follows live events. The first
+    /// subscription of a [`ProcessSpec::lossless`](crate::ProcessSpec::lossless) process is
+    /// lossless.
+    ///
+    /// ```no_run
+    /// # async fn demo(process: rexec_client::Process) {
+    /// use futures_util::StreamExt as _;
+    /// use rexec_client::ProcessEvent;
+    /// let exits = process
+    ///     .events()
+    ///     .filter(|event| std::future::ready(matches!(event, ProcessEvent::Exited { .. })))
+    ///     .count()
+    ///     .await;
+    /// assert_eq!(exits, 1);
+    /// # }
+    /// ```
     pub fn events(&self) -> EventStream {
-        EventStream::new(self.client.clone(), Arc::clone(&self.shared))
+        EventStream::new(
+            self.client.clone(),
+            Arc::clone(&self.shared),
+            Arc::clone(&self.handle),
+        )
     }
 
     /// An explicit `process/read` of the server's retained output. Following a process never
@@ -64,6 +148,13 @@ impl Process {
 
     /// Wait until the process is complete: `closed` delivered with every lower seq before
     /// it, and the exit with its denial verdict known.
+    ///
+    /// ```no_run
+    /// # async fn demo(process: rexec_client::Process) -> Result<(), rexec_client::ClientError> {
+    /// let done = process.wait().await?;
+    /// println!("exit {} after {:?}", done.exit_code, done.timings.total);
+    /// # Ok(()) }
+    /// ```
     pub async fn wait(&self) -> Result<Completion, ClientError> {
         let mut changes = self.shared.subscribe();
         loop {
@@ -87,9 +178,20 @@ impl Process {
         }
     }
 
-    /// Write to the child's stdin. The generated writeId makes the write safe to retry: if
-    /// the connection drops before the answer, the same write is sent again after the
-    /// session resumes and the server applies it at most once.
+    /// Write to the child's stdin (the spec needs `pipe_stdin` or `tty`). The generated
+    /// writeId makes the write safe to retry: if the connection drops before the answer,
+    /// the same write is sent again after the session resumes and the server applies it
+    /// at most once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: rexec_client::Client) -> Result<(), rexec_client::ClientError> {
+    /// use rexec_client::{ProcessSpec, WriteStatus};
+    /// let process = client.start(ProcessSpec::new(["wc", "-l"]).pipe_stdin(true)).await?;
+    /// assert_eq!(process.write(b"one\ntwo\n").await?, WriteStatus::Accepted);
+    /// process.close_stdin().await?;
+    /// assert_eq!(process.wait().await?.stdout, b"2\n");
+    /// # Ok(()) }
+    /// ```
     pub async fn write(&self, bytes: &[u8]) -> Result<WriteStatus, ClientError> {
         self.send_write(bytes, false).await
     }
@@ -169,10 +271,42 @@ impl Process {
         if self.client.supports(extension) {
             Ok(())
         } else {
-            Err(ClientError::Protocol(format!(
-                "the server does not support {extension} (needed for process {})",
-                self.shared.id
-            )))
+            Err(ClientError::unsupported(extension))
         }
     }
+}
+
+/// Terminate `process` once `limit` has passed since its start was called, unless it
+/// completes first.
+pub(crate) fn arm_timeout(client: &Client, process: Arc<ProcessShared>, limit: Duration) {
+    let inner = Arc::downgrade(&client.inner);
+    let deadline = process.started_at() + limit;
+    tokio::spawn(async move {
+        let mut changes = process.subscribe();
+        let expired = async {
+            loop {
+                if process.is_finished() {
+                    return false;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => return true,
+                    changed = changes.changed() => if changed.is_err() { return false },
+                }
+            }
+        };
+        if !expired.await || process.is_finished() {
+            return;
+        }
+        process.mark_timed_out();
+        terminate(&inner, &process.id).await;
+    });
+}
+
+async fn terminate(inner: &Weak<crate::client::ClientInner>, process_id: &str) {
+    let Some(inner) = inner.upgrade() else { return };
+    let params = TerminateParams {
+        process_id: process_id.to_owned(),
+    };
+    let result: Result<TerminateResult, _> = inner.call(method::PROCESS_TERMINATE, &params).await;
+    tracing::debug!(process = %process_id, ?result, "terminated at its timeout");
 }

@@ -11,10 +11,12 @@ use crate::event::{Completion, ProcessEvent, Timings};
 use crate::history::History;
 use crate::ordered::{Incoming, OrderedLog, Repair};
 use crate::output::OutputCollector;
+use crate::process::HandleGuard;
+use crate::spec::OutputCallback;
 use rexec_protocol::process::ReadResult;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -33,6 +35,12 @@ pub(crate) struct ProcessShared {
     /// Bumped whenever a lossless subscriber moves on or leaves.
     progress: watch::Sender<u64>,
     next_reader: AtomicU64,
+    /// `ProcessSpec::on_output`, called under the lock as each chunk is delivered.
+    on_output: Option<OutputCallback>,
+    /// `Process::detach`: dropping the last handle leaves the process running.
+    detached: AtomicBool,
+    /// What every live `Process` handle of this process shares (see `process`).
+    handle: Mutex<Weak<HandleGuard>>,
 }
 
 pub(crate) struct ProcessState {
@@ -45,13 +53,20 @@ pub(crate) struct ProcessState {
     failure: Option<ClientError>,
     /// Lossless subscribers' next history positions (absent while one repairs a lag).
     lossless_readers: HashMap<u64, u64>,
-    /// `ProcessSpec::lossless_events`: a lossless reader registered with the route, before
-    /// any event can arrive, for the first `EventStream::lossless` to take over.
+    /// `ProcessSpec::lossless`: a lossless reader registered with the route, before any
+    /// event can arrive, for the first `Process::events` to take over.
     reserved_reader: Option<u64>,
+    /// The client terminated the process at its `ProcessSpec::timeout`.
+    timed_out: bool,
 }
 
 impl ProcessShared {
-    pub(crate) fn new(id: String, ordered_server: bool, output_budget: usize) -> Self {
+    pub(crate) fn new(
+        id: String,
+        ordered_server: bool,
+        output_budget: usize,
+        on_output: Option<OutputCallback>,
+    ) -> Self {
         Self {
             id,
             state: Mutex::new(ProcessState {
@@ -64,10 +79,14 @@ impl ProcessShared {
                 failure: None,
                 lossless_readers: HashMap::new(),
                 reserved_reader: None,
+                timed_out: false,
             }),
             changes: watch::Sender::new(0),
             progress: watch::Sender::new(0),
             next_reader: AtomicU64::new(0),
+            on_output,
+            detached: AtomicBool::new(false),
+            handle: Mutex::new(Weak::new()),
         }
     }
 
@@ -78,7 +97,7 @@ impl ProcessShared {
     }
 
     /// Hold output from the very first event for a lossless subscriber still to come
-    /// (`ProcessSpec::lossless_events`).
+    /// (`ProcessSpec::lossless`).
     pub(crate) fn reserve_lossless_reader(&self) {
         let id = self.next_reader.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
@@ -92,11 +111,43 @@ impl ProcessShared {
         self.lock().reserved_reader.take()
     }
 
-    /// Register a lossless subscriber at history position `pos`; returns its id.
-    pub(crate) fn add_lossless_reader(&self, pos: u64) -> u64 {
-        let id = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        self.lock().lossless_readers.insert(id, pos);
-        id
+    /// Stop holding output for a lossless subscriber that will never come.
+    pub(crate) fn release_reserved_reader(&self) {
+        if let Some(id) = self.take_reserved_reader() {
+            self.set_lossless_reader(id, None);
+        }
+    }
+
+    /// The guard the live handles share, or a new one from `make` when there are none.
+    pub(crate) fn handle_guard(&self, make: impl FnOnce() -> HandleGuard) -> Arc<HandleGuard> {
+        let mut handle = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        handle.upgrade().unwrap_or_else(|| {
+            let guard = Arc::new(make());
+            *handle = Arc::downgrade(&guard);
+            guard
+        })
+    }
+
+    pub(crate) fn detach(&self) {
+        self.detached.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Relaxed)
+    }
+
+    /// The stream ended (closed or failed): nothing is left to terminate or wait for.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.lock().ordered.is_terminal()
+    }
+
+    /// The timeout fired: the completion will say `timed_out`.
+    pub(crate) fn mark_timed_out(&self) {
+        self.lock().timed_out = true;
+    }
+
+    pub(crate) fn started_at(&self) -> Instant {
+        self.lock().started_at
     }
 
     /// A lossless subscriber moved to `pos`, or (`None`) stopped holding the log back: it
@@ -149,6 +200,11 @@ impl ProcessShared {
             let mut state = self.lock();
             let repair = f(&mut state, &mut out);
             for event in &out {
+                if let (Some(callback), ProcessEvent::Output { stream, bytes, .. }) =
+                    (&self.on_output, event)
+                {
+                    callback.call(*stream, bytes);
+                }
                 state.output.apply(event);
                 match event {
                     ProcessEvent::Closed { .. } => state.finished_at = Some(Instant::now()),
@@ -247,7 +303,14 @@ impl ProcessShared {
             completion_wait: finished.saturating_duration_since(answered),
             total: finished.saturating_duration_since(state.started_at),
         };
-        Some(state.output.completion(timings).ok_or_else(|| {
+        let completion = state
+            .output
+            .completion(timings)
+            .map(|completion| Completion {
+                timed_out: state.timed_out,
+                ..completion
+            });
+        Some(completion.ok_or_else(|| {
             ClientError::Protocol(format!(
                 "process {} closed without reporting an exit status",
                 self.id

@@ -3,25 +3,72 @@
 use bytes::Bytes;
 use rexec_protocol::PathUri;
 use rexec_protocol::environment::EnvironmentInfo;
-use rexec_protocol::process::{EnvPolicy, StartParams};
+use rexec_protocol::process::{EnvPolicy, OutputStream, StartParams};
 use rexec_protocol::sandbox::SandboxContext;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Bytes of each output stream a `Completion` keeps by default (head + tail).
 pub const DEFAULT_OUTPUT_BUDGET: usize = 1024 * 1024;
 
+/// Called with every output chunk of a process, in seq order ([`ProcessSpec::on_output`]).
+///
+/// Compared by identity: two specs are equal when they share the same callback.
+#[derive(Clone)]
+pub struct OutputCallback(Arc<OutputFn>);
+
+type OutputFn = dyn Fn(OutputStream, &[u8]) + Send + Sync;
+
+impl OutputCallback {
+    pub(crate) fn call(&self, stream: OutputStream, bytes: &[u8]) {
+        (self.0)(stream, bytes);
+    }
+}
+
+impl fmt::Debug for OutputCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OutputCallback(..)")
+    }
+}
+
+impl PartialEq for OutputCallback {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OutputCallback {}
+
+/// What to run and how: the `process/start` a [`Client::start`](crate::Client::start) or
+/// [`Client::run`](crate::Client::run) sends, plus what the client does around it (timeout,
+/// output callback, lossless streaming, the completion's budget).
+///
+/// ```
+/// use rexec_client::ProcessSpec;
+/// use std::time::Duration;
+/// let spec = ProcessSpec::new(["make", "-j4"])
+///     .cwd("/src/project")
+///     .env("CC", "clang") // on top of the server's HOME, PATH, USER, SHELL, TMPDIR
+///     .timeout(Duration::from_secs(600));
+/// assert_eq!(spec.argv, ["make", "-j4"]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessSpec {
+    /// The program and its arguments (`argv[0]` is looked up in the child's `PATH`).
     pub argv: Vec<String>,
     /// `None`: the server's cwd from `environmentInfo`, else `/`.
     pub cwd: Option<PathBuf>,
-    /// The child's **whole** environment (exec-server semantics: nothing is inherited from
-    /// the server) unless `env_policy` says otherwise. Set `PATH` and friends explicitly.
+    /// Variables set on top of what `env_policy` inherits (with `env_policy: None`, the
+    /// child's whole environment).
     pub env: BTreeMap<String, String>,
-    /// Inherit from the server's own environment first (e.g. `inherit: core` for its HOME,
-    /// PATH, USER, SHELL, TMPDIR), then apply `env` on top.
+    /// What the child inherits from the server's own environment before `env` applies:
+    /// by default its core variables (HOME, PATH, USER, SHELL, TMPDIR); `None`
+    /// ([`ProcessSpec::clean_env`]) inherits nothing (exec-server semantics).
     pub env_policy: Option<EnvPolicy>,
+    /// Run in a pseudo-terminal: output arrives as one `Pty` stream.
     pub tty: bool,
     /// Give the child a stdin pipe that `Process::write` feeds (always true for a tty).
     pub pipe_stdin: bool,
@@ -30,24 +77,27 @@ pub struct ProcessSpec {
     /// child reads these bytes, then EOF. Implies `pipe_stdin`; needs the server's
     /// `process/write.closeStdin` extension (the start is refused without it).
     pub stdin: Option<Bytes>,
+    /// The `argv[0]` the child sees, when it differs from the program.
     pub arg0: Option<String>,
     /// `None`: a generated UUID.
     pub process_id: Option<String>,
-    /// Hold the process's output for a lossless subscriber from the first event: the
-    /// connection waits (once the replay history is full) until `process.events().lossless()`
-    /// takes over. Without it, output that arrives between `start` returning and that call
-    /// is only kept by the bounded history, and a busy machine can lose it to a `Gap`. Set
-    /// it only if that subscriber will be created (and polled).
-    pub lossless_events: bool,
+    /// See [`ProcessSpec::lossless`].
+    pub lossless: bool,
     /// The policy the server must enforce (`SandboxContext::managed` for the common
     /// read-everything, write-here case); a server that cannot refuses the start.
     pub sandbox: Option<SandboxContext>,
     /// Bytes kept per output stream in the `Completion`: the first half and the last half;
     /// everything between is counted in `Completion::omitted_bytes`.
     pub output_budget: usize,
+    /// See [`ProcessSpec::timeout`].
+    pub timeout: Option<Duration>,
+    /// See [`ProcessSpec::on_output`].
+    pub on_output: Option<OutputCallback>,
 }
 
 impl ProcessSpec {
+    /// Run `argv` with the server's core environment, in the server's cwd, without a tty or
+    /// stdin.
     pub fn new<I, S>(argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -57,28 +107,33 @@ impl ProcessSpec {
             argv: argv.into_iter().map(Into::into).collect(),
             cwd: None,
             env: BTreeMap::new(),
-            env_policy: None,
+            env_policy: Some(EnvPolicy::default()),
             tty: false,
             pipe_stdin: false,
             stdin: None,
             arg0: None,
             process_id: None,
             sandbox: None,
-            lossless_events: false,
+            lossless: false,
             output_budget: DEFAULT_OUTPUT_BUDGET,
+            timeout: None,
+            on_output: None,
         }
     }
 
+    /// The working directory on the server.
     pub fn cwd(mut self, cwd: impl Into<PathBuf>) -> Self {
         self.cwd = Some(cwd.into());
         self
     }
 
+    /// Set one variable (on top of the inherited ones).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.insert(key.into(), value.into());
         self
     }
 
+    /// Set several variables (on top of the inherited ones).
     pub fn envs<I, K, V>(mut self, vars: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -90,16 +145,25 @@ impl ProcessSpec {
         self
     }
 
+    /// Inherit nothing from the server: the child's environment is exactly `env`.
+    pub fn clean_env(mut self) -> Self {
+        self.env_policy = None;
+        self
+    }
+
+    /// Inherit from the server's environment by `policy` (`inherit: all`, excludes, …).
     pub fn env_policy(mut self, policy: EnvPolicy) -> Self {
         self.env_policy = Some(policy);
         self
     }
 
+    /// Run in a pseudo-terminal.
     pub fn tty(mut self, tty: bool) -> Self {
         self.tty = tty;
         self
     }
 
+    /// Give the child a stdin pipe for [`Process::write`](crate::Process::write).
     pub fn pipe_stdin(mut self, pipe_stdin: bool) -> Self {
         self.pipe_stdin = pipe_stdin;
         self
@@ -111,28 +175,77 @@ impl ProcessSpec {
         self
     }
 
+    /// The `argv[0]` the child sees.
     pub fn arg0(mut self, arg0: impl Into<String>) -> Self {
         self.arg0 = Some(arg0.into());
         self
     }
 
+    /// Choose the process id (unique among the session's live processes) instead of a
+    /// generated UUID.
     pub fn process_id(mut self, process_id: impl Into<String>) -> Self {
         self.process_id = Some(process_id.into());
         self
     }
 
-    pub fn lossless_events(mut self, lossless: bool) -> Self {
-        self.lossless_events = lossless;
+    /// Make the first [`Process::events`](crate::Process::events) stream lossless: instead
+    /// of letting it fall behind the bounded replay history (256 events / 1 MiB) and then
+    /// repair from the server (which may have evicted the output by then), the client
+    /// stops reading its connection while the next output chunk would push out an event
+    /// that stream has not read yet. The server then holds the output, the child blocks
+    /// on its pipe, and nothing is lost however slow the consumer is. Output is held from
+    /// the first event, before `start` returns. Later subscribers are ordinary.
+    ///
+    /// The rule that comes with it: while that stream is not polled, the **whole
+    /// connection** waits. Poll it continuously (or drop it), and never await another
+    /// request of the same client between two `next()` calls: spawn such requests. The
+    /// hold is released when the stream ends or is dropped, or when every handle of the
+    /// process is dropped before anyone subscribed ([`Client::run`](crate::Client::run)
+    /// releases it at once: it does not subscribe).
+    pub fn lossless(mut self, lossless: bool) -> Self {
+        self.lossless = lossless;
         self
     }
 
+    /// Run under `sandbox`, which the server must enforce.
     pub fn sandbox(mut self, sandbox: SandboxContext) -> Self {
         self.sandbox = Some(sandbox);
         self
     }
 
+    /// Bytes per stream the [`Completion`](crate::Completion) keeps (head + tail).
     pub fn output_budget(mut self, bytes: usize) -> Self {
         self.output_budget = bytes;
+        self
+    }
+
+    /// Terminate the process once `limit` has passed since `start` was called, whether or
+    /// not anyone waits for it; its [`Completion::timed_out`](crate::Completion::timed_out)
+    /// then says so.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Call `callback` with every output chunk, in seq order, each before
+    /// [`Process::wait`](crate::Process::wait) (or `run`) returns the completion.
+    /// It runs on the client's connection reader, with the process's state locked: keep it
+    /// quick, and do not call into the process or its client from it.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: rexec_client::Client) -> Result<(), rexec_client::ClientError> {
+    /// use rexec_client::ProcessSpec;
+    /// let spec = ProcessSpec::new(["cargo", "build"])
+    ///     .on_output(|_stream, bytes| print!("{}", String::from_utf8_lossy(bytes)));
+    /// let done = client.run(spec).await?;
+    /// assert!(done.success());
+    /// # Ok(()) }
+    /// ```
+    pub fn on_output(
+        mut self,
+        callback: impl Fn(OutputStream, &[u8]) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_output = Some(OutputCallback(Arc::new(callback)));
         self
     }
 

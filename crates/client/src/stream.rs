@@ -10,12 +10,102 @@
 use crate::client::Client;
 use crate::event::ProcessEvent;
 use crate::history::{History, LagWindow, fill_lag};
+use crate::process::HandleGuard;
 use crate::shared::ProcessShared;
+use futures_util::Stream;
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::sync::watch;
+use tokio_util::sync::ReusableBoxFuture;
 
+/// One subscriber's ordered, de-duplicated, gap-free view of a process's events: a
+/// [`Stream`] of [`ProcessEvent`]s ending after `Closed` or `Failed`.
+///
+/// ```no_run
+/// # async fn demo(process: rexec_client::Process) {
+/// use rexec_client::ProcessEvent;
+/// let mut events = process.events();
+/// while let Some(event) = events.next().await {
+///     if let ProcessEvent::Output { bytes, .. } = event {
+///         print!("{}", String::from_utf8_lossy(&bytes));
+///     }
+/// }
+/// # }
+/// ```
 pub struct EventStream {
+    process_id: String,
+    /// The cursor, while no `next` is in progress.
+    idle: Option<Cursor>,
+    /// The `next` in progress; it hands the cursor back with its event.
+    pending: Option<ReusableBoxFuture<'static, (Cursor, Option<ProcessEvent>)>>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("process", &self.process_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    pub(crate) fn new(
+        client: Client,
+        process: Arc<ProcessShared>,
+        handle: Arc<HandleGuard>,
+    ) -> Self {
+        let mut cursor = Cursor::new(client, process, handle);
+        if let Some(id) = cursor.process.take_reserved_reader() {
+            cursor.process.set_lossless_reader(id, Some(cursor.pos));
+            cursor.lossless = Some(id);
+        }
+        Self {
+            process_id: cursor.process.id.clone(),
+            idle: Some(cursor),
+            pending: None,
+        }
+    }
+
+    /// The next event; `None` after `Closed` or `Failed`. Cancel-safe: an event a dropped
+    /// call was about to yield goes to the next call.
+    pub async fn next(&mut self) -> Option<ProcessEvent> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl Stream for EventStream {
+    type Item = ProcessEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ProcessEvent>> {
+        let this = &mut *self;
+        if let Some(mut cursor) = this.idle.take() {
+            // Most events are already in the history: no future needed.
+            if let Some(event) = cursor.ready() {
+                this.idle = Some(cursor);
+                return Poll::Ready(event);
+            }
+            let next = async move {
+                let event = cursor.next().await;
+                (cursor, event)
+            };
+            match &mut this.pending {
+                Some(pending) => pending.set(next),
+                None => this.pending = Some(ReusableBoxFuture::new(next)),
+            }
+        }
+        let Some(pending) = &mut this.pending else {
+            return Poll::Ready(None);
+        };
+        let (cursor, event) = std::task::ready!(pending.poll(cx));
+        this.idle = Some(cursor);
+        Poll::Ready(event)
+    }
+}
+
+/// Where a subscriber is in the history, and what it still has to deliver.
+struct Cursor {
     client: Client,
     process: Arc<ProcessShared>,
     changes: watch::Receiver<u64>,
@@ -27,18 +117,11 @@ pub struct EventStream {
     /// Events rebuilt by a lag repair, delivered before the history resumes.
     rebuilt: VecDeque<ProcessEvent>,
     done: bool,
-    /// Set by [`EventStream::lossless`]: this subscriber's id among the process's lossless
-    /// readers.
+    /// The first subscriber of a `ProcessSpec::lossless` process: its id among the
+    /// process's lossless readers.
     lossless: Option<u64>,
-}
-
-impl std::fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream")
-            .field("process", &self.process.id)
-            .field("last_seq", &self.last_seq)
-            .finish()
-    }
+    /// Keeps the process from being terminated on drop while someone follows it.
+    _handle: Arc<HandleGuard>,
 }
 
 enum Next {
@@ -47,8 +130,8 @@ enum Next {
     Wait,
 }
 
-impl EventStream {
-    pub(crate) fn new(client: Client, process: Arc<ProcessShared>) -> Self {
+impl Cursor {
+    fn new(client: Client, process: Arc<ProcessShared>, handle: Arc<HandleGuard>) -> Self {
         let changes = process.subscribe();
         let pos = process.with_history(History::front_pos);
         Self {
@@ -61,30 +144,8 @@ impl EventStream {
             rebuilt: VecDeque::new(),
             done: false,
             lossless: None,
+            _handle: handle,
         }
-    }
-
-    /// Make this subscriber lossless: instead of letting it fall behind the bounded replay
-    /// history (and then repair from the server, which may have evicted the output by
-    /// then), the connection stops reading while the next output chunk would push out an
-    /// event it has not read yet. The server then holds the process's output, and the
-    /// child blocks on its pipe — nothing is lost however slow the consumer is.
-    ///
-    /// The price: while this stream is not polled, the whole connection waits. Poll it
-    /// continuously (or drop it), and never await another request of the same client
-    /// between two `next()` calls — spawn such requests instead.
-    pub fn lossless(mut self) -> Self {
-        if self.lossless.is_none() && !self.done {
-            let id = match self.process.take_reserved_reader() {
-                Some(id) => {
-                    self.process.set_lossless_reader(id, Some(self.pos));
-                    id
-                }
-                None => self.process.add_lossless_reader(self.pos),
-            };
-            self.lossless = Some(id);
-        }
-        self
     }
 
     fn hold(&self, pos: Option<u64>) {
@@ -93,8 +154,37 @@ impl EventStream {
         }
     }
 
-    /// The next event; `None` after `Closed` or `Failed`.
-    pub async fn next(&mut self) -> Option<ProcessEvent> {
+    /// The next event if it can be had without waiting (`Some(None)`: the stream ended).
+    fn ready(&mut self) -> Option<Option<ProcessEvent>> {
+        if let Some(event) = self.rebuilt.pop_front() {
+            self.done |= event.is_terminal();
+            return Some(Some(event));
+        }
+        if self.done {
+            self.hold(None);
+            return Some(None);
+        }
+        let process = Arc::clone(&self.process);
+        match process.with_history(|history| self.peek(history)) {
+            Some(event) => {
+                self.done |= event.is_terminal();
+                self.hold((!self.done).then_some(self.pos));
+                Some(Some(event))
+            }
+            None => None,
+        }
+    }
+
+    /// `advance`, for an event that is simply next in the history (a lag or an empty
+    /// history is left to `next`, which finds it again).
+    fn peek(&mut self, history: &History) -> Option<ProcessEvent> {
+        match self.advance(history) {
+            Next::Deliver(event) => Some(event),
+            Next::Lagged(_) | Next::Wait => None,
+        }
+    }
+
+    async fn next(&mut self) -> Option<ProcessEvent> {
         loop {
             if let Some(event) = self.rebuilt.pop_front() {
                 self.done |= event.is_terminal();
@@ -161,7 +251,7 @@ impl EventStream {
     }
 }
 
-impl Drop for EventStream {
+impl Drop for Cursor {
     fn drop(&mut self) {
         self.hold(None);
     }

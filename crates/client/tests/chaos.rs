@@ -278,7 +278,7 @@ async fn run_round(client: &Client, index: usize, round: u64, tally: &Arc<Tally>
             "{PERL_LINE} for my $i (1..{flood_lines}) {{ print line($i) }}"
         ))
         // Alternate rounds read the flood through a lossless stream.
-        .lossless_events(round % 2 == 1),
+        .lossless(round % 2 == 1),
         Expected {
             stdout: lines(1, flood_lines),
             stderr: Vec::new(),
@@ -385,11 +385,7 @@ async fn streamed(
     tally: Arc<Tally>,
 ) {
     let process = start(&client, &name, &spec, &tally).await;
-    let events = if spec.lossless_events {
-        process.events().lossless()
-    } else {
-        process.events()
-    };
+    let events = process.events();
     let delivered = check_events(&name, events, &expected).await;
     let done = process
         .wait()

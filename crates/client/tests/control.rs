@@ -225,10 +225,10 @@ async fn a_slow_lossless_subscriber_loses_nothing() {
     let (_server, client) = client().await;
     let script = format!("{PERL_LINE} print line($_) for 1..120000");
     let process = client
-        .start(perl(&script).lossless_events(true))
+        .start(perl(&script).lossless(true))
         .await
         .expect("start");
-    let mut events = process.events().lossless();
+    let mut events = process.events();
     let mut stdout = Vec::new();
     let mut unpaced = 0usize;
     let collected = within("slow lossless subscriber", async {

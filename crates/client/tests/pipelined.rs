@@ -1,5 +1,5 @@
 //! Connecting in one round trip: what leaves before the server has answered anything, and
-//! `Client::connect_and_start` against rexec and codex (happy path, no `process/read`, a
+//! a lazy `Client::new` + `start` against rexec and codex (happy path, no `process/read`, a
 //! start without cwd, errors of the handshake still surfacing as such).
 
 mod support;
@@ -15,7 +15,9 @@ async fn connect_and_start(
     spec: rexec_client::ProcessSpec,
     options: ClientOptions,
 ) -> Result<(Client, rexec_client::Process), ClientError> {
-    Client::connect_and_start(Endpoint::WebSocket(url.to_owned()), options, spec).await
+    let client = Client::new(Endpoint::WebSocket(url.to_owned()), options);
+    let process = client.start(spec).await?;
+    Ok((client, process))
 }
 
 /// The client frames in `bytes` after the HTTP request, unmasked; `None` while incomplete.

@@ -120,11 +120,11 @@ async fn a_write_after_the_writer_died_resumes_while_the_reader_is_busy() {
             perl(&format!(
                 "{PERL_LINE} for my $i (1..200000) {{ print line($i) }}"
             ))
-            .lossless_events(true),
+            .lossless(true),
         )
         .await
         .expect("start flood");
-    let held = flood.events().lossless();
+    let held = flood.events();
     let mut watch = flood.events();
     // Once the history is full (256 events or 1 MiB less one chunk's allowance), the reader
     // holds back before reading the next frame: it cannot see the reset.

@@ -47,7 +47,7 @@ pub struct StartParams {
 }
 
 /// Which of the server's own variables a child inherits (upstream shell-environment policy).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvPolicy {
     pub inherit: EnvInherit,
@@ -61,9 +61,11 @@ pub struct EnvPolicy {
     pub include_only: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EnvInherit {
+    /// The server's core variables (HOME, PATH, USER, SHELL, TMPDIR): the default.
+    #[default]
     Core,
     All,
     None,
