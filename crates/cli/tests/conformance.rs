@@ -59,10 +59,10 @@ mod process;
 mod read;
 #[path = "conformance/sandbox.rs"]
 mod sandbox;
-// `outside_tmp` is for the `sandbox` binary; these scenarios name their policies fully.
-#[allow(dead_code)]
 #[path = "conformance/sandbox_dirs.rs"]
 mod sandbox_dirs;
+#[path = "conformance/sandbox_rules.rs"]
+mod sandbox_rules;
 #[path = "conformance/session.rs"]
 mod session;
 #[path = "conformance/shell_snapshot.rs"]

@@ -107,8 +107,9 @@ pub enum FileSystemPath {
     Special { value: SpecialPath },
 }
 
-/// Paths named by role rather than spelled out. Unknown kinds from a newer peer are kept
-/// and ignored, as upstream does.
+/// Paths named by role rather than spelled out. A kind not listed here is refused (serde's
+/// "unknown variant"), as codex 0.169/0.171 refuse it, so no entry is dropped silently;
+/// the explicit `unknown` kind names no path.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SpecialPath {
@@ -126,8 +127,12 @@ pub enum SpecialPath {
     Tmpdir,
     /// `/tmp`.
     SlashTmp,
-    #[serde(other)]
-    Unknown,
+    /// A kind the sender could not name, with its original text in `path`: grants nothing.
+    Unknown {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subpath: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -229,7 +234,7 @@ mod tests {
             "file_system":{"type":"restricted","entries":[
                {"path":{"type":"path","path":"file:///tmp/ws"},"access":"write"},
                {"path":{"type":"special","value":{"kind":"minimal"}},"access":"read"},
-               {"path":{"type":"special","value":{"kind":"from_the_future"}},"access":"read"}]},
+               {"path":{"type":"special","value":{"kind":"unknown","path":"from_the_future"}},"access":"read"}]},
             "network":"restricted"},
           "cwd":"file:///tmp/ws","windowsSandboxLevel":"disabled"}"#;
         let context: SandboxContext = serde_json::from_str(json).expect("decode");
@@ -245,10 +250,24 @@ mod tests {
         assert_eq!(
             entries[2].path,
             FileSystemPath::Special {
-                value: SpecialPath::Unknown
+                value: SpecialPath::Unknown {
+                    path: "from_the_future".into(),
+                    subpath: None
+                }
             }
         );
         assert_eq!(context.windows_sandbox_level, "disabled");
+    }
+
+    #[test]
+    fn refuses_an_unrecognised_special_kind() {
+        let err = serde_json::from_str::<SpecialPath>(r#"{"kind":"from_the_future"}"#)
+            .expect_err("an unrecognised kind decodes");
+        assert!(
+            err.to_string()
+                .contains("unknown variant `from_the_future`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -186,6 +186,83 @@ async fn signed_bearer_tokens(ctx: Ctx) -> Result<()> {
 }
 conformance_test!(signed_bearer_tokens);
 
+/// The status and body of the reply to an upgrade request carrying `authorization`.
+async fn upgrade_reply(addr: SocketAddr, authorization: Option<&str>) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let header = authorization.map(|value| format!("Authorization: {value}"));
+    let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+    let work = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(upgrade_request(addr, &headers).as_bytes())
+            .await?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 1024];
+        // A refusal is small and has a content-length; read until it is all in.
+        loop {
+            let text = String::from_utf8_lossy(&reply).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    let status = head.split_whitespace().nth(1).context("status")?.parse()?;
+                    return Ok((status, body.to_owned()));
+                }
+            }
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                bail!("connection closed mid-reply: {text:?}");
+            }
+            reply.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .context("no reply to the upgrade request within 10 s")?
+}
+
+/// `--ws-auth capability-token --ws-token-file FILE`: the file's token (trailing newline
+/// trimmed) is let in, and each refusal is a 401 whose body is upstream's reason.
+async fn token_file_and_refusal_reasons(ctx: Ctx) -> Result<()> {
+    let scratch = ScratchDir::new("token-file")?;
+    let file = scratch.path().join("token");
+    std::fs::write(&file, "conformance-file-token-91c2\n")?;
+    let options = ServerOptions {
+        args: ["--ws-auth", "capability-token", "--ws-token-file"]
+            .iter()
+            .map(|arg| arg.to_string())
+            .chain([file.display().to_string()])
+            .collect(),
+        ..Default::default()
+    };
+    let server = ctx.server_with(&options).await?;
+    let addr = server.addr;
+    let (status, _) = upgrade_reply(addr, Some("Bearer conformance-file-token-91c2")).await?;
+    ensure!(status == 101, "the file's token answered {status}");
+    for (authorization, reason) in [
+        (None, "missing websocket bearer token"),
+        (Some("Bearer wrong"), "invalid websocket bearer token"),
+        (
+            Some("Basic conformance-file-token-91c2"),
+            "invalid authorization header",
+        ),
+    ] {
+        let (status, body) = upgrade_reply(addr, authorization).await?;
+        ensure!(
+            (status, body.trim()) == (401, reason),
+            "{authorization:?} answered {status} {body:?}, not 401 {reason:?}"
+        );
+    }
+    Ok(())
+}
+conformance_test!(token_file_and_refusal_reasons);
+
 /// A session made under one JWT `sub` cannot be resumed under another (-32600), even with
 /// its id; a fresh token for the same `sub` resumes it.
 async fn session_belongs_to_its_principal(ctx: Ctx) -> Result<()> {

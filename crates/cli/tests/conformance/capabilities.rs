@@ -105,3 +105,59 @@ async fn root_write_keeps_the_devices(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(root_write_keeps_the_devices => rexec_caps_root_write_keeps_devices, codex_caps_root_write_keeps_devices);
+
+/// Every capability flag codex 0.171.0 reports, in its `environment/info`.
+const CODEX_0171_FLAGS: [&str; 16] = [
+    "networkProxyLaunch",
+    "networkProxyReviewDomains",
+    "networkProxyTransparentTcp",
+    "credentialMasking",
+    "credentialMaskingCustomProviders",
+    "capabilityDiscoverySandbox",
+    "fsWatchMissing",
+    "capabilityDiscoveryV2",
+    "environmentConfigRead",
+    "httpHeaderEnvVars",
+    "sandboxedFileStreaming",
+    "fileWriteStreaming",
+    "shellSnapshotV2",
+    "windowsMxc",
+    "linuxRootWritePreservesDevices",
+    "linuxApprovedRootWritePreservesRestrictions",
+];
+
+/// rexec lists exactly the flags codex 0.171.0 has. codex 0.171.0 sets all of them but
+/// `windowsMxc`; 0.169.0 has the same minus `networkProxyTransparentTcp`.
+async fn the_capability_flags(ctx: Ctx) -> Result<()> {
+    let (_server, mut client) = ctx.server_and_client().await?;
+    let info = client.call("environment/info", json!({})).await?;
+    let flags = info["capabilities"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut names: Vec<&str> = flags.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let is_0169 =
+        ctx.target == crate::server::Target::Codex && info["executorVersion"] == "0.169.0";
+    let mut expected: Vec<&str> = CODEX_0171_FLAGS
+        .into_iter()
+        .filter(|name| !(is_0169 && *name == "networkProxyTransparentTcp"))
+        .collect();
+    expected.sort_unstable();
+    ensure!(names == expected, "flags {names:?}, expected {expected:?}");
+    ensure!(
+        flags.values().all(Value::is_boolean),
+        "a flag is not a boolean: {info}"
+    );
+    if ctx.target == crate::server::Target::Codex {
+        for (name, value) in &flags {
+            ensure!(
+                *value == (name != "windowsMxc"),
+                "codex {}: {name} is {value}",
+                info["executorVersion"]
+            );
+        }
+    }
+    Ok(())
+}
+conformance_test!(the_capability_flags => rexec_caps_flags, codex_caps_flags);

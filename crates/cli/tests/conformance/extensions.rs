@@ -501,3 +501,17 @@ async fn start_without_cwd(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(start_without_cwd);
+
+/// `holdOutput: true` on `process/start`: an upstream server ignores the field, rexec holds
+/// the output for an acknowledgement; on both, a short command's output and close arrive.
+async fn hold_output_field_is_harmless(ctx: Ctx) -> Result<()> {
+    let (_server, mut client) = ctx.server_and_client().await?;
+    let mut params = start_params("held", &["sh", "-c", "printf held-output"]);
+    params["holdOutput"] = json!(true);
+    client.start(params).await?;
+    let events = client.events_until_closed("held", EVENT_TIMEOUT).await?;
+    ensure!(events.exit_code()? == 0, "{events:?}");
+    ensure!(events.output_text("stdout")? == "held-output", "{events:?}");
+    Ok(())
+}
+conformance_test!(hold_output_field_is_harmless);

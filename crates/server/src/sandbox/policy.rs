@@ -182,7 +182,7 @@ fn from_profile(
     }))
 }
 
-/// The host paths one entry names; unknown special kinds name none (as upstream).
+/// The host paths one entry names; the `unknown` special kind names none.
 fn entry_paths(
     entry: &FileSystemEntry,
     index: usize,
@@ -221,7 +221,7 @@ fn entry_paths(
         }
         SpecialPath::Tmpdir => env.get("TMPDIR").map(PathBuf::from).into_iter().collect(),
         SpecialPath::SlashTmp => vec![PathBuf::from("/tmp")],
-        SpecialPath::Unknown => Vec::new(),
+        SpecialPath::Unknown { .. } => Vec::new(),
     })
 }
 
