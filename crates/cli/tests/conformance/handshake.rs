@@ -183,7 +183,7 @@ async fn pipelined_requests(ctx: Ctx) -> Result<()> {
 }
 conformance_test!(pipelined_requests);
 
-/// What `Client::connect_and_start` does: the upgrade request, `initialize`, `initialized`
+/// What a first `start` on `Client::new` does: the upgrade request, `initialize`, `initialized`
 /// and `process/start` in one write, before the server has answered anything. The server
 /// takes the frames as the start of the WebSocket stream and answers them in wire order.
 async fn frames_behind_the_upgrade_request(ctx: Ctx) -> Result<()> {
