@@ -21,8 +21,8 @@ use rexec_protocol::ByteChunk;
 use rexec_protocol::environment::EnvironmentInfo;
 use rexec_protocol::jsonrpc::request_frame;
 use rexec_protocol::process::{
-    ReadParams, ReadResult, StartParams, StartResult, TerminateParams, WriteParams, WriteResult,
-    WriteStatus,
+    ReadParams, ReadResult, StartParams, StartResult, TerminateParams, TerminateResult,
+    WriteParams, WriteResult, WriteStatus,
 };
 use rexec_protocol::{RequestId, extensions, method};
 use serde::Serialize;
@@ -480,16 +480,23 @@ impl ClientInner {
         }
     }
 
+    /// `process/terminate`: whether the process was still running.
+    pub(crate) async fn terminate(self: &Arc<Self>, process_id: &str) -> Result<bool, ClientError> {
+        let params = TerminateParams {
+            process_id: process_id.to_owned(),
+        };
+        let result: TerminateResult = self.call(method::PROCESS_TERMINATE, &params).await?;
+        Ok(result.running)
+    }
+
     /// A start whose response was lost may have started the process: once the link is
     /// back, terminate it so nothing runs unobserved.
     fn terminate_orphan(self: &Arc<Self>, process_id: String) {
         let inner = Arc::downgrade(self);
         tokio::spawn(async move {
             let Some(inner) = inner.upgrade() else { return };
-            let params = TerminateParams { process_id };
-            let result: Result<serde_json::Value, _> =
-                inner.call(method::PROCESS_TERMINATE, &params).await;
-            tracing::debug!(process = %params.process_id, ?result, "terminated a process whose start was ambiguous");
+            let result = inner.terminate(&process_id).await;
+            tracing::debug!(process = %process_id, ?result, "terminated a process whose start was ambiguous");
         });
     }
 }

@@ -8,8 +8,8 @@ use crate::event::Completion;
 use crate::shared::ProcessShared;
 use crate::stream::EventStream;
 use rexec_protocol::process::{
-    EmptyResult, ProcessSignal, ReadParams, ReadResult, ResizeParams, SignalParams,
-    TerminateParams, TerminateResult, WriteResult, WriteStatus,
+    EmptyResult, ProcessSignal, ReadParams, ReadResult, ResizeParams, SignalParams, WriteResult,
+    WriteStatus,
 };
 use rexec_protocol::{extensions, method};
 use std::sync::{Arc, Weak};
@@ -58,9 +58,7 @@ impl Drop for HandleGuard {
         let (client, process_id) = (self.client.clone(), self.shared.id.clone());
         tracing::debug!(process = %process_id, "last handle dropped: terminating");
         runtime.spawn(async move {
-            let params = TerminateParams { process_id };
-            let _: Result<TerminateResult, _> =
-                client.inner.call(method::PROCESS_TERMINATE, &params).await;
+            let _ = client.inner.terminate(&process_id).await;
         });
     }
 }
@@ -226,15 +224,7 @@ impl Process {
 
     /// Kill the process. `true` if it was still running.
     pub async fn terminate(&self) -> Result<bool, ClientError> {
-        let params = TerminateParams {
-            process_id: self.shared.id.clone(),
-        };
-        let result: TerminateResult = self
-            .client
-            .inner
-            .call(method::PROCESS_TERMINATE, &params)
-            .await?;
-        Ok(result.running)
+        self.client.inner.terminate(&self.shared.id).await
     }
 
     /// Set a tty process's window size. Needs the `process/resize` extension.
@@ -304,9 +294,6 @@ pub(crate) fn arm_timeout(client: &Client, process: Arc<ProcessShared>, limit: D
 
 async fn terminate(inner: &Weak<crate::client::ClientInner>, process_id: &str) {
     let Some(inner) = inner.upgrade() else { return };
-    let params = TerminateParams {
-        process_id: process_id.to_owned(),
-    };
-    let result: Result<TerminateResult, _> = inner.call(method::PROCESS_TERMINATE, &params).await;
+    let result = inner.terminate(process_id).await;
     tracing::debug!(process = %process_id, ?result, "terminated at its timeout");
 }

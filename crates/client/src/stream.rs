@@ -165,14 +165,15 @@ impl Cursor {
             return Some(None);
         }
         let process = Arc::clone(&self.process);
-        match process.with_history(|history| self.peek(history)) {
-            Some(event) => {
-                self.done |= event.is_terminal();
-                self.hold((!self.done).then_some(self.pos));
-                Some(Some(event))
-            }
-            None => None,
-        }
+        let event = process.with_history(|history| self.peek(history))?;
+        Some(Some(self.delivered(event)))
+    }
+
+    /// An event taken from the history is on its way to the caller.
+    fn delivered(&mut self, event: ProcessEvent) -> ProcessEvent {
+        self.done |= event.is_terminal();
+        self.hold((!self.done).then_some(self.pos));
+        event
     }
 
     /// `advance`, for an event that is simply next in the history (a lag or an empty
@@ -186,22 +187,14 @@ impl Cursor {
 
     async fn next(&mut self) -> Option<ProcessEvent> {
         loop {
-            if let Some(event) = self.rebuilt.pop_front() {
-                self.done |= event.is_terminal();
-                return Some(event);
+            if let Some(event) = self.ready() {
+                return event;
             }
-            if self.done {
-                self.hold(None);
-                return None;
-            }
+            // Seen before looking again, so a change after the look wakes the wait.
             self.changes.borrow_and_update();
             let process = Arc::clone(&self.process);
             match process.with_history(|history| self.advance(history)) {
-                Next::Deliver(event) => {
-                    self.done |= event.is_terminal();
-                    self.hold((!self.done).then_some(self.pos));
-                    return Some(event);
-                }
+                Next::Deliver(event) => return Some(self.delivered(event)),
                 Next::Lagged(window) => {
                     // The repair read's answer must get through: stop holding back.
                     self.hold(None);
