@@ -248,6 +248,7 @@ impl Client {
         ));
         if spec.lossless {
             shared.reserve_lossless_reader();
+            shared.set_server_holds(self.inner.supports(extensions::START_HOLD_OUTPUT));
         }
         let mut routes = lock(&self.inner.routes);
         if routes.contains_key(&process_id) {

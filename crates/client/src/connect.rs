@@ -176,6 +176,9 @@ impl ClientInner {
         let ordered = extensions
             .iter()
             .any(|e| e == extensions::ORDERED_NOTIFICATIONS);
+        let holds = extensions
+            .iter()
+            .any(|e| e == extensions::START_HOLD_OUTPUT);
         let _ = self.session.set(SessionInfo {
             session_id: result.session_id,
             environment: result.environment_info,
@@ -184,6 +187,7 @@ impl ClientInner {
         // Processes routed before the connect (a start in this flight, a reattach).
         for process in self.live_processes() {
             process.set_ordered_server(ordered);
+            process.set_server_holds(holds);
         }
         if !self.set_up(connection, false) {
             return Err(ClientError::Disconnected(

@@ -249,6 +249,24 @@ impl Connection {
         }
     }
 
+    /// Queue a notification without waiting (the reader and event streams call this).
+    /// `false` if the connection is gone.
+    pub(crate) fn send_notification(&self, frame: String) -> bool {
+        match self.outbound.try_send(Outgoing::Frame(frame)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                // A handle dropped outside the runtime cannot queue behind a full writer.
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return false;
+                };
+                let outbound = self.outbound.clone();
+                runtime.spawn(async move { outbound.send(item).await });
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
     /// Take the waiter of a response; an `initialize` success marks the connection
     /// established before anything else from it is handled.
     pub(crate) fn take(&self, id: i64, success: bool) -> Option<Pending> {

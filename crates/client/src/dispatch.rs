@@ -21,8 +21,9 @@ use crate::shared::{ProcessShared, Step};
 use crate::transport::Frame;
 use bytes::Bytes;
 use rexec_protocol::binary_output;
+use rexec_protocol::jsonrpc::notification_frame;
 use rexec_protocol::process::{
-    ClosedNotification, ExitedNotification, OutputNotification, OutputStream, ReadResult,
+    AckParams, ClosedNotification, ExitedNotification, OutputNotification, OutputStream, ReadResult,
 };
 use rexec_protocol::{IncomingMessage, RequestId, RpcError, method};
 use serde::Deserialize;
@@ -156,6 +157,9 @@ impl ClientInner {
         if step.terminal {
             self.remove_route(process);
         }
+        if let Some(seq) = step.ack {
+            self.send_ack(connection, &process.id, seq);
+        }
         match step.repair {
             Repair::None => {}
             Repair::Read { after_seq } => self.send_repair(connection, process, after_seq),
@@ -171,6 +175,41 @@ impl ClientInner {
                 });
             }
         }
+    }
+
+    /// `process/ack {processId, seq}` for held output, on `connection` or the current one.
+    /// While the link is down it is dropped: a resume sends the last one again.
+    pub(crate) fn send_ack(
+        &self,
+        connection: Option<&Arc<Connection>>,
+        process_id: &str,
+        seq: u64,
+    ) {
+        let frame = self.ack_frame(process_id, seq);
+        let current;
+        let connection = match connection {
+            Some(connection) => connection,
+            None => match self.current_connection() {
+                Some(connection) => {
+                    current = connection;
+                    &current
+                }
+                None => return,
+            },
+        };
+        if !connection.send_notification(frame) {
+            tracing::debug!(process = %process_id, seq, "acknowledgement dropped with the connection");
+        }
+    }
+
+    pub(crate) fn ack_frame(&self, process_id: &str, seq: u64) -> String {
+        notification_frame(
+            method::PROCESS_ACK,
+            &AckParams {
+                process_id: process_id.to_owned(),
+                seq,
+            },
+        )
     }
 
     /// Put a repair read into a new connection's first flight (a resume).

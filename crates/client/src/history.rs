@@ -52,7 +52,14 @@ pub(crate) struct LagWindow {
 }
 
 impl History {
+    #[cfg(test)]
     pub(crate) fn push(&mut self, event: ProcessEvent) {
+        self.push_keeping(event, None);
+    }
+
+    /// `push`, but never dropping the entry at position `keep` or a later one (the server
+    /// holds that output for a lossless reader, which bounds what is kept here).
+    pub(crate) fn push_keeping(&mut self, event: ProcessEvent, keep: Option<u64>) {
         let entry = Entry {
             cum_before: self.cum,
             event,
@@ -68,6 +75,7 @@ impl History {
         self.entries.push_back(entry);
         while self.entries.len() > 1
             && (self.entries.len() > HISTORY_MAX_EVENTS || self.bytes > HISTORY_MAX_BYTES)
+            && keep.is_none_or(|keep| self.front_pos < keep)
         {
             if let Some(old) = self.entries.pop_front() {
                 self.bytes -= old.event.weight();

@@ -40,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+mod acks;
 mod client;
 mod connect;
 mod connection;

@@ -158,7 +158,7 @@ impl OrderedLog {
         }
     }
 
-    #[cfg(test)]
+    /// The last seq delivered.
     pub(crate) fn last_seq(&self) -> u64 {
         self.last
     }

@@ -47,8 +47,11 @@ pub(crate) struct HandleGuard {
 
 impl Drop for HandleGuard {
     fn drop(&mut self) {
-        // Nobody can subscribe any more: a lossless hold would stall the connection.
-        self.shared.release_reserved_reader();
+        // Nobody can subscribe any more: a lossless hold would stall the connection (or,
+        // held by the server, the child).
+        if let Some(ack) = self.shared.release_reserved_reader() {
+            self.client.inner.send_ack(None, &self.shared.id, ack);
+        }
         if self.shared.is_detached() || self.shared.is_finished() {
             return;
         }
@@ -98,7 +101,9 @@ impl Process {
 
     /// `Client::run` never subscribes: a lossless hold would only stall the connection.
     pub(crate) fn release_lossless(&self) {
-        self.shared.release_reserved_reader();
+        if let Some(ack) = self.shared.release_reserved_reader() {
+            self.client.inner.send_ack(None, &self.shared.id, ack);
+        }
     }
 
     /// A new subscription: replays what the bounded history still holds (256 events /

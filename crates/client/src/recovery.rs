@@ -70,6 +70,10 @@ async fn attempt(
         if let Some(after_seq) = process.begin_resume() {
             inner.queue_repair(&mut opening, &process, after_seq);
         }
+        // The last acknowledgement may have been lost with the old connection.
+        if let Some(seq) = process.last_ack() {
+            opening.notify(inner.ack_frame(&process.id, seq));
+        }
     }
     let limit = inner.options.connect_timeout.min(remaining());
     let connection = match inner.open_connection(limit, opening).await {

@@ -6,6 +6,7 @@
 //! both, in order, in the same critical section; then a `watch` counter wakes whoever waits.
 //! Nothing here awaits or performs I/O: the caller carries out the returned repair.
 
+use crate::acks::HeldAcks;
 use crate::error::ClientError;
 use crate::event::{Completion, ProcessEvent, Timings};
 use crate::history::History;
@@ -26,6 +27,9 @@ pub(crate) struct Step {
     pub repair: Repair,
     /// The stream is finished (closed or failed): the route can go.
     pub terminal: bool,
+    /// Acknowledge output up to this seq (`process/ack`): the reader does for a held
+    /// process nobody follows losslessly.
+    pub ack: Option<u64>,
 }
 
 pub(crate) struct ProcessShared {
@@ -58,6 +62,10 @@ pub(crate) struct ProcessState {
     reserved_reader: Option<u64>,
     /// The client terminated the process at its `ProcessSpec::timeout`.
     timed_out: bool,
+    /// `ProcessSpec::lossless`: the start asks the server to hold the output.
+    asked_hold: bool,
+    /// The server holds this process's output until it is acknowledged (`holdOutput`).
+    acks: HeldAcks,
 }
 
 impl ProcessShared {
@@ -80,6 +88,8 @@ impl ProcessShared {
                 lossless_readers: HashMap::new(),
                 reserved_reader: None,
                 timed_out: false,
+                asked_hold: false,
+                acks: HeldAcks::default(),
             }),
             changes: watch::Sender::new(0),
             progress: watch::Sender::new(0),
@@ -104,6 +114,7 @@ impl ProcessShared {
         let front = state.history.front_pos();
         state.lossless_readers.insert(id, front);
         state.reserved_reader = Some(id);
+        state.asked_hold = true;
     }
 
     /// The reserved reader's id, once, for a lossless subscriber to take over.
@@ -111,11 +122,44 @@ impl ProcessShared {
         self.lock().reserved_reader.take()
     }
 
-    /// Stop holding output for a lossless subscriber that will never come.
-    pub(crate) fn release_reserved_reader(&self) {
-        if let Some(id) = self.take_reserved_reader() {
-            self.set_lossless_reader(id, None);
+    /// Stop holding output for a lossless subscriber that will never come; for a held
+    /// process, the seq to acknowledge now (the reader acknowledges from then on).
+    pub(crate) fn release_reserved_reader(&self) -> Option<u64> {
+        let id = self.take_reserved_reader()?;
+        self.set_lossless_reader(id, None);
+        self.lossless_reader_left()
+    }
+
+    /// Whether the server lists `process/start.holdOutput`. If it does, a lossless
+    /// process (which asked for the hold) has its output held by the server: the reader
+    /// never waits for its lossless subscriber, which acknowledges what it consumes.
+    pub(crate) fn set_server_holds(&self, supported: bool) {
+        {
+            let mut state = self.lock();
+            let asked = state.asked_hold;
+            state.acks.set_held(supported && asked);
         }
+        // A reader already waiting for the lossless subscriber looks again.
+        self.progress.send_modify(|n| *n += 1);
+    }
+
+    /// The lossless subscriber consumed one event of `bytes` output bytes, up to `seq`:
+    /// the seq to acknowledge now, if one is due.
+    pub(crate) fn lossless_consumed(&self, seq: u64, bytes: u64) -> Option<u64> {
+        self.lock().acks.consumed(seq, bytes, 1)
+    }
+
+    /// The lossless subscriber is gone: the reader acknowledges from now on, starting with
+    /// everything delivered so far (the seq returned).
+    pub(crate) fn lossless_reader_left(&self) -> Option<u64> {
+        let mut state = self.lock();
+        let delivered = state.ordered.last_seq();
+        state.acks.switch_to_arrival(delivered)
+    }
+
+    /// The last acknowledgement, sent again on a new connection.
+    pub(crate) fn last_ack(&self) -> Option<u64> {
+        self.lock().acks.last()
     }
 
     /// The guard the live handles share, or a new one from `make` when there are none.
@@ -169,6 +213,9 @@ impl ProcessShared {
     /// read yet out of the replay history.
     pub(crate) fn holds_back(&self) -> bool {
         let state = self.lock();
+        if state.acks.is_held() {
+            return false;
+        }
         state
             .lossless_readers
             .values()
@@ -196,7 +243,7 @@ impl ProcessShared {
     /// Run one step of the ordered log and publish what it delivered.
     fn step(&self, f: impl FnOnce(&mut ProcessState, &mut Vec<ProcessEvent>) -> Repair) -> Step {
         let mut out = Vec::new();
-        let (repair, terminal) = {
+        let (repair, terminal, ack) = {
             let mut state = self.lock();
             let repair = f(&mut state, &mut out);
             for event in &out {
@@ -214,15 +261,36 @@ impl ProcessShared {
                     _ => {}
                 }
             }
+            // Output the server holds for the lossless reader stays here until it is read.
+            let keep = if state.acks.is_held() {
+                state.lossless_readers.values().min().copied()
+            } else {
+                None
+            };
             for event in out.iter().cloned() {
-                state.history.push(event);
+                state.history.push_keeping(event, keep);
             }
-            (repair, state.ordered.is_terminal())
+            let ack = if state.acks.acks_on_arrival() {
+                let last = out
+                    .iter()
+                    .filter_map(ProcessEvent::seq_range)
+                    .map(|r| r.1)
+                    .max();
+                let bytes = out.iter().map(|e| e.weight() as u64).sum();
+                last.and_then(|seq| state.acks.consumed(seq, bytes, out.len() as u64))
+            } else {
+                None
+            };
+            (repair, state.ordered.is_terminal(), ack)
         };
         if !out.is_empty() {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
-        Step { repair, terminal }
+        Step {
+            repair,
+            terminal,
+            ack,
+        }
     }
 
     pub(crate) fn on_event(&self, event: Incoming) -> Step {

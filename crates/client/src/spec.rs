@@ -190,18 +190,20 @@ impl ProcessSpec {
 
     /// Make the first [`Process::events`](crate::Process::events) stream lossless: instead
     /// of letting it fall behind the bounded replay history (256 events / 1 MiB) and then
-    /// repair from the server (which may have evicted the output by then), the client
-    /// stops reading its connection while the next output chunk would push out an event
-    /// that stream has not read yet. The server then holds the output, the child blocks
-    /// on its pipe, and nothing is lost however slow the consumer is. Output is held from
-    /// the first event, before `start` returns. Later subscribers are ordinary.
+    /// repair from the server (which may have evicted the output by then), the output is
+    /// held until that stream has consumed it, and the child blocks on its pipe meanwhile:
+    /// nothing is lost however slow the consumer is. Output is held from the first event,
+    /// before `start` returns. Later subscribers are ordinary.
     ///
-    /// The rule that comes with it: while that stream is not polled, the **whole
-    /// connection** waits. Poll it continuously (or drop it), and never await another
-    /// request of the same client between two `next()` calls: spawn such requests. The
-    /// hold is released when the stream ends or is dropped, or when every handle of the
-    /// process is dropped before anyone subscribed ([`Client::run`](crate::Client::run)
-    /// releases it at once: it does not subscribe).
+    /// A rexec server holds the output itself (`process/start.holdOutput`; the stream
+    /// acknowledges what it consumed): the stream may pause, and other requests of the
+    /// same client may be awaited between two `next()` calls. Against a server without
+    /// that extension (codex) the client holds it by not reading its connection, and then
+    /// while the stream is not polled the **whole connection** waits: poll it
+    /// continuously (or drop it), and spawn other requests instead of awaiting them
+    /// between two `next()` calls. The hold is released when the stream ends or is
+    /// dropped, or when every handle of the process is dropped before anyone subscribed
+    /// ([`Client::run`](crate::Client::run) releases it at once: it does not subscribe).
     pub fn lossless(mut self, lossless: bool) -> Self {
         self.lossless = lossless;
         self
@@ -288,7 +290,9 @@ impl ProcessSpec {
             network_proxy: None,
             shell_snapshot: None,
             metadata: None,
-            hold_output: false,
+            // The server holds the output for the lossless subscriber (upstream ignores
+            // the field, so it can ride in the first flight before the extensions are known).
+            hold_output: self.lossless,
         })
     }
 }

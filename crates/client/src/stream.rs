@@ -154,10 +154,25 @@ impl Cursor {
         }
     }
 
+    /// The lossless subscriber of a held process acknowledges what it consumed, every
+    /// so often (see `acks`).
+    fn consumed(&self, event: &ProcessEvent) {
+        if self.lossless.is_none() {
+            return;
+        }
+        let Some((_, seq)) = event.seq_range() else {
+            return;
+        };
+        if let Some(ack) = self.process.lossless_consumed(seq, event.weight() as u64) {
+            self.client.inner.send_ack(None, &self.process.id, ack);
+        }
+    }
+
     /// The next event if it can be had without waiting (`Some(None)`: the stream ended).
     fn ready(&mut self) -> Option<Option<ProcessEvent>> {
         if let Some(event) = self.rebuilt.pop_front() {
             self.done |= event.is_terminal();
+            self.consumed(&event);
             return Some(Some(event));
         }
         if self.done {
@@ -173,6 +188,7 @@ impl Cursor {
     fn delivered(&mut self, event: ProcessEvent) -> ProcessEvent {
         self.done |= event.is_terminal();
         self.hold((!self.done).then_some(self.pos));
+        self.consumed(&event);
         event
     }
 
@@ -247,5 +263,11 @@ impl Cursor {
 impl Drop for Cursor {
     fn drop(&mut self) {
         self.hold(None);
+        if self.lossless.is_some()
+            && !self.done
+            && let Some(ack) = self.process.lossless_reader_left()
+        {
+            self.client.inner.send_ack(None, &self.process.id, ack);
+        }
     }
 }

@@ -270,3 +270,56 @@ async fn a_slow_lossless_subscriber_loses_nothing() {
     let done = within("wait", process.wait()).await.expect("completion");
     assert_eq!(done.exit_code, 0);
 }
+
+/// The deadlock a reader-side hold had: a lossless consumer that awaits another request of
+/// the same client between two events. With the server holding the output
+/// (`process/start.holdOutput`) the connection's reader never waits for the consumer, so
+/// the request is answered, and every byte of 8 MiB still arrives, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossless_consumer_may_await_other_requests_between_events() {
+    let (_server, client) = client().await;
+    let script = format!("{PERL_LINE} print line($_) for 1..180000");
+    let process = client
+        .start(perl(&script).lossless(true))
+        .await
+        .expect("start");
+    let mut events = process.events();
+    let mut stdout = Vec::new();
+    let mut since_request = 0usize;
+    let collected = within("a lossless consumer making requests", async {
+        while let Some(event) = events.next().await {
+            match event {
+                ProcessEvent::Output { bytes, .. } => {
+                    stdout.extend_from_slice(&bytes);
+                    since_request += bytes.len();
+                }
+                ProcessEvent::Gap { seqs, bytes_lost } => {
+                    panic!("gap {seqs:?} of {bytes_lost} bytes in a lossless stream")
+                }
+                ProcessEvent::Failed { reason } => panic!("failed: {reason}"),
+                _ => {}
+            }
+            if since_request >= 256 * 1024 {
+                since_request = 0;
+                let done = client
+                    .run(sh("true"))
+                    .await
+                    .expect("a request between events");
+                assert_eq!(done.exit_code, 0);
+            }
+        }
+        stdout
+    })
+    .await;
+    let expected = lines(1, 180_000);
+    assert!(
+        expected.len() > 8_000_000,
+        "precondition: far over the hold"
+    );
+    assert!(
+        collected == expected,
+        "delivered {} of {} bytes",
+        collected.len(),
+        expected.len()
+    );
+}

@@ -103,12 +103,15 @@ async fn a_write_whose_answer_was_lost_is_retried_with_the_same_write_id() {
 
 /// The client's writer can hit the end of a connection (a reset) while its reader is still
 /// busy with frames received before it: here a lossless subscriber that is not polled holds
-/// the reader back for as long as the test likes. A write must then resume the session
-/// instead of failing (or waiting on the dead connection), and be applied once.
+/// the reader back for as long as the test likes (the proxy plays a server without
+/// `process/start.holdOutput`, so the client, not the server, keeps the subscriber
+/// lossless). A write must then resume the session instead of failing (or waiting on the
+/// dead connection), and be applied once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_after_the_writer_died_resumes_while_the_reader_is_busy() {
     let server = TestServer::start().await;
     let proxy = Proxy::start(&server.url).await;
+    hide_hold_output(&proxy);
     let client = connect(&proxy.url).await;
     let cat = client
         .start(sh("cat").pipe_stdin(true))
@@ -169,6 +172,28 @@ async fn a_write_after_the_writer_died_resumes_while_the_reader_is_busy() {
     within("flood", flood.wait())
         .await
         .expect("the flood completes");
+}
+
+/// Make the proxied server look like one without `process/start.holdOutput`: the
+/// extension is gone from `initialize`'s answer and `holdOutput` from every start.
+fn hide_hold_output(proxy: &Proxy) {
+    proxy.rewrite_requests(|request| {
+        if request["method"] == "process/start"
+            && let Some(params) = request["params"].as_object_mut()
+        {
+            params.remove("holdOutput");
+        }
+    });
+    proxy.set_rule(|frame| {
+        if frame.answers != Some("initialize") {
+            return Verdict::Pass;
+        }
+        let mut answer = frame.value.clone();
+        if let Some(names) = answer["result"]["rexec"]["extensions"].as_array_mut() {
+            names.retain(|name| name != rexec_client::extensions::START_HOLD_OUTPUT);
+        }
+        Verdict::Replace(answer)
+    });
 }
 
 /// `ProcessSpec::stdin`'s write is a write like any other: when the answer to it is lost

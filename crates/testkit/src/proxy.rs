@@ -9,7 +9,8 @@
 //! rule as the equivalent `process/output` notification and, when passed on, forwarded as
 //! the original binary message, so every rule works the same for both encodings.
 //! `cut_all` ends every current connection at once (both sockets dropped, no close
-//! frames); `refuse` makes new connections fail before the upgrade; `inject` applies a
+//! frames); `rewrite_requests` edits client→server requests before they are relayed (to
+//! play a peer that never saw a field); `refuse` makes new connections fail before the upgrade; `inject` applies a
 //! [`Fault`] to one live connection (cut it, reset the client's socket, or stop reading one
 //! side for a while), which is how the chaos soak drives its faults from outside the
 //! message rule.
@@ -93,6 +94,7 @@ impl Frame<'_> {
 }
 
 type Rule = Box<dyn FnMut(&Frame<'_>) -> Verdict + Send>;
+type RequestRewrite = Box<dyn FnMut(&mut Value) + Send>;
 
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -128,6 +130,7 @@ struct Inbox {
 struct State {
     upstream: String,
     rule: Mutex<Rule>,
+    rewrite: Mutex<Option<RequestRewrite>>,
     stats: Mutex<Stats>,
     requests: Mutex<Vec<Value>>,
     refuse: AtomicBool,
@@ -155,6 +158,7 @@ impl Proxy {
         let state = Arc::new(State {
             upstream: upstream.to_owned(),
             rule: Mutex::new(Box::new(|_: &Frame<'_>| Verdict::Pass)),
+            rewrite: Mutex::new(None),
             stats: Mutex::new(Stats::default()),
             requests: Mutex::new(Vec::new()),
             refuse: AtomicBool::new(false),
@@ -183,6 +187,12 @@ impl Proxy {
 
     pub fn set_rule(&self, rule: impl FnMut(&Frame<'_>) -> Verdict + Send + 'static) {
         *lock(&self.state.rule) = Box::new(rule);
+    }
+
+    /// Edit every client→server JSON message (request or notification) before it is
+    /// counted and relayed.
+    pub fn rewrite_requests(&self, rewrite: impl FnMut(&mut Value) + Send + 'static) {
+        *lock(&self.state.rewrite) = Some(Box::new(rewrite));
     }
 
     pub fn stats(&self) -> Stats {
@@ -330,7 +340,14 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
     let end = loop {
         tokio::select! {
             message = from_client.next(), if client_stalled.is_none() => {
-                let Some(Ok(message)) = message else { break End::Both };
+                let Some(Ok(mut message)) = message else { break End::Both };
+                if let Message::Text(text) = &message
+                    && let Ok(mut value) = serde_json::from_str::<Value>(text)
+                    && let Some(rewrite) = lock(&state.rewrite).as_mut()
+                {
+                    rewrite(&mut value);
+                    message = Message::text(value.to_string());
+                }
                 if let Message::Text(text) = &message
                     && let Ok(value) = serde_json::from_str::<Value>(text)
                     && let Some(method) = value["method"].as_str()
