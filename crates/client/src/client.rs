@@ -1,66 +1,30 @@
 //! `Client`: one logical connection to an exec-server — a session that outlives any single
-//! transport connection.
+//! transport connection — and the process calls on it: start, run, reattach, close.
 //!
-//! `ClientInner` owns the link state (`Up` on a connection, `Recovering`, or `Down` with the
-//! reason), the session identity from `initialize`, and the routes from `processId` to each
-//! live process's shared state. Requests issued while the link is recovering wait for it;
-//! requests in flight when a connection drops fail at once (see `connection`). The link and
-//! requests are in `link`, inbound frames in `dispatch`, reconnects in `recovery`.
+//! Requests, the link and reconnects are the `rpc` layer's; routes, ordered logs and event
+//! streams the `procs` layer's (`Processes`, which owns the `Rpc`); this file puts them
+//! together behind the public API.
 
-use crate::connection;
 use crate::error::ClientError;
 use crate::event::Completion;
-use crate::link::Link;
-use crate::link::decode;
-use crate::options::{ClientOptions, Endpoint};
 use crate::process::Process;
-use crate::shared::ProcessShared;
+use crate::procs::{ProcessShared, Processes};
+use crate::rpc::decode;
 use crate::spec::ProcessSpec;
 use bytes::Bytes;
 use rexec_protocol::ByteChunk;
 use rexec_protocol::environment::EnvironmentInfo;
-use rexec_protocol::jsonrpc::request_frame;
-use rexec_protocol::process::{
-    ReadParams, ReadResult, StartParams, StartResult, TerminateParams, TerminateResult,
-    WriteParams, WriteResult, WriteStatus,
-};
-use rexec_protocol::{RequestId, extensions, method};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use tokio::sync::watch;
+use rexec_protocol::process::{StartParams, StartResult, WriteParams, WriteResult, WriteStatus};
+use rexec_protocol::{extensions, method};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A session on an exec-server (rexec, or codex exec-server): it outlives any single
 /// connection — a dropped WebSocket is resumed within the resume window — and connects on
 /// first use. Cheap to clone; all clones share the session.
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) inner: Arc<ClientInner>,
-}
-
-pub(crate) struct SessionInfo {
-    pub session_id: String,
-    pub environment: Option<EnvironmentInfo>,
-    pub extensions: Vec<String>,
-}
-
-pub(crate) struct ClientInner {
-    pub(crate) endpoint: Endpoint,
-    pub(crate) options: ClientOptions,
-    pub(crate) session: OnceLock<SessionInfo>,
-    pub(crate) link: Mutex<Link>,
-    pub(crate) link_changed: watch::Sender<u64>,
-    routes: Mutex<HashMap<String, Arc<ProcessShared>>>,
-    next_id: AtomicI64,
-    pub(crate) closing: AtomicBool,
-    /// Held for the whole first connect (see `connect`).
-    pub(crate) first_connect: tokio::sync::Mutex<()>,
-    /// Requests sent, by method (what `Client::stats` reports).
-    sent: Mutex<BTreeMap<String, u64>>,
-    /// Processes whose lossless subscribers the connection reader must wait for before it
-    /// reads the next frame.
-    pub(crate) held_back: Mutex<Vec<Arc<ProcessShared>>>,
+    pub(crate) inner: Arc<Processes>,
 }
 
 /// What a client has sent so far: a benchmark or a test can check that the happy path made
@@ -80,15 +44,11 @@ impl ClientStats {
     }
 }
 
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("endpoint", &self.inner.endpoint)
-            .field("session_id", &self.inner.session().session_id)
+            .field("endpoint", &self.inner.rpc.endpoint)
+            .field("session_id", &self.inner.rpc.session().session_id)
             .finish()
     }
 }
@@ -99,13 +59,13 @@ impl Client {
     ///
     /// [`ClientOptions::resume_session`]: crate::ClientOptions::resume_session
     pub fn session_id(&self) -> String {
-        self.inner.session().session_id.clone()
+        self.inner.rpc.session().session_id.clone()
     }
 
     /// The server's environment, from the `initialize` result; `None` until the first
     /// connect succeeded.
     pub fn environment_info(&self) -> Option<EnvironmentInfo> {
-        self.inner.session().environment.clone()
+        self.inner.rpc.session().environment.clone()
     }
 
     /// Whether the current connection receives process output as binary frames: asked for
@@ -114,6 +74,7 @@ impl Client {
     #[cfg(feature = "testing")]
     pub fn binary_output(&self) -> bool {
         self.inner
+            .rpc
             .current_connection()
             .is_some_and(|connection| connection.binary_output())
     }
@@ -121,7 +82,7 @@ impl Client {
     /// Whether the server advertised a rexec extension (one of [`crate::extensions`]);
     /// `false` until the first connect succeeded.
     pub fn supports(&self, extension: &str) -> bool {
-        self.inner.supports(extension)
+        self.inner.rpc.supports(extension)
     }
 
     /// Start a process. Its route exists before `process/start` is sent, so events that
@@ -142,20 +103,21 @@ impl Client {
     pub async fn start(&self, spec: ProcessSpec) -> Result<Process, ClientError> {
         // A resume may have to wait for the server to notice the session's old connection
         // is gone: that connect retries on its own, without a start in its flight.
-        let one_flight = spec.stdin.is_none() && self.inner.options.resume_session.is_none();
-        if one_flight && !self.inner.is_connected() {
-            let gate = self.inner.first_connect.lock().await;
-            if !self.inner.is_connected() {
+        let rpc = &self.inner.rpc;
+        let one_flight = spec.stdin.is_none() && rpc.options.resume_session.is_none();
+        if one_flight && !rpc.is_connected() {
+            let gate = rpc.first_connect.lock().await;
+            if !rpc.is_connected() {
                 return self.start_in_first_flight(spec, gate).await;
             }
         }
-        self.inner.ensure_connected().await?;
+        rpc.ensure_connected().await?;
         if spec.stdin.is_some() && !self.supports(extensions::WRITE_CLOSE_STDIN) {
             return Err(ClientError::unsupported(extensions::WRITE_CLOSE_STDIN));
         }
-        let ordered = self.inner.supports(extensions::ORDERED_NOTIFICATIONS);
+        let ordered = rpc.supports(extensions::ORDERED_NOTIFICATIONS);
         let shared = self.add_route(&spec, ordered)?;
-        let environment = self.inner.session().environment.clone();
+        let environment = self.inner.rpc.session().environment.clone();
         let params = match spec.start_params(shared.id.clone(), environment.as_ref()) {
             Ok(params) => params,
             Err(err) => {
@@ -165,7 +127,10 @@ impl Client {
         };
         match spec.stdin {
             None => {
-                let started = self.inner.call_start(&params, &shared).await;
+                let on_reply = self.inner.start_answer(&shared);
+                let started = rpc
+                    .call_applied(method::PROCESS_START, &params, on_reply)
+                    .await;
                 self.finish_start(shared, started, &spec)
             }
             Some(ref stdin) => {
@@ -186,13 +151,14 @@ impl Client {
         spec: &ProcessSpec,
     ) -> Result<Process, ClientError> {
         let write = write_params(&shared.id, &stdin, true);
+        let rpc = &self.inner.rpc;
         let sent = async {
-            let connection = self.inner.link().await?;
-            let (id, frame) = self.inner.request(method::PROCESS_START, params);
+            let connection = rpc.link().await?;
+            let (id, frame) = rpc.request(method::PROCESS_START, params);
             let started = connection
-                .send_start(id, frame, Arc::clone(&shared))
+                .send_applied(id, frame, self.inner.start_answer(&shared))
                 .await?;
-            let (id, frame) = self.inner.request(method::PROCESS_WRITE, &write);
+            let (id, frame) = rpc.request(method::PROCESS_WRITE, &write);
             let written = connection.send_call(id, frame).await?;
             Ok((started, written))
         };
@@ -205,9 +171,7 @@ impl Client {
         let written = match decode::<WriteResult>(method::PROCESS_WRITE, written.await) {
             // The answer was lost in a cut: the writeId makes sending it again safe.
             Err(ClientError::Disconnected(_)) => {
-                self.inner
-                    .call_retrying(method::PROCESS_WRITE, &write)
-                    .await
+                rpc.call_retrying(method::PROCESS_WRITE, &write).await
             }
             written => written,
         };
@@ -248,15 +212,9 @@ impl Client {
         ));
         if spec.lossless {
             shared.reserve_lossless_reader();
-            shared.set_server_holds(self.inner.supports(extensions::START_HOLD_OUTPUT));
+            shared.set_server_holds(self.supports(extensions::START_HOLD_OUTPUT));
         }
-        let mut routes = lock(&self.inner.routes);
-        if routes.contains_key(&process_id) {
-            return Err(ClientError::InvalidInput(format!(
-                "process id {process_id} is already in use by a live process of this client"
-            )));
-        }
-        routes.insert(process_id, Arc::clone(&shared));
+        self.inner.add_route(&shared)?;
         Ok(shared)
     }
 
@@ -269,8 +227,11 @@ impl Client {
     ) -> Result<Process, ClientError> {
         if let Err(err) = started {
             self.inner.remove_route(&shared);
+            // A start whose answer was lost may have started the process: once the link
+            // is back, terminate it so nothing runs unobserved.
             if matches!(err, ClientError::Disconnected(_)) {
-                self.inner.terminate_orphan(shared.id.clone());
+                self.inner
+                    .terminate_in_background(shared.id.clone(), "its start was ambiguous");
             }
             return Err(err);
         }
@@ -335,7 +296,7 @@ impl Client {
         let attach = {
             let shared = Arc::clone(&shared);
             async move {
-                if let Err(err) = inner.ensure_connected().await {
+                if let Err(err) = inner.rpc.ensure_connected().await {
                     return shared.fail(err);
                 }
                 if let Some(after_seq) = shared.begin_resume() {
@@ -351,7 +312,7 @@ impl Client {
     #[cfg(feature = "testing")]
     pub fn stats(&self) -> ClientStats {
         ClientStats {
-            requests: lock(&self.inner.sent).clone(),
+            requests: self.inner.rpc.sent(),
         }
     }
 
@@ -360,29 +321,9 @@ impl Client {
     /// for its TTL.
     pub async fn close(&self) {
         let reason = "the client closed the connection";
-        self.inner.closing.store(true, Ordering::SeqCst);
-        let previous = std::mem::replace(
-            &mut *lock(&self.inner.link),
-            Link::Down(ClientError::Disconnected(reason.to_owned())),
-        );
-        self.inner.bump();
-        if let Link::Up(connection) = previous {
-            connection::fail_waiting(connection.close(reason), reason);
-            connection.close_gracefully().await;
-        }
+        self.inner.rpc.close(reason).await;
         self.inner
             .fail_processes(ClientError::Disconnected(reason.to_owned()));
-    }
-
-    /// `process/read {afterSeq, waitMs: 0}` for an event stream that lagged.
-    pub(crate) async fn read_retained(
-        &self,
-        process_id: &str,
-        after_seq: u64,
-    ) -> Result<ReadResult, ClientError> {
-        self.inner
-            .call(method::PROCESS_READ, &read_params(process_id, after_seq))
-            .await
     }
 }
 
@@ -393,120 +334,6 @@ pub(crate) fn write_params(process_id: &str, bytes: &[u8], close_stdin: bool) ->
         chunk: ByteChunk(bytes.to_vec()),
         write_id: uuid::Uuid::new_v4().to_string(),
         close_stdin,
-    }
-}
-
-pub(crate) fn read_params(process_id: &str, after_seq: u64) -> ReadParams {
-    ReadParams {
-        process_id: process_id.to_owned(),
-        after_seq: Some(after_seq),
-        max_bytes: None,
-        wait_ms: Some(0),
-    }
-}
-
-impl ClientInner {
-    pub(crate) fn new(endpoint: Endpoint, options: ClientOptions) -> Arc<Self> {
-        Arc::new(ClientInner {
-            endpoint,
-            options,
-            session: OnceLock::new(),
-            link: Mutex::new(Link::Down(ClientError::Disconnected(
-                "not connected yet".to_owned(),
-            ))),
-            link_changed: watch::Sender::new(0),
-            routes: Mutex::new(HashMap::new()),
-            next_id: AtomicI64::new(1),
-            closing: AtomicBool::new(false),
-            first_connect: tokio::sync::Mutex::new(()),
-            sent: Mutex::default(),
-            held_back: Mutex::default(),
-        })
-    }
-
-    pub(crate) fn session(&self) -> &SessionInfo {
-        static UNKNOWN: OnceLock<SessionInfo> = OnceLock::new();
-        self.session.get().unwrap_or_else(|| {
-            UNKNOWN.get_or_init(|| SessionInfo {
-                session_id: String::new(),
-                environment: None,
-                extensions: Vec::new(),
-            })
-        })
-    }
-
-    pub(crate) fn supports(&self, extension: &str) -> bool {
-        self.session().extensions.iter().any(|e| e == extension)
-    }
-
-    /// A new request id and its frame; counts the request by method.
-    pub(crate) fn request<P: Serialize>(&self, method: &str, params: &P) -> (i64, String) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.sent).entry(method.to_owned()).or_default() += 1;
-        let frame = request_frame(&RequestId::Integer(id), method, params);
-        (id, frame)
-    }
-
-    pub(crate) fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn bump(&self) {
-        self.link_changed.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub(crate) fn route(&self, process_id: &str) -> Option<Arc<ProcessShared>> {
-        lock(&self.routes).get(process_id).cloned()
-    }
-
-    pub(crate) fn remove_route(&self, process: &Arc<ProcessShared>) {
-        let mut routes = lock(&self.routes);
-        if routes
-            .get(&process.id)
-            .is_some_and(|current| Arc::ptr_eq(current, process))
-        {
-            routes.remove(&process.id);
-        }
-    }
-
-    pub(crate) fn live_processes(&self) -> Vec<Arc<ProcessShared>> {
-        lock(&self.routes).values().cloned().collect()
-    }
-
-    /// End every live process's stream with `error`.
-    pub(crate) fn fail_processes(&self, error: ClientError) {
-        let processes: Vec<_> = lock(&self.routes).drain().map(|(_, p)| p).collect();
-        for process in processes {
-            process.fail(error.clone());
-        }
-    }
-
-    /// `process/terminate`: whether the process was still running.
-    pub(crate) async fn terminate(self: &Arc<Self>, process_id: &str) -> Result<bool, ClientError> {
-        let params = TerminateParams {
-            process_id: process_id.to_owned(),
-        };
-        let result: TerminateResult = self.call(method::PROCESS_TERMINATE, &params).await?;
-        Ok(result.running)
-    }
-
-    /// A start whose response was lost may have started the process: once the link is
-    /// back, terminate it so nothing runs unobserved.
-    fn terminate_orphan(self: &Arc<Self>, process_id: String) {
-        let inner = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let Some(inner) = inner.upgrade() else { return };
-            let result = inner.terminate(&process_id).await;
-            tracing::debug!(process = %process_id, ?result, "terminated a process whose start was ambiguous");
-        });
-    }
-}
-
-impl Drop for ClientInner {
-    fn drop(&mut self) {
-        if let Link::Up(connection) = &*lock(&self.link) {
-            connection.abort();
-        }
     }
 }
 

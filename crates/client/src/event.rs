@@ -1,10 +1,12 @@
-//! What a caller observes of a process: `ProcessEvent` (the ordered stream) and
-//! `Completion` (the finished result).
+//! What a caller observes of a process: `ProcessEvent` (the ordered stream), `Completion`
+//! (the finished result) and `OutputCallback` (output as it is delivered).
 
 use bytes::Bytes;
 use rexec_protocol::process::OutputStream;
 use rexec_protocol::sandbox::SandboxDenial;
+use std::fmt;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One event of a process's ordered log, as delivered to a subscriber.
@@ -141,3 +143,35 @@ impl Completion {
         self.exit_code == 0 && !self.sandbox_denied && !self.timed_out
     }
 }
+
+/// Called with every output chunk of a process, in seq order ([`ProcessSpec::on_output`](crate::ProcessSpec::on_output)).
+///
+/// Compared by identity: two specs are equal when they share the same callback.
+#[derive(Clone)]
+pub struct OutputCallback(Arc<OutputFn>);
+
+type OutputFn = dyn Fn(OutputStream, &[u8]) + Send + Sync;
+
+impl OutputCallback {
+    pub(crate) fn new(callback: impl Fn(OutputStream, &[u8]) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(callback))
+    }
+
+    pub(crate) fn call(&self, stream: OutputStream, bytes: &[u8]) {
+        (self.0)(stream, bytes);
+    }
+}
+
+impl fmt::Debug for OutputCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OutputCallback(..)")
+    }
+}
+
+impl PartialEq for OutputCallback {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OutputCallback {}

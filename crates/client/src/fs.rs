@@ -11,10 +11,9 @@ use crate::error::ClientError;
 use rexec_protocol::fs::{
     CanonicalizeParams, CanonicalizeResult, CloseParams, CopyParams, CreateDirectoryParams,
     DirectoryEntry, GetMetadataBatchParams, GetMetadataBatchResult, GetMetadataParams,
-    MAX_BLOCK_BYTES, MAX_READ_FILE_BYTES, Metadata, MetadataOutcome, OpenMode, OpenParams,
-    OpenResult, ReadBlockParams, ReadBlockResult, ReadDirectoryParams, ReadDirectoryResult,
-    ReadFileParams, ReadFileResult, RemoveParams, WalkOptions, WalkParams, WalkResult,
-    WriteBlockParams, WriteFileParams,
+    MAX_BLOCK_BYTES, Metadata, MetadataOutcome, OpenMode, OpenParams, OpenResult, ReadBlockParams,
+    ReadBlockResult, ReadDirectoryParams, ReadDirectoryResult, ReadFileParams, ReadFileResult,
+    RemoveParams, WalkOptions, WalkParams, WalkResult, WriteBlockParams, WriteFileParams,
 };
 use rexec_protocol::process::EmptyResult;
 use rexec_protocol::{ByteChunk, PathUri, RpcError, method};
@@ -62,7 +61,7 @@ impl Client {
             follow_symlinks: None,
             sandbox: None,
         };
-        let result: ReadFileResult = self.inner.call(method::FS_READ_FILE, &params).await?;
+        let result: ReadFileResult = self.inner.rpc.call(method::FS_READ_FILE, &params).await?;
         Ok(result.data_base64.0)
     }
 
@@ -82,7 +81,7 @@ impl Client {
             follow_symlinks: None,
             sandbox: None,
         };
-        let _: EmptyResult = self.inner.call(method::FS_WRITE_FILE, &params).await?;
+        let _: EmptyResult = self.inner.rpc.call(method::FS_WRITE_FILE, &params).await?;
         Ok(())
     }
 
@@ -97,6 +96,7 @@ impl Client {
         };
         let _: EmptyResult = self
             .inner
+            .rpc
             .call(method::FS_CREATE_DIRECTORY, &params)
             .await?;
         Ok(())
@@ -109,7 +109,7 @@ impl Client {
             follow_symlinks: None,
             sandbox: None,
         };
-        self.inner.call(method::FS_GET_METADATA, &params).await
+        self.inner.rpc.call(method::FS_GET_METADATA, &params).await
     }
 
     /// `fs/getMetadataBatch`: one outcome per path, in order (rexec; at most 256 paths).
@@ -123,6 +123,7 @@ impl Client {
         };
         let result: GetMetadataBatchResult = self
             .inner
+            .rpc
             .call(method::FS_GET_METADATA_BATCH, &params)
             .await?;
         Ok(result
@@ -141,7 +142,11 @@ impl Client {
             path: uri(path)?,
             sandbox: None,
         };
-        let result: CanonicalizeResult = self.inner.call(method::FS_CANONICALIZE, &params).await?;
+        let result: CanonicalizeResult = self
+            .inner
+            .rpc
+            .call(method::FS_CANONICALIZE, &params)
+            .await?;
         Ok(result.path.into_path())
     }
 
@@ -151,8 +156,11 @@ impl Client {
             path: uri(path)?,
             sandbox: None,
         };
-        let result: ReadDirectoryResult =
-            self.inner.call(method::FS_READ_DIRECTORY, &params).await?;
+        let result: ReadDirectoryResult = self
+            .inner
+            .rpc
+            .call(method::FS_READ_DIRECTORY, &params)
+            .await?;
         Ok(result.entries)
     }
 
@@ -163,7 +171,7 @@ impl Client {
             options,
             sandbox: None,
         };
-        self.inner.call(method::FS_WALK, &params).await
+        self.inner.rpc.call(method::FS_WALK, &params).await
     }
 
     /// `fs/remove`: a file, a link, or a directory (`recursive` for a non-empty one);
@@ -181,7 +189,7 @@ impl Client {
             follow_symlinks: None,
             sandbox: None,
         };
-        let _: EmptyResult = self.inner.call(method::FS_REMOVE, &params).await?;
+        let _: EmptyResult = self.inner.rpc.call(method::FS_REMOVE, &params).await?;
         Ok(())
     }
 
@@ -198,7 +206,7 @@ impl Client {
             recursive,
             sandbox: None,
         };
-        let _: EmptyResult = self.inner.call(method::FS_COPY, &params).await?;
+        let _: EmptyResult = self.inner.rpc.call(method::FS_COPY, &params).await?;
         Ok(())
     }
 
@@ -213,7 +221,7 @@ impl Client {
             mode,
             sandbox: None,
         };
-        let result: OpenResult = self.inner.call(method::FS_OPEN, &params).await?;
+        let result: OpenResult = self.inner.rpc.call(method::FS_OPEN, &params).await?;
         Ok(RemoteFile {
             client: self.clone(),
             handle_id: result.handle_id,
@@ -249,6 +257,7 @@ impl RemoteFile {
         let result: ReadBlockResult = self
             .client
             .inner
+            .rpc
             .call(method::FS_READ_BLOCK, &params)
             .await?;
         Ok((result.chunk.0, result.eof))
@@ -264,6 +273,7 @@ impl RemoteFile {
         let _: EmptyResult = self
             .client
             .inner
+            .rpc
             .call(method::FS_WRITE_BLOCK, &params)
             .await?;
         Ok(())
@@ -274,7 +284,12 @@ impl RemoteFile {
         let params = CloseParams {
             handle_id: self.handle_id.clone(),
         };
-        let _: EmptyResult = self.client.inner.call(method::FS_CLOSE, &params).await?;
+        let _: EmptyResult = self
+            .client
+            .inner
+            .rpc
+            .call(method::FS_CLOSE, &params)
+            .await?;
         Ok(())
     }
 }
@@ -282,8 +297,3 @@ impl RemoteFile {
 fn base64_encode(bytes: &[u8]) -> String {
     base64_simd::STANDARD.encode_to_string(bytes)
 }
-
-/// The largest `fs/readFile` response, so the transport accepts any file the server may
-/// return: the base64 of [`MAX_READ_FILE_BYTES`] plus the envelope.
-pub(crate) const MAX_READ_FILE_FRAME_BYTES: usize =
-    (MAX_READ_FILE_BYTES as usize).div_ceil(3) * 4 + 64 * 1024;

@@ -27,61 +27,46 @@
 //! (`Client::stats`, `Client::binary_output`, the `fuzzing` module); they are not part of
 //! the stable API.
 //!
-//! Module map: `client` (the session, its routes, the public API), `connect` (the first
-//! connection: lazy, shared, one-flight start), `link` (current
-//! connection, handshake, requests), `connection` (one transport connection and its
-//! pending requests), `transport` (WebSocket / stdio bytes), `tls` (`wss://`: roots, client
-//! certificates, certificate errors), `upgrade` (the WebSocket upgrade with the first frames
-//! pipelined behind it),
-//! `dispatch` (inbound frames), `recovery` (reconnect and resume), `shared` (one process's
-//! state), `ordered` + `merge` (the ordered log and its repair), `history` + `stream`
-//! (subscribers and lag repair), `output` (the completion's head + tail), `process` (the
+//! Two layers, with the public API on top (ARCHITECTURE.md, "Client code map"): `rpc`
+//! (transport, TLS, the upgrade, one connection's requests and reader, the link, the first
+//! connect, reconnect and resume — no process state) below `procs` (routes, each process's
+//! ordered log and repair, history and event streams, the completion's head and tail,
+//! held-output acknowledgements). On top: `client` (start, run, reattach, close), `connect`
+//! (`Client::new` / `connect`, the first start in the handshake's flight), `process` (the
 //! handle), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
 
 #![warn(missing_docs)]
 
-mod acks;
 mod client;
 mod connect;
-mod connection;
-mod dispatch;
 mod error;
 mod event;
 mod fs;
-mod history;
-mod link;
-mod merge;
 mod options;
-mod ordered;
-mod output;
 mod process;
-mod recovery;
-mod shared;
+mod procs;
+mod rpc;
 mod spec;
-mod stream;
-mod tls;
-mod transport;
-mod upgrade;
 
 pub use client::Client;
 #[cfg(feature = "testing")]
 pub use client::ClientStats;
 pub use error::ClientError;
-pub use event::{Completion, GapInfo, ProcessEvent, Timings};
+pub use event::{Completion, GapInfo, OutputCallback, ProcessEvent, Timings};
 pub use fs::{FileMode, MAX_WRITE_FILE_BYTES, RemoteFile, WalkEntryKind};
 pub use options::{
     ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIALIZE_TIMEOUT, DEFAULT_RESUME_WINDOW,
     Endpoint, TlsOptions,
 };
 pub use process::Process;
+pub use procs::EventStream;
 pub use rexec_protocol::environment::{EnvironmentInfo, ShellInfo};
 pub use rexec_protocol::extensions;
 pub use rexec_protocol::fs::{DirectoryEntry, Metadata, WalkEntry, WalkOptions, WalkResult};
 pub use rexec_protocol::process::{EnvInherit, EnvPolicy, OutputStream, WriteStatus};
 pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, SandboxDenial};
 pub use rexec_protocol::{ErrorCode, PathUri, RpcError};
-pub use spec::{DEFAULT_OUTPUT_BUDGET, OutputCallback, ProcessSpec};
-pub use stream::EventStream;
+pub use spec::{DEFAULT_OUTPUT_BUDGET, ProcessSpec};
 
 /// The sandbox policy types, for a [`SandboxContext`] beyond [`SandboxContext::managed`].
 pub mod sandbox {
@@ -94,8 +79,10 @@ pub mod sandbox {
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod fuzzing {
-    pub use crate::dispatch::{decode_binary_output, decode_notification, decode_output_message};
-    pub use crate::ordered::{Incoming, OrderedLog, REORDER_MAX_EVENTS, Repair};
+    pub use crate::procs::{
+        Incoming, OrderedLog, REORDER_MAX_EVENTS, Repair, decode_binary_output,
+        decode_notification, decode_output_message,
+    };
 }
 
 #[cfg(test)]

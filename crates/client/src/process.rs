@@ -5,8 +5,7 @@
 use crate::client::{Client, write_params};
 use crate::error::ClientError;
 use crate::event::Completion;
-use crate::shared::ProcessShared;
-use crate::stream::EventStream;
+use crate::procs::{EventStream, HandleGuard, ProcessShared, Processes};
 use rexec_protocol::process::{
     EmptyResult, ProcessSignal, ReadParams, ReadResult, ResizeParams, SignalParams, WriteResult,
     WriteStatus,
@@ -39,33 +38,6 @@ pub struct Process {
     handle: Arc<HandleGuard>,
 }
 
-/// Shared by every handle of one process: the last one to go terminates it.
-pub(crate) struct HandleGuard {
-    client: Client,
-    shared: Arc<ProcessShared>,
-}
-
-impl Drop for HandleGuard {
-    fn drop(&mut self) {
-        // Nobody can subscribe any more: a lossless hold would stall the connection (or,
-        // held by the server, the child).
-        if let Some(ack) = self.shared.release_reserved_reader() {
-            self.client.inner.send_ack(None, &self.shared.id, ack);
-        }
-        if self.shared.is_detached() || self.shared.is_finished() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (client, process_id) = (self.client.clone(), self.shared.id.clone());
-        tracing::debug!(process = %process_id, "last handle dropped: terminating");
-        runtime.spawn(async move {
-            let _ = client.inner.terminate(&process_id).await;
-        });
-    }
-}
-
 impl std::fmt::Debug for Process {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Process")
@@ -77,7 +49,7 @@ impl std::fmt::Debug for Process {
 impl Process {
     pub(crate) fn new(client: Client, shared: Arc<ProcessShared>) -> Self {
         let handle = shared.handle_guard(|| HandleGuard {
-            client: client.clone(),
+            processes: Arc::clone(&client.inner),
             shared: Arc::clone(&shared),
         });
         Self {
@@ -125,7 +97,7 @@ impl Process {
     /// ```
     pub fn events(&self) -> EventStream {
         EventStream::new(
-            self.client.clone(),
+            Arc::clone(&self.client.inner),
             Arc::clone(&self.shared),
             Arc::clone(&self.handle),
         )
@@ -146,7 +118,11 @@ impl Process {
             max_bytes,
             wait_ms,
         };
-        self.client.inner.call(method::PROCESS_READ, &params).await
+        self.client
+            .inner
+            .rpc
+            .call(method::PROCESS_READ, &params)
+            .await
     }
 
     /// Wait until the process is complete: `closed` delivered with every lower seq before
@@ -222,6 +198,7 @@ impl Process {
         let _: EmptyResult = self
             .client
             .inner
+            .rpc
             .call(method::PROCESS_SIGNAL, &params)
             .await?;
         Ok(())
@@ -243,6 +220,7 @@ impl Process {
         let _: EmptyResult = self
             .client
             .inner
+            .rpc
             .call(method::PROCESS_RESIZE, &params)
             .await?;
         Ok(())
@@ -257,6 +235,7 @@ impl Process {
         let result: WriteResult = self
             .client
             .inner
+            .rpc
             .call_retrying(method::PROCESS_WRITE, &params)
             .await?;
         Ok(result.status)
@@ -297,7 +276,7 @@ pub(crate) fn arm_timeout(client: &Client, process: Arc<ProcessShared>, limit: D
     });
 }
 
-async fn terminate(inner: &Weak<crate::client::ClientInner>, process_id: &str) {
+async fn terminate(inner: &Weak<Processes>, process_id: &str) {
     let Some(inner) = inner.upgrade() else { return };
     let result = inner.terminate(process_id).await;
     tracing::debug!(process = %process_id, ?result, "terminated at its timeout");

@@ -1,46 +1,17 @@
 //! `ProcessSpec`: what to run, and how it becomes `process/start` params.
 
+use crate::event::OutputCallback;
 use bytes::Bytes;
 use rexec_protocol::PathUri;
 use rexec_protocol::environment::EnvironmentInfo;
 use rexec_protocol::process::{EnvPolicy, OutputStream, StartParams};
 use rexec_protocol::sandbox::SandboxContext;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes of each output stream a `Completion` keeps by default (head + tail).
 pub const DEFAULT_OUTPUT_BUDGET: usize = 1024 * 1024;
-
-/// Called with every output chunk of a process, in seq order ([`ProcessSpec::on_output`]).
-///
-/// Compared by identity: two specs are equal when they share the same callback.
-#[derive(Clone)]
-pub struct OutputCallback(Arc<OutputFn>);
-
-type OutputFn = dyn Fn(OutputStream, &[u8]) + Send + Sync;
-
-impl OutputCallback {
-    pub(crate) fn call(&self, stream: OutputStream, bytes: &[u8]) {
-        (self.0)(stream, bytes);
-    }
-}
-
-impl fmt::Debug for OutputCallback {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OutputCallback(..)")
-    }
-}
-
-impl PartialEq for OutputCallback {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for OutputCallback {}
 
 /// What to run and how: the `process/start` a [`Client::start`](crate::Client::start) or
 /// [`Client::run`](crate::Client::run) sends, plus what the client does around it (timeout,
@@ -247,7 +218,7 @@ impl ProcessSpec {
         mut self,
         callback: impl Fn(OutputStream, &[u8]) + Send + Sync + 'static,
     ) -> Self {
-        self.on_output = Some(OutputCallback(Arc::new(callback)));
+        self.on_output = Some(OutputCallback::new(callback));
         self
     }
 

@@ -15,8 +15,8 @@
 // Public only through the `testing` feature's `fuzzing` module.
 #![cfg_attr(feature = "testing", allow(missing_docs))]
 
+use super::merge::{ReadMerge, plan};
 use crate::event::ProcessEvent;
-use crate::merge::{ReadMerge, plan};
 use bytes::Bytes;
 use rexec_protocol::process::{OutputStream, ReadResult};
 use rexec_protocol::sandbox::SandboxDenial;

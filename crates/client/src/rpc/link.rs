@@ -1,29 +1,30 @@
-//! The link of a client to its server: which connection is current (`Up`), whether one is
-//! being re-established (`Recovering`), or why there is none (`Down`); opening connections
-//! and running the `initialize` handshake; and issuing requests on whatever connection is
-//! current.
+//! `Rpc`: the link of a client to its server — which connection is current (`Up`), whether
+//! one is being re-established (`Recovering`), or why there is none (`Down`) — the session
+//! identity from `initialize`, opening connections and running the handshake, and issuing
+//! requests on whatever connection is current.
 //!
 //! A request issued while the link recovers waits for it (bounded by the resume window); a
 //! request in flight when its connection ends fails at once with the reason. Only requests
 //! that are safe to repeat (`call_retrying`, used for writes with their writeId) are sent
 //! again after a resume.
 
-use crate::client::{ClientInner, lock};
-use crate::connection::{self, Connection, Opening, Pending, Reply};
+use super::connection::{self, Connection, Opening, Pending, Reply};
+use super::{Inbound, OnReply, recovery, transport};
 use crate::error::ClientError;
-use crate::options::Endpoint;
-use crate::recovery;
-use crate::shared::ProcessShared;
-use crate::transport;
-use rexec_protocol::environment::{InitializeParams, InitializeResult, RexecClientRequest};
-use rexec_protocol::jsonrpc::notification_frame;
-use rexec_protocol::method;
-use rexec_protocol::process::{EmptyResult, StartParams, StartResult};
+use crate::options::{ClientOptions, Endpoint};
+use rexec_protocol::environment::{
+    EnvironmentInfo, InitializeParams, InitializeResult, RexecClientRequest,
+};
+use rexec_protocol::jsonrpc::{notification_frame, request_frame};
+use rexec_protocol::process::EmptyResult;
+use rexec_protocol::{RequestId, method};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// How often a write whose response was lost is retried across reconnects (same writeId).
 const MAX_WRITE_ATTEMPTS: usize = 5;
@@ -34,7 +35,111 @@ pub(crate) enum Link {
     Down(ClientError),
 }
 
-impl ClientInner {
+/// What `initialize` said about the session.
+pub(crate) struct SessionInfo {
+    pub session_id: String,
+    pub environment: Option<EnvironmentInfo>,
+    pub extensions: Vec<String>,
+}
+
+pub(crate) struct Rpc {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) options: ClientOptions,
+    pub(super) session: OnceLock<SessionInfo>,
+    pub(super) link: Mutex<Link>,
+    link_changed: watch::Sender<u64>,
+    next_id: AtomicI64,
+    closing: AtomicBool,
+    /// Held for the whole first connect (see `connect`).
+    pub(crate) first_connect: tokio::sync::Mutex<()>,
+    /// Requests sent so far, by method.
+    sent: Mutex<BTreeMap<String, u64>>,
+    inbound: Weak<dyn Inbound>,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Rpc {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        options: ClientOptions,
+        inbound: Weak<dyn Inbound>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            endpoint,
+            options,
+            session: OnceLock::new(),
+            link: Mutex::new(Link::Down(ClientError::Disconnected(
+                "not connected yet".to_owned(),
+            ))),
+            link_changed: watch::Sender::new(0),
+            next_id: AtomicI64::new(1),
+            closing: AtomicBool::new(false),
+            first_connect: tokio::sync::Mutex::new(()),
+            sent: Mutex::default(),
+            inbound,
+        })
+    }
+
+    pub(crate) fn inbound(&self) -> Option<Arc<dyn Inbound>> {
+        self.inbound.upgrade()
+    }
+
+    /// The session from `initialize`; an empty one until the first connect succeeded.
+    pub(crate) fn session(&self) -> &SessionInfo {
+        static UNKNOWN: OnceLock<SessionInfo> = OnceLock::new();
+        self.session.get().unwrap_or_else(|| {
+            UNKNOWN.get_or_init(|| SessionInfo {
+                session_id: String::new(),
+                environment: None,
+                extensions: Vec::new(),
+            })
+        })
+    }
+
+    pub(crate) fn supports(&self, extension: &str) -> bool {
+        self.session().extensions.iter().any(|e| e == extension)
+    }
+
+    /// A new request id and its frame; counts the request by method.
+    pub(crate) fn request<P: Serialize>(&self, method: &str, params: &P) -> (i64, String) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.sent).entry(method.to_owned()).or_default() += 1;
+        let frame = request_frame(&RequestId::Integer(id), method, params);
+        (id, frame)
+    }
+
+    /// Requests sent so far, by method.
+    #[cfg(feature = "testing")]
+    pub(crate) fn sent(&self) -> BTreeMap<String, u64> {
+        lock(&self.sent).clone()
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn bump(&self) {
+        self.link_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Close the link for good: pending calls fail with `reason`, the connection says
+    /// goodbye to the server.
+    pub(crate) async fn close(&self, reason: &str) {
+        self.closing.store(true, Ordering::SeqCst);
+        let previous = std::mem::replace(
+            &mut *lock(&self.link),
+            Link::Down(ClientError::Disconnected(reason.to_owned())),
+        );
+        self.bump();
+        if let Link::Up(connection) = previous {
+            connection::fail_waiting(connection.close(reason), reason);
+            connection.close_gracefully().await;
+        }
+    }
+
     pub(crate) fn current_connection(&self) -> Option<Arc<Connection>> {
         match &*lock(&self.link) {
             Link::Up(connection) => Some(Arc::clone(connection)),
@@ -188,19 +293,20 @@ impl ClientInner {
         decode_pending(method, connection.call(id, frame).await)
     }
 
-    /// `process/start` for `process`, which the reader marks started as the answer arrives.
-    pub(crate) async fn call_start(
+    /// A call whose answer `on_reply` applies on the reader before it is decoded here.
+    pub(crate) async fn call_applied<P: Serialize, R: DeserializeOwned>(
         self: &Arc<Self>,
-        params: &StartParams,
-        process: &Arc<ProcessShared>,
-    ) -> Result<StartResult, ClientError> {
+        method: &str,
+        params: &P,
+        on_reply: Box<dyn OnReply>,
+    ) -> Result<R, ClientError> {
         let connection = self.link().await?;
-        let (id, frame) = self.request(method::PROCESS_START, params);
-        let raw = match connection.send_start(id, frame, Arc::clone(process)).await {
+        let (id, frame) = self.request(method, params);
+        let raw = match connection.send_applied(id, frame, on_reply).await {
             Ok(reply) => reply.await,
             Err(err) => Err(err),
         };
-        decode_pending(method::PROCESS_START, raw)
+        decode_pending(method, raw)
     }
 
     /// A call that is safe to repeat (a write with its writeId): retried after a resume
@@ -254,7 +360,7 @@ impl ClientInner {
             tracing::info!(%reason, endpoint = %self.endpoint, "connection lost; resuming the session");
             tokio::spawn(recovery::resume(Arc::clone(self), reason.to_owned()));
         } else {
-            self.fail_processes(ClientError::Disconnected(reason.to_owned()));
+            self.link_down(ClientError::Disconnected(reason.to_owned()));
         }
     }
 
@@ -268,7 +374,21 @@ impl ClientInner {
             }
         }
         self.bump();
-        self.fail_processes(error);
+        self.link_down(error);
+    }
+
+    fn link_down(&self, error: ClientError) {
+        if let Some(inbound) = self.inbound() {
+            inbound.on_link_down(error);
+        }
+    }
+}
+
+impl Drop for Rpc {
+    fn drop(&mut self) {
+        if let Link::Up(connection) = &*lock(&self.link) {
+            connection.abort();
+        }
     }
 }
 

@@ -1,19 +1,21 @@
 //! Reconnect and resume: when the link drops, open a new connection, `initialize` with
-//! `resumeSessionId`, and repair every live process with one
-//! `process/read(afterSeq = last delivered)`.
+//! `resumeSessionId`, and put in the same flight what the layer above asks for
+//! ([`Inbound::on_resume`]: one `process/read(afterSeq = last delivered)` per live process).
 //!
 //! Attempts repeat every 100 ms until the resume window (25 s by default, inside the
 //! server's 30 s detached-session TTL) runs out. Connect failures, timeouts and -32010
 //! (the server has not noticed the old connection is gone) are retried; any other refusal
-//! (an unknown or expired session, a rejected token) ends recovery at once. The repair reads
-//! are registered before `initialize` is sent and pipelined right behind `initialized`, all
-//! of it behind the WebSocket upgrade request (one round trip in all), so
-//! the notifications the resume redirects to the new connection wait in the reorder
-//! buffers behind them, and no other read is issued meanwhile. Requests whose response was
-//! lost are not replayed here (writes retry themselves with the same writeId).
+//! (an unknown or expired session, a rejected token) ends recovery at once. The flight's
+//! requests are registered before `initialize` is sent and pipelined right behind
+//! `initialized`, all of it behind the WebSocket upgrade request (one round trip in all),
+//! so the notifications the resume redirects to the new connection wait in the reorder
+//! buffers behind the repair reads, and no other read is issued meanwhile. Requests whose
+//! response was lost are not replayed here (writes retry themselves with the same writeId).
+//!
+//! [`Inbound::on_resume`]: super::Inbound::on_resume
 
-use crate::client::ClientInner;
-use crate::connection::{Connection, Opening};
+use super::connection::{Connection, Opening};
+use super::link::Rpc;
 use crate::error::ClientError;
 use rexec_protocol::ErrorCode;
 use std::sync::Arc;
@@ -28,7 +30,7 @@ enum Attempt {
     Fatal(ClientError),
 }
 
-pub(crate) async fn resume(inner: Arc<ClientInner>, lost: String) {
+pub(super) async fn resume(inner: Arc<Rpc>, lost: String) {
     let window = inner.options.resume_window;
     let deadline = Instant::now() + window;
     let session_id = inner.session().session_id.clone();
@@ -59,21 +61,15 @@ pub(crate) async fn resume(inner: Arc<ClientInner>, lost: String) {
 }
 
 async fn attempt(
-    inner: &Arc<ClientInner>,
+    inner: &Arc<Rpc>,
     session_id: &str,
     deadline: Instant,
 ) -> Result<Arc<Connection>, Attempt> {
     let remaining = || deadline.saturating_duration_since(Instant::now());
     let mut opening = Opening::default();
     let reply = inner.handshake(&mut opening, Some(session_id));
-    for process in inner.live_processes() {
-        if let Some(after_seq) = process.begin_resume() {
-            inner.queue_repair(&mut opening, &process, after_seq);
-        }
-        // The last acknowledgement may have been lost with the old connection.
-        if let Some(seq) = process.last_ack() {
-            opening.notify(inner.ack_frame(&process.id, seq));
-        }
+    if let Some(inbound) = inner.inbound() {
+        inbound.on_resume(&mut opening);
     }
     let limit = inner.options.connect_timeout.min(remaining());
     let connection = match inner.open_connection(limit, opening).await {

@@ -7,11 +7,10 @@
 //! gap-free, except for `Gap` events where the server itself no longer had the output (or
 //! could no longer be asked: the session was lost), with exact byte counts either way.
 
-use crate::client::Client;
+use super::history::{History, LagWindow, fill_lag};
+use super::routes::{HandleGuard, Processes};
+use super::shared::ProcessShared;
 use crate::event::ProcessEvent;
-use crate::history::{History, LagWindow, fill_lag};
-use crate::process::HandleGuard;
-use crate::shared::ProcessShared;
 use futures_util::Stream;
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -52,11 +51,11 @@ impl std::fmt::Debug for EventStream {
 
 impl EventStream {
     pub(crate) fn new(
-        client: Client,
+        processes: Arc<Processes>,
         process: Arc<ProcessShared>,
         handle: Arc<HandleGuard>,
     ) -> Self {
-        let mut cursor = Cursor::new(client, process, handle);
+        let mut cursor = Cursor::new(processes, process, handle);
         if let Some(id) = cursor.process.take_reserved_reader() {
             cursor.process.set_lossless_reader(id, Some(cursor.pos));
             cursor.lossless = Some(id);
@@ -106,7 +105,7 @@ impl Stream for EventStream {
 
 /// Where a subscriber is in the history, and what it still has to deliver.
 struct Cursor {
-    client: Client,
+    processes: Arc<Processes>,
     process: Arc<ProcessShared>,
     changes: watch::Receiver<u64>,
     /// Position of the next history entry to look at.
@@ -131,11 +130,15 @@ enum Next {
 }
 
 impl Cursor {
-    fn new(client: Client, process: Arc<ProcessShared>, handle: Arc<HandleGuard>) -> Self {
+    fn new(
+        processes: Arc<Processes>,
+        process: Arc<ProcessShared>,
+        handle: Arc<HandleGuard>,
+    ) -> Self {
         let changes = process.subscribe();
         let pos = process.with_history(History::front_pos);
         Self {
-            client,
+            processes,
             process,
             changes,
             pos,
@@ -164,7 +167,7 @@ impl Cursor {
             return;
         };
         if let Some(ack) = self.process.lossless_consumed(seq, event.weight() as u64) {
-            self.client.inner.send_ack(None, &self.process.id, ack);
+            self.processes.send_ack(None, &self.process.id, ack);
         }
     }
 
@@ -215,7 +218,7 @@ impl Cursor {
                     // The repair read's answer must get through: stop holding back.
                     self.hold(None);
                     let read = self
-                        .client
+                        .processes
                         .read_retained(&self.process.id, window.after_seq)
                         .await;
                     if let Err(err) = &read {
@@ -267,7 +270,7 @@ impl Drop for Cursor {
             && !self.done
             && let Some(ack) = self.process.lossless_reader_left()
         {
-            self.client.inner.send_ack(None, &self.process.id, ack);
+            self.processes.send_ack(None, &self.process.id, ack);
         }
     }
 }

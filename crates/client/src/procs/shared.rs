@@ -6,14 +6,14 @@
 //! both, in order, in the same critical section; then a `watch` counter wakes whoever waits.
 //! Nothing here awaits or performs I/O: the caller carries out the returned repair.
 
-use crate::acks::HeldAcks;
+use super::acks::HeldAcks;
+use super::history::History;
+use super::ordered::{Incoming, OrderedLog, Repair};
+use super::output::OutputCollector;
+use super::routes::HandleGuard;
 use crate::error::ClientError;
+use crate::event::OutputCallback;
 use crate::event::{Completion, ProcessEvent, Timings};
-use crate::history::History;
-use crate::ordered::{Incoming, OrderedLog, Repair};
-use crate::output::OutputCollector;
-use crate::process::HandleGuard;
-use crate::spec::OutputCallback;
 use rexec_protocol::process::ReadResult;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,10 +8,10 @@
 //! JSON-RPC. Inbound binary messages are handed on as they are: they carry JSON or, when
 //! negotiated, binary output frames (told apart in `dispatch`); outbound frames are text.
 
+use super::tls::{self, Socket};
+use super::upgrade::Pipelined;
 use crate::error::ClientError;
 use crate::options::{Endpoint, TlsOptions};
-use crate::tls::{self, Socket};
-use crate::upgrade::Pipelined;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::io;
@@ -29,8 +29,9 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 /// Largest inbound message accepted: an `fs/readFile` of the largest file a server returns
-/// (512 MiB, as base64). Process output never comes near it.
-pub(crate) const MAX_FRAME_BYTES: usize = crate::fs::MAX_READ_FILE_FRAME_BYTES;
+/// (512 MiB, as base64) plus the envelope. Process output never comes near it.
+pub(crate) const MAX_FRAME_BYTES: usize =
+    (rexec_protocol::fs::MAX_READ_FILE_BYTES as usize).div_ceil(3) * 4 + 64 * 1024;
 /// Frames the writer sends before it flushes, at most.
 const MAX_BATCH_FRAMES: usize = 64;
 

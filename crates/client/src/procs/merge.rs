@@ -20,8 +20,8 @@
 //! on the first gap of the read (a second run only occurs when a held exit splits the
 //! evicted range). Without counters (codex) it is 0: unknown.
 
+use super::ordered::Incoming;
 use crate::event::ProcessEvent;
-use crate::ordered::Incoming;
 use bytes::Bytes;
 use rexec_protocol::process::ReadResult;
 use std::collections::BTreeMap;

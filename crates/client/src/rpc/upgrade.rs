@@ -12,7 +12,7 @@
 //! answers the request and never reads them as frames. tungstenite's own server handshake
 //! hangs up on bytes behind the request; `transport` then upgrades again the classic way.
 
-use crate::tls::Socket;
+use super::tls::Socket;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};

@@ -6,10 +6,11 @@
 //! replayed here: whether a request whose response was lost took effect is unknowable, so
 //! only callers that are safe to retry (writes, with their `writeId`) do so.
 
-use crate::client::ClientInner;
+use super::OnReply;
+use super::link::Rpc;
+use super::reader::read_loop;
+use super::transport::{self, Outgoing, Transport};
 use crate::error::ClientError;
-use crate::shared::ProcessShared;
-use crate::transport::{self, Outgoing, Transport};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,12 +32,10 @@ pub(crate) enum Pending {
     Call(oneshot::Sender<Reply>),
     /// This connection's `initialize`: success marks the connection established.
     Initialize(oneshot::Sender<Reply>),
-    /// A repair `process/read`, applied by the reader in wire order.
-    Repair(Arc<ProcessShared>),
-    /// A `process/start`: the reader marks the process started the moment the answer
-    /// arrives, before it reads the output behind it (which a gap would otherwise hold in
-    /// the reorder buffer until the starting task runs again).
-    Start(oneshot::Sender<Reply>, Arc<ProcessShared>),
+    /// Applied by the layer above the moment the answer arrives, before the reader reads
+    /// the frame behind it (a repair read, in wire order; a start, before the output
+    /// behind it), then handed to the waiter if there is one.
+    Applied(Box<dyn OnReply>, Option<oneshot::Sender<Reply>>),
 }
 
 /// What a new connection sends before anything else — the handshake and whatever rides in
@@ -58,15 +57,16 @@ impl Opening {
         self.pending.push((id, pending));
     }
 
-    /// A `process/start` for `process`, its answer awaited on the returned receiver.
-    pub(crate) fn start(
+    /// A request whose answer `on_reply` applies on the reader, then the returned receiver
+    /// gets.
+    pub(crate) fn applied(
         &mut self,
         id: i64,
         frame: String,
-        process: Arc<ProcessShared>,
+        on_reply: Box<dyn OnReply>,
     ) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
-        self.request(id, frame, Pending::Start(tx, process));
+        self.request(id, frame, Pending::Applied(on_reply, Some(tx)));
         rx
     }
 }
@@ -98,7 +98,7 @@ impl Connection {
     /// (already sent) are answered to `pending`.
     pub(crate) fn start(
         transport: Transport,
-        client: Weak<ClientInner>,
+        rpc: Weak<Rpc>,
         pending: Vec<(i64, Pending)>,
     ) -> Arc<Self> {
         let Transport {
@@ -122,16 +122,16 @@ impl Connection {
         });
         let writer = tokio::spawn({
             let connection = Arc::downgrade(&connection);
-            let client = client.clone();
+            let rpc = rpc.clone();
             async move {
                 let outcome = transport::write_loop(sink, queue).await;
                 let _ = done_tx.send(());
                 if let (Err(reason), Some(connection)) = (outcome, connection.upgrade()) {
-                    end(&connection, &client, &reason);
+                    end(&connection, &rpc, &reason);
                 }
             }
         });
-        let reader = tokio::spawn(read_loop(Arc::clone(&connection), source, client));
+        let reader = tokio::spawn(read_loop(Arc::clone(&connection), source, rpc));
         lock(&connection.tasks).extend([writer.abort_handle(), reader.abort_handle()]);
         connection
     }
@@ -169,7 +169,7 @@ impl Connection {
         Ok(())
     }
 
-    fn unregister(&self, id: i64) -> Option<Pending> {
+    pub(super) fn unregister(&self, id: i64) -> Option<Pending> {
         lock(&self.table).waiting.remove(&id)
     }
 
@@ -196,15 +196,15 @@ impl Connection {
         self.send_waiting(id, frame, Pending::Call(tx), rx).await
     }
 
-    /// [`Connection::send_call`] for the `process/start` of `process`.
-    pub(crate) async fn send_start(
+    /// [`Connection::send_call`] for a request whose answer `on_reply` applies first.
+    pub(crate) async fn send_applied(
         &self,
         id: i64,
         frame: String,
-        process: Arc<ProcessShared>,
+        on_reply: Box<dyn OnReply>,
     ) -> Result<impl Future<Output = Reply> + use<>, ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.send_waiting(id, frame, Pending::Start(tx, process), rx)
+        self.send_waiting(id, frame, Pending::Applied(on_reply, Some(tx)), rx)
             .await
     }
 
@@ -229,10 +229,15 @@ impl Connection {
         })
     }
 
-    /// Queue a repair read without waiting (the reader calls this). `false` if the
-    /// connection is gone.
-    pub(crate) fn send_repair(&self, id: i64, process: Arc<ProcessShared>, frame: String) -> bool {
-        if self.register(id, Pending::Repair(process)).is_err() {
+    /// Queue a request whose answer only `on_reply` takes, without waiting (the reader
+    /// calls this). `false` if the connection is gone (`on_reply` is then dropped unheard).
+    pub(crate) fn send_unawaited(
+        &self,
+        id: i64,
+        frame: String,
+        on_reply: Box<dyn OnReply>,
+    ) -> bool {
+        if self.register(id, Pending::Applied(on_reply, None)).is_err() {
             return false;
         }
         match self.outbound.try_send(Outgoing::Frame(frame)) {
@@ -306,52 +311,29 @@ impl Connection {
     }
 }
 
-/// Fail what a closed connection left waiting: calls get the reason, repair reads are
-/// marked lost (a resume repairs the process again).
+/// Fail what a closed connection left waiting: waiters get the reason, answers the layer
+/// above applies are told they are lost.
 pub(crate) fn fail_waiting(pending: Vec<Pending>, reason: &str) {
     for waiting in pending {
-        match waiting {
-            Pending::Call(tx) | Pending::Initialize(tx) | Pending::Start(tx, _) => {
-                let _ = tx.send(Err(ClientError::Disconnected(reason.to_owned())));
-            }
-            Pending::Repair(process) => process.on_read_lost(),
+        let (on_reply, tx) = match waiting {
+            Pending::Call(tx) | Pending::Initialize(tx) => (None, Some(tx)),
+            Pending::Applied(on_reply, tx) => (Some(on_reply), tx),
+        };
+        if let Some(on_reply) = on_reply {
+            on_reply.on_lost();
+        }
+        if let Some(tx) = tx {
+            let _ = tx.send(Err(ClientError::Disconnected(reason.to_owned())));
         }
     }
 }
 
-async fn read_loop(
-    connection: Arc<Connection>,
-    mut source: transport::FrameSource,
-    client: Weak<ClientInner>,
-) {
-    let reason = loop {
-        match source.next().await {
-            Some(Ok(frame)) => {
-                let Some(inner) = client.upgrade() else {
-                    break "the client was dropped".to_owned();
-                };
-                inner.on_frame(&connection, frame);
-                let held_back = std::mem::take(&mut *crate::client::lock(&inner.held_back));
-                drop(inner);
-                // Backpressure for lossless subscribers: read nothing more until they
-                // have room (the server then holds the process's output).
-                for process in held_back {
-                    process.wait_for_lossless_readers().await;
-                }
-            }
-            Some(Err(err)) => break err,
-            None => break "the server closed the connection".to_owned(),
-        };
-    };
-    end(&connection, &client, &reason);
-}
-
 /// The connection ended (seen by the reader, or by the writer while the reader may still
 /// be busy with frames received before the end): resume or give up, then stop both tasks.
-fn end(connection: &Arc<Connection>, client: &Weak<ClientInner>, reason: &str) {
+pub(super) fn end(connection: &Arc<Connection>, rpc: &Weak<Rpc>, reason: &str) {
     tracing::debug!(%reason, "connection ended");
-    match client.upgrade() {
-        Some(inner) => inner.on_connection_end(connection, reason),
+    match rpc.upgrade() {
+        Some(rpc) => rpc.on_connection_end(connection, reason),
         None => fail_waiting(connection.close(reason), reason),
     }
     connection.abort();

@@ -1,0 +1,24 @@
+//! The process layer, above `rpc`: which process each notification belongs to (`routes`),
+//! each process's ordered log and its repair (`ordered`, `merge`), the replay history and
+//! the subscribers that walk it (`history`, `stream`), the completion's head and tail
+//! (`output`), held-output acknowledgements (`acks`), and the one state a process's
+//! readers share (`shared`). `dispatch` is what the RPC layer calls on the reader task.
+
+mod acks;
+mod dispatch;
+mod history;
+mod merge;
+mod ordered;
+mod output;
+mod routes;
+mod shared;
+mod stream;
+
+pub(crate) use routes::{HandleGuard, Processes};
+pub(crate) use shared::ProcessShared;
+pub use stream::EventStream;
+
+#[cfg(feature = "testing")]
+pub use dispatch::{decode_binary_output, decode_notification, decode_output_message};
+#[cfg(feature = "testing")]
+pub use ordered::{Incoming, OrderedLog, REORDER_MAX_EVENTS, Repair};
