@@ -7,8 +7,9 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::time::Instant;
 
-use crate::client::Client;
+use crate::client::{Client, RPC_TIMEOUT};
 use crate::harness::{Ctx, EVENT_TIMEOUT, b64, check_error, poll_until, sh, start_params};
 use crate::server::ServerOptions;
 
@@ -175,6 +176,36 @@ async fn resume_unknown_session(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(resume_unknown_session);
+
+/// A client that pipelines `initialized` behind a resume (as one flight) still hears why
+/// the resume was refused: the server answers the `initialize` before it closes the
+/// connection for the `initialized` that followed a failed handshake. (codex 0.169 and
+/// 0.171 reset the connection with the refusal still queued.)
+async fn refused_resume_is_answered_before_the_close(ctx: Ctx) -> Result<()> {
+    let server = ctx.server().await?;
+    let mut client = Client::connect(&server).await?;
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let id = client.next_request_id();
+    client
+        .send_burst(&[
+            json!({"jsonrpc": "2.0", "id": id, "method": "initialize",
+                   "params": {"clientName": "c", "resumeSessionId": unknown}}),
+            json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
+        ])
+        .await?;
+    let deadline = Instant::now() + RPC_TIMEOUT;
+    let answer = client
+        .wait_response(&json!(id), deadline)
+        .await
+        .context("the refusal was lost with the connection")?;
+    let error = answer
+        .err()
+        .context("the resume of an unknown session succeeded")?;
+    check_error(&error, -32600, &format!("unknown session id {unknown}"))?;
+    client.expect_closed(Duration::from_secs(5)).await?;
+    Ok(())
+}
+conformance_test!(rexec_only("codex resets the connection before the refusal leaves") refused_resume_is_answered_before_the_close);
 
 /// Start `id` as a shell that prints its pid and sleeps 30 s; returns the running pid.
 pub async fn start_sleeper(client: &mut Client, id: &str) -> Result<u32> {

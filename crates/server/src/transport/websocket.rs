@@ -26,6 +26,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+/// How long a connection the reader ended may take to send what was already queued.
+const CLOSE_FLUSH_GRACE: Duration = Duration::from_secs(1);
+
 type Socket<S> = WebSocketStream<Join<BudgetedReader<ReadHalf<S>>, CountingWriter<WriteHalf<S>>>>;
 
 pub async fn run<S>(accepted: AcceptedConnection, principal: Principal, io: S)
@@ -68,7 +71,13 @@ where
     let mut connection = Connection::new(server, outbound, prefix, principal).with_binary_output();
     tokio::select! {
         () = read_frames(&mut connection, stream, &liveness, &ledger) => {
-            writer.abort();
+            // The answers already queued still leave (the refusal of a handshake that a
+            // protocol violation then ended, say): the writer drains the queue once every
+            // sender is gone, within a grace.
+            connection.finish();
+            if tokio::time::timeout(CLOSE_FLUSH_GRACE, &mut writer).await.is_err() {
+                writer.abort();
+            }
         }
         verdict = &mut writer => {
             match verdict {
@@ -76,9 +85,9 @@ where
                 Ok(Verdict::Stalled) => tracing::info!(%peer, "dropping a websocket peer that accepted no byte for {ping_interval:?}"),
                 _ => tracing::debug!(%peer, "websocket writer ended"),
             }
+            connection.finish();
         }
     }
-    connection.finish();
     drop(place);
     tracing::debug!(%peer, "websocket disconnected");
 }
