@@ -36,7 +36,8 @@
 //! `dispatch` (inbound frames), `recovery` (reconnect and resume), `shared` (one process's
 //! state), `ordered` + `merge` (the ordered log and its repair), `history` + `stream`
 //! (subscribers and lag repair), `output` (the completion's head + tail), `process` (the
-//! handle), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
+//! handle), `wait` (`Process::wait_for`: server-side waits), `fs` (the `fs/*` methods and
+//! `RemoteFile`), `spec`, `event`, `options`, `error`.
 
 #![warn(missing_docs)]
 
@@ -61,6 +62,7 @@ mod stream;
 mod tls;
 mod transport;
 mod upgrade;
+mod wait;
 
 pub use client::Client;
 #[cfg(feature = "testing")]
@@ -81,6 +83,7 @@ pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, San
 pub use rexec_protocol::{ErrorCode, PathUri, RpcError};
 pub use spec::{DEFAULT_OUTPUT_BUDGET, OutputCallback, ProcessSpec};
 pub use stream::EventStream;
+pub use wait::{WaitCondition, WaitFired, WaitOutcome};
 
 /// The sandbox policy types, for a [`SandboxContext`] beyond [`SandboxContext::managed`].
 pub mod sandbox {
