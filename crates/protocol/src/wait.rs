@@ -79,11 +79,17 @@ pub enum WaitCondition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum WaitFired {
+    /// A `match` condition found its regex.
     Matched,
+    /// The process exited.
     Exited,
+    /// The process closed (also the answer when the close came before any condition).
     Closed,
+    /// The output went quiet while the process ran.
     Idle,
+    /// A `bytes` condition's count was reached.
     Bytes,
+    /// No condition held within `timeoutMs`.
     TimedOut,
 }
 
@@ -96,7 +102,7 @@ pub struct WaitForResult {
     pub condition: Option<usize>,
     /// The event it fired at (the output chunk that completed a match or the byte count,
     /// the exit, the close); for `idle` and `timedOut`, the last event the wait had seen
-    /// (0 for none). A later `process/read` or wait may continue from here.
+    /// (or `afterSeq`). A later `process/read` or wait may continue from here.
     pub seq: u64,
     /// `matched`: where the match starts in its stream; `bytes`: where the counted bytes
     /// end; otherwise the output bytes so far (all streams).
