@@ -1,9 +1,8 @@
 //! The conditions of one `process/waitFor`, validated and compiled, and their evaluation
 //! over the events of the log in sequence order.
 
-use super::window::Window;
+use super::window::{Pattern, Window};
 use bytes::Bytes;
-use regex::bytes::{Regex, RegexBuilder};
 use rexec_protocol::process::OutputStream;
 use rexec_protocol::wait::{
     DEFAULT_MATCH_WINDOW, MAX_CONDITIONS, MAX_MATCH_TEXT, MAX_MATCH_WINDOW, MAX_TIMEOUT_MS,
@@ -11,10 +10,6 @@ use rexec_protocol::wait::{
 };
 use rexec_protocol::{ByteChunk, RpcError};
 use std::time::Duration;
-
-/// The compiled form of a pattern may use this much memory (the regex crate's default is
-/// 10 MiB; sixteen waits per session each with several conditions should not).
-const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
 
 /// One event of the log as a wait sees it.
 pub enum Event {
@@ -42,7 +37,7 @@ enum Compiled {
     Exit,
     Closed,
     Match {
-        regex: Regex,
+        pattern: Pattern,
         stream: Option<OutputStream>,
         /// One per stream (stdout, stderr, pty): streams are matched apart.
         windows: [Window; 3],
@@ -135,13 +130,10 @@ fn compile_one(condition: &WaitCondition) -> Result<Compiled, String> {
                     "windowBytes {window} is out of range: 1 to {MAX_MATCH_WINDOW}"
                 ));
             }
-            let regex = RegexBuilder::new(regex)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|err| format!("invalid regex: {err}"))?;
+            let pattern = Pattern::new(regex)?;
             let limit = usize::try_from(window).unwrap_or(usize::MAX);
             Compiled::Match {
-                regex,
+                pattern,
                 stream: *stream,
                 windows: [Window::new(limit), Window::new(limit), Window::new(limit)],
             }
@@ -185,7 +177,7 @@ fn evaluate(condition: &mut Compiled, index: usize, event: &Event) -> Option<Wai
         }
         (
             Compiled::Match {
-                regex,
+                pattern,
                 stream: wanted,
                 windows,
             },
@@ -198,7 +190,7 @@ fn evaluate(condition: &mut Compiled, index: usize, event: &Event) -> Option<Wai
             },
         ) if wanted.is_none_or(|w| w == *stream) => {
             let window = &mut windows[crate::process::event_log::stream_index(*stream)];
-            let found = window.push(regex, *stream_offset, bytes)?;
+            let found = window.push(pattern, *stream_offset, bytes)?;
             let text = &found.bytes[..found.bytes.len().min(MAX_MATCH_TEXT)];
             Some(WaitForResult {
                 stream: Some(*stream),

@@ -1,22 +1,52 @@
 //! The bounded window a `match` condition searches: the last bytes of one output stream,
 //! so a match split across chunks is found once its last chunk arrives.
 //!
-//! The window keeps at most `limit` bytes plus one byte of context before them once it has
-//! been trimmed, so `^` and `\b` at the window's start judge the real text, not the cut.
+//! Bytes before the window are kept as context (at least one once it has been trimmed), so
+//! `^` and `\b` at the window's start judge the real text, not the cut.
 //! Output the wait did not see (evicted) breaks the stream: the window starts over.
 
-use regex::bytes::Regex;
+use regex::bytes::{Regex, RegexBuilder};
+
+/// The compiled form of a pattern may use this much memory (the regex crate's default is
+/// 10 MiB; sixteen waits per session each with several conditions should not).
+const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
+
+/// A compiled `match` regex and, when the pattern bounds it, its longest match: then only
+/// the bytes a match ending in the newest chunk can cover are searched again, so a literal
+/// costs each chunk its own length rather than the window's.
+pub struct Pattern {
+    regex: Regex,
+    longest: Option<usize>,
+}
+
+impl Pattern {
+    pub fn new(pattern: &str) -> Result<Self, String> {
+        let regex = RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|err| format!("invalid regex: {err}"))?;
+        // Parsed as `regex::bytes` does; a failure here only loses the shortcut.
+        let longest = regex_syntax::ParserBuilder::new()
+            .utf8(false)
+            .build()
+            .parse(pattern)
+            .ok()
+            .and_then(|hir| hir.properties().maximum_len());
+        Ok(Self { regex, longest })
+    }
+}
 
 pub struct Window {
     limit: usize,
     buf: Vec<u8>,
     /// Stream offset of `buf[0]`.
     start: u64,
-    /// `buf[0]` is context kept from trimmed text, never part of a match.
-    has_context: bool,
+    /// `buf[..first]` is context kept from trimmed text: seen by `^` and `\b`, never
+    /// part of a match.
+    first: usize,
 }
 
-/// A match: where it starts in the stream, its length, and its bytes.
+/// A match: where it starts in the stream, and its bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Found<'a> {
     pub offset: u64,
@@ -29,7 +59,7 @@ impl Window {
             limit,
             buf: Vec::new(),
             start: 0,
-            has_context: false,
+            first: 0,
         }
     }
 
@@ -37,33 +67,52 @@ impl Window {
         self.start + self.buf.len() as u64
     }
 
-    /// Append the chunk that starts at stream `offset` and search the window.
-    pub fn push<'a>(&'a mut self, regex: &Regex, offset: u64, chunk: &[u8]) -> Option<Found<'a>> {
+    /// Append the chunk that starts at stream `offset` and search for a match that ends
+    /// in it (none can end earlier: the previous chunks were searched).
+    pub fn push<'a>(
+        &'a mut self,
+        pattern: &Pattern,
+        offset: u64,
+        chunk: &[u8],
+    ) -> Option<Found<'a>> {
         if offset != self.end() {
             self.buf.clear();
             self.start = offset;
-            self.has_context = false;
+            self.first = 0;
         }
-        self.trim_to(self.limit.saturating_sub(chunk.len()));
+        self.compact(chunk.len());
+        let new_at = self.buf.len();
         self.buf.extend_from_slice(chunk);
-        let from = usize::from(self.has_context);
-        let found = regex.find_at(&self.buf, from)?;
+        // The window: the last `limit` bytes, or the whole chunk when it is longer.
+        let window_at = self
+            .buf
+            .len()
+            .saturating_sub(self.limit.max(chunk.len()))
+            .max(self.first);
+        let reach_at = pattern.longest.map_or(0, |longest| {
+            new_at.saturating_sub(longest.saturating_sub(1))
+        });
+        let found = pattern.regex.find_at(&self.buf, window_at.max(reach_at))?;
         Some(Found {
             offset: self.start + found.start() as u64,
             bytes: &self.buf[found.range()],
         })
     }
 
-    /// Keep the last `keep` bytes (and one byte of context before them).
-    fn trim_to(&mut self, keep: usize) {
-        let text = self.buf.len() - usize::from(self.has_context);
-        if text <= keep {
+    /// Before appending `incoming` bytes: once the buffer would pass twice the window,
+    /// drop all but the window and one byte of context (amortized: each byte is moved
+    /// about once).
+    fn compact(&mut self, incoming: usize) {
+        if self.buf.len() + incoming <= 2 * self.limit + 1 {
             return;
         }
-        let cut = self.buf.len() - keep - 1;
+        let keep = self.limit.min(self.buf.len()) + 1;
+        let Some(cut) = self.buf.len().checked_sub(keep) else {
+            return;
+        };
         self.buf.drain(..cut);
         self.start += cut as u64;
-        self.has_context = true;
+        self.first = self.first.saturating_sub(cut).max(1);
     }
 }
 
@@ -71,8 +120,8 @@ impl Window {
 mod tests {
     use super::*;
 
-    fn regex(pattern: &str) -> Regex {
-        Regex::new(pattern).expect("valid regex")
+    fn regex(pattern: &str) -> Pattern {
+        Pattern::new(pattern).expect("valid regex")
     }
 
     #[test]
@@ -120,6 +169,23 @@ mod tests {
         assert_eq!(window.push(&re, 5, b"b"), None, "bytes 1..5 were not seen");
         let found = window.push(&re, 6, b"ab").expect("match");
         assert_eq!(found.offset, 6);
+    }
+
+    #[test]
+    fn a_long_stream_is_compacted_without_losing_offsets_or_split_matches() {
+        for pattern in ["needle", "ne+dle"] {
+            let re = regex(pattern);
+            let mut window = Window::new(16);
+            let mut offset = 0;
+            for _ in 0..100 {
+                assert_eq!(window.push(&re, offset, b"haystack-"), None);
+                offset += 9;
+            }
+            assert!(window.buf.len() <= 2 * 16 + 1 + 9, "{pattern}: bounded");
+            assert_eq!(window.push(&re, offset, b"nee"), None);
+            let found = window.push(&re, offset + 3, b"dle!").expect(pattern);
+            assert_eq!((found.offset, found.bytes), (offset, &b"needle"[..]));
+        }
     }
 
     #[test]
