@@ -1,6 +1,6 @@
 //! rexec's `process/waitFor` (codex 0.169.0 does not have it): one request answered once a
 //! condition holds on a process's log — exit, close, a regex match (one stream or any,
-//! across chunk boundaries), idle, N more bytes — or its timeout, with the seq and offset
+//! across chunk boundaries, over bytes), idle, N more bytes — or its timeout, with the seq and offset
 //! it fired at. Waits start from the first retained output, run beside the session's
 //! other requests, end with the process's close and with their connection, and are
 //! bounded per session.
@@ -209,6 +209,27 @@ async fn a_match_on_stderr_ignores_stdout(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 conformance_test!(rexec_only("process/waitFor") a_match_on_stderr_ignores_stdout);
+
+async fn binary_output_matches_as_bytes(ctx: Ctx) -> Result<()> {
+    let (_server, mut client) = ctx.server_and_client().await?;
+    client
+        .start(sh("w", "printf 'x\\377\\000ok\\n'; sleep 30"))
+        .await?;
+    let got = wait_for(
+        &mut client,
+        wait_params(
+            "w",
+            json!([{"type": "match", "regex": "(?-u)\\xff\\x00ok"}]),
+        ),
+    )
+    .await?;
+    ensure!(fired(&got) == "matched" && got["offset"] == 1, "{got}");
+    let text = b64(&got["matchText"])?;
+    ensure!(text == b"\xff\x00ok", "matched {text:?}");
+    client.terminate("w").await?;
+    Ok(())
+}
+conformance_test!(rexec_only("process/waitFor") binary_output_matches_as_bytes);
 
 /// Ten lines 50 ms apart, then silence: `idle 600ms` fires only after the last line.
 async fn idle_fires_after_the_last_output(ctx: Ctx) -> Result<()> {
