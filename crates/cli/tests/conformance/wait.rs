@@ -1,9 +1,9 @@
 //! rexec's `process/waitFor` (codex 0.169.0 does not have it): one request answered once a
 //! condition holds on a process's log — exit, close, a regex match (one stream or any,
-//! across chunk boundaries, over bytes), idle, N more bytes — or its timeout, with the seq and offset
-//! it fired at. Waits start from the first retained output, run beside the session's
-//! other requests, end with the process's close and with their connection, and are
-//! bounded per session.
+//! across chunk boundaries, over bytes), idle, N more bytes — or its timeout, with the seq
+//! and offset it fired at. Waits start from the first retained output, run beside the
+//! session's other requests, end with the process's close and with their connection, and
+//! are bounded per session.
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
