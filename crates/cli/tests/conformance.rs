@@ -71,5 +71,7 @@ mod shell_snapshot;
 mod stdin;
 #[path = "conformance/transport.rs"]
 mod transport;
+#[path = "conformance/wait.rs"]
+mod wait;
 #[path = "conformance/watch_missing.rs"]
 mod watch_missing;

@@ -33,7 +33,7 @@
 //! ordered log and repair, history and event streams, the completion's head and tail,
 //! held-output acknowledgements). On top: `client` (start, run, reattach, close), `connect`
 //! (`Client::new` / `connect`, the first start in the handshake's flight), `process` (the
-//! handle), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
+//! handle), `wait` (`Process::wait_for`: server-side waits), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
 
 #![warn(missing_docs)]
 
@@ -47,6 +47,7 @@ mod process;
 mod procs;
 mod rpc;
 mod spec;
+mod wait;
 
 pub use client::Client;
 #[cfg(feature = "testing")]
@@ -67,6 +68,7 @@ pub use rexec_protocol::process::{EnvInherit, EnvPolicy, OutputStream, WriteStat
 pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, SandboxDenial};
 pub use rexec_protocol::{ErrorCode, PathUri, RpcError};
 pub use spec::{DEFAULT_OUTPUT_BUDGET, ProcessSpec};
+pub use wait::{WaitCondition, WaitFired, WaitOutcome};
 
 /// The sandbox policy types, for a [`SandboxContext`] beyond [`SandboxContext::managed`].
 pub mod sandbox {

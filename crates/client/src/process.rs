@@ -241,7 +241,11 @@ impl Process {
         Ok(result.status)
     }
 
-    fn require(&self, extension: &str) -> Result<(), ClientError> {
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn require(&self, extension: &str) -> Result<(), ClientError> {
         if self.client.supports(extension) {
             Ok(())
         } else {

@@ -38,6 +38,11 @@ pub const START_HOLD_OUTPUT: &str = "process/start.holdOutput";
 /// the server makes sure every descendant of a process dies with it.
 pub const PROCESS_CONTAINMENT: &str = "environment/info.processContainment";
 
+/// `process/waitFor {processId, afterSeq?, conditions, timeoutMs?}`: answered once the
+/// process exits or closes, its output matches a regex, goes idle or grows by N bytes
+/// (see [`crate::wait`]).
+pub const PROCESS_WAIT_FOR: &str = "process/waitFor";
+
 pub const ALL: &[&str] = &[
     PROCESS_RESIZE,
     WRITE_CLOSE_STDIN,
@@ -48,4 +53,5 @@ pub const ALL: &[&str] = &[
     START_DEFAULT_CWD,
     START_HOLD_OUTPUT,
     PROCESS_CONTAINMENT,
+    PROCESS_WAIT_FOR,
 ];

@@ -14,6 +14,8 @@ pub const PROCESS_RESIZE: &str = "process/resize";
 /// rexec extension (`process/start.holdOutput`), a client notification: the client has
 /// every event up to `seq`, so held output up to there may be evicted again.
 pub const PROCESS_ACK: &str = "process/ack";
+/// rexec extension: answer once a condition holds on a process's event log.
+pub const PROCESS_WAIT_FOR: &str = "process/waitFor";
 
 pub const PROCESS_OUTPUT: &str = "process/output";
 pub const PROCESS_EXITED: &str = "process/exited";

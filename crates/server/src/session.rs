@@ -11,6 +11,7 @@ use crate::auth::Principal;
 use crate::outbound::{NotificationRoute, NotificationSink};
 use crate::process::shell_snapshot::SnapshotCache;
 use crate::process::table::ProcessTable;
+use crate::process::wait::WaitPlaces;
 use crate::sync::lock;
 use rexec_protocol::RpcError;
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ pub struct Session {
     pub route: Arc<NotificationRoute>,
     /// `process/start.shellSnapshot` captures, per session as upstream.
     pub shell_snapshots: SnapshotCache,
+    /// Places for `process/waitFor` requests in flight, over all connections.
+    pub waits: WaitPlaces,
     attachment: Mutex<Attachment>,
     /// Bumped whenever another connection takes the session over; long polls admitted
     /// under an older value fail with "session has been resumed by another connection".
@@ -56,6 +59,7 @@ impl Session {
             processes: Arc::new(ProcessTable::new(closed_retention)),
             route,
             shell_snapshots: SnapshotCache::default(),
+            waits: WaitPlaces::default(),
             attachment: Mutex::new(Attachment {
                 connection: Some(connection),
                 detached_at: None,

@@ -6,7 +6,7 @@
 //! own task. `fs/*` requests are admitted inline (sandbox gate, file-handle order) and
 //! always run in their own task: they do file I/O. `http/request` and `fs/watchMissing`
 //! are admitted inline too (bound, duplicate and stale-id checks in wire order) and run in
-//! their own task.
+//! their own task, as is `process/waitFor` (process lookup, validation, the session's bound).
 
 mod environment;
 pub mod fs;
@@ -25,6 +25,7 @@ use rexec_protocol::method;
 use rexec_protocol::process::{
     ReadParams, ResizeParams, SignalParams, StartParams, TerminateParams, WriteParams,
 };
+use rexec_protocol::wait::WaitForParams;
 use rexec_protocol::watch::WatchMissingParams;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -44,6 +45,7 @@ pub enum Request {
     Fs(fs::FsRequest),
     Http(Box<HttpRequestParams>),
     WatchMissing(WatchMissingParams),
+    WaitFor(WaitForParams),
 }
 
 /// What a request runs with.
@@ -89,6 +91,7 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<Request, Rp
         method::PROCESS_RESIZE => Request::Resize(decode_params(params)?),
         method::HTTP_REQUEST => Request::Http(Box::new(decode_params(params)?)),
         method::FS_WATCH_MISSING => Request::WatchMissing(decode_params(params)?),
+        method::PROCESS_WAIT_FOR => Request::WaitFor(decode_params(params)?),
         fs_method if fs_method.starts_with("fs/") => Request::Fs(fs::parse(fs_method, params)?),
         other => return Err(RpcError::method_not_found(other)),
     })
@@ -101,6 +104,7 @@ pub enum Deferred {
     Fs(fs::FsTask),
     Http(http::HttpTask),
     Watch(watch_missing::WatchTask),
+    WaitFor(crate::process::wait::PendingWait),
 }
 
 pub enum Admitted {
@@ -124,6 +128,13 @@ pub async fn admit(ctx: &RequestContext, request: Request) -> Admitted {
         Request::Fs(request) => return fs::admit(ctx, request),
         Request::Http(params) => return http::admit(&ctx.http, *params),
         Request::WatchMissing(params) => return watch_missing::admit(&ctx.watches, params),
+        Request::WaitFor(params) => {
+            let session = &ctx.session;
+            match crate::process::wait::admit(&session.processes, &session.waits, &params) {
+                Ok(pending) => return Admitted::Deferred(Deferred::WaitFor(pending)),
+                Err(error) => Err(error),
+            }
+        }
     })
 }
 
@@ -134,5 +145,8 @@ pub async fn handle_deferred(ctx: &RequestContext, request: Deferred) -> Result<
         Deferred::Fs(task) => fs::run(task).await,
         Deferred::Http(task) => http::run(task).await,
         Deferred::Watch(task) => watch_missing::run(task).await,
+        Deferred::WaitFor(pending) => {
+            Reply::new(&crate::process::wait::run(pending, ctx.takeovers.clone()).await?)
+        }
     }
 }

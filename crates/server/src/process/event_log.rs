@@ -51,6 +51,10 @@ pub struct EventLog {
     holding: bool,
     /// Output bytes with a seq up to `evictable_through` (kept only while holding).
     acked_bytes: u64,
+    /// Output bytes ever recorded, per stream (indexed by [`stream_index`]).
+    stream_bytes: [u64; 3],
+    /// The seq of the newest evicted chunk (0: none).
+    evicted_through: u64,
 }
 
 impl Default for EventLog {
@@ -82,6 +86,8 @@ impl EventLog {
             evictable_through: u64::MAX,
             holding: false,
             acked_bytes: 0,
+            stream_bytes: [0; 3],
+            evicted_through: 0,
         }
     }
 
@@ -103,6 +109,7 @@ impl EventLog {
     pub fn push_output(&mut self, stream: OutputStream, bytes: Bytes) -> u64 {
         let seq = self.take_seq();
         self.retained_bytes += bytes.len();
+        self.stream_bytes[stream_index(stream)] += bytes.len() as u64;
         self.retained
             .push_back(RetainedChunk { seq, stream, bytes });
         while self.retained_bytes > self.max_bytes || self.retained.len() > self.max_chunks {
@@ -120,6 +127,7 @@ impl EventLog {
             self.retained_bytes -= oldest.bytes.len();
             self.evicted_chunks += 1;
             self.evicted_bytes += oldest.bytes.len() as u64;
+            self.evicted_through = oldest.seq;
         }
         seq
     }
@@ -194,6 +202,26 @@ impl EventLog {
         self.closed_seq.is_some()
     }
 
+    pub fn closed_seq(&self) -> Option<u64> {
+        self.closed_seq
+    }
+
+    /// Output bytes ever recorded on `stream`, evicted ones included.
+    pub fn stream_bytes(&self, stream: OutputStream) -> u64 {
+        self.stream_bytes[stream_index(stream)]
+    }
+
+    /// The seq of the newest chunk eviction dropped (0: none yet).
+    pub fn evicted_through(&self) -> u64 {
+        self.evicted_through
+    }
+
+    /// Retained output with a seq above `seq`, oldest first.
+    pub fn retained_after(&self, seq: u64) -> impl Iterator<Item = &RetainedChunk> {
+        let start = self.retained.partition_point(|c| c.seq <= seq);
+        self.retained.range(start..)
+    }
+
     /// Output still retained, oldest first.
     pub fn retained(&self) -> impl Iterator<Item = &RetainedChunk> {
         self.retained.iter()
@@ -241,6 +269,14 @@ impl EventLog {
                 sandbox_denial: self.exit.as_ref().and_then(|e| e.denial.clone()),
             },
         }
+    }
+}
+
+pub fn stream_index(stream: OutputStream) -> usize {
+    match stream {
+        OutputStream::Stdout => 0,
+        OutputStream::Stderr => 1,
+        OutputStream::Pty => 2,
     }
 }
 

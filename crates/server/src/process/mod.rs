@@ -1,5 +1,5 @@
-//! Processes: spawning, the per-process event log, the output pump, stdin, signals and the
-//! long-poll read.
+//! Processes: spawning, the per-process event log, the output pump, stdin, signals, the
+//! long-poll read and server-side waits.
 //!
 //! A [`Process`] is shared between the handlers (read, write, signal, terminate, resize) and
 //! its pump task, the only writer of its event log. Everything that touches the log holds the
@@ -19,6 +19,7 @@ pub mod shell_snapshot;
 pub mod spawn;
 pub mod stdin;
 pub mod table;
+pub mod wait;
 pub mod write_order;
 
 use crate::sandbox::Sandbox;
