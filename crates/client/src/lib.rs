@@ -36,7 +36,7 @@
 //! `dispatch` (inbound frames), `recovery` (reconnect and resume), `shared` (one process's
 //! state), `ordered` + `merge` (the ordered log and its repair), `history` + `stream`
 //! (subscribers and lag repair), `output` (the completion's head + tail), `process` (the
-//! handle), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
+//! handle), `fs` (the `fs/*` methods and `RemoteFile`), `shell` (named shells), `spec`, `event`, `options`, `error`.
 
 #![warn(missing_docs)]
 
@@ -56,6 +56,7 @@ mod output;
 mod process;
 mod recovery;
 mod shared;
+mod shell;
 mod spec;
 mod stream;
 mod tls;
@@ -78,7 +79,9 @@ pub use rexec_protocol::extensions;
 pub use rexec_protocol::fs::{DirectoryEntry, Metadata, WalkEntry, WalkOptions, WalkResult};
 pub use rexec_protocol::process::{EnvInherit, EnvPolicy, OutputStream, WriteStatus};
 pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, SandboxDenial};
+pub use rexec_protocol::shell::{RunningCommand, ShellEntry};
 pub use rexec_protocol::{ErrorCode, PathUri, RpcError};
+pub use shell::{Shell, ShellKind, ShellOutcome, ShellOutput, ShellRun, ShellWait};
 pub use spec::{DEFAULT_OUTPUT_BUDGET, OutputCallback, ProcessSpec};
 pub use stream::EventStream;
 

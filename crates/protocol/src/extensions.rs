@@ -38,6 +38,11 @@ pub const START_HOLD_OUTPUT: &str = "process/start.holdOutput";
 /// the server makes sure every descendant of a process dies with it.
 pub const PROCESS_CONTAINMENT: &str = "environment/info.processContainment";
 
+/// Named persistent shells with exact command boundaries (`crate::shell`): `shell/run`,
+/// `shell/wait`, `shell/write`, `shell/list`, and the `shell/output` / `shell/finished`
+/// notifications.
+pub const NAMED_SHELLS: &str = "shell/run";
+
 pub const ALL: &[&str] = &[
     PROCESS_RESIZE,
     WRITE_CLOSE_STDIN,
@@ -48,4 +53,5 @@ pub const ALL: &[&str] = &[
     START_DEFAULT_CWD,
     START_HOLD_OUTPUT,
     PROCESS_CONTAINMENT,
+    NAMED_SHELLS,
 ];

@@ -21,6 +21,7 @@ pub mod method;
 pub mod path_uri;
 pub mod process;
 pub mod sandbox;
+pub mod shell;
 pub mod watch;
 
 pub use budget::{MAX_JSONRPC_VALUE_NODES, ValueBudgetError, check_value_budget};

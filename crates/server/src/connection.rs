@@ -226,7 +226,9 @@ impl Connection {
                     MAX_IN_FLIGHT_WRITE_BYTES,
                 )?,
             ],
-            Deferred::Fs(_) | Deferred::Http(_) | Deferred::Watch(_) => Vec::new(),
+            Deferred::Fs(_) | Deferred::Http(_) | Deferred::Watch(_) | Deferred::Shell(_) => {
+                Vec::new()
+            }
         })
     }
 

@@ -6,12 +6,14 @@
 //! own task. `fs/*` requests are admitted inline (sandbox gate, file-handle order) and
 //! always run in their own task: they do file I/O. `http/request` and `fs/watchMissing`
 //! are admitted inline too (bound, duplicate and stale-id checks in wire order) and run in
-//! their own task.
+//! their own task. `shell/run` is queued inline (wire order is run order) and waits for its
+//! command in a task.
 
 mod environment;
 pub mod fs;
 pub mod http;
 mod process;
+mod shell;
 pub mod watch_missing;
 
 pub use process::acknowledge;
@@ -25,6 +27,7 @@ use rexec_protocol::method;
 use rexec_protocol::process::{
     ReadParams, ResizeParams, SignalParams, StartParams, TerminateParams, WriteParams,
 };
+use rexec_protocol::shell::{ShellRunParams, ShellWaitParams, ShellWriteParams};
 use rexec_protocol::watch::WatchMissingParams;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -44,6 +47,10 @@ pub enum Request {
     Fs(fs::FsRequest),
     Http(Box<HttpRequestParams>),
     WatchMissing(WatchMissingParams),
+    ShellRun(Box<ShellRunParams>),
+    ShellWait(ShellWaitParams),
+    ShellWrite(ShellWriteParams),
+    ShellList,
 }
 
 /// What a request runs with.
@@ -89,6 +96,10 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<Request, Rp
         method::PROCESS_RESIZE => Request::Resize(decode_params(params)?),
         method::HTTP_REQUEST => Request::Http(Box::new(decode_params(params)?)),
         method::FS_WATCH_MISSING => Request::WatchMissing(decode_params(params)?),
+        method::SHELL_RUN => Request::ShellRun(Box::new(decode_params(params)?)),
+        method::SHELL_WAIT => Request::ShellWait(decode_params(params)?),
+        method::SHELL_WRITE => Request::ShellWrite(decode_params(params)?),
+        method::SHELL_LIST => Request::ShellList,
         fs_method if fs_method.starts_with("fs/") => Request::Fs(fs::parse(fs_method, params)?),
         other => return Err(RpcError::method_not_found(other)),
     })
@@ -101,6 +112,7 @@ pub enum Deferred {
     Fs(fs::FsTask),
     Http(http::HttpTask),
     Watch(watch_missing::WatchTask),
+    Shell(shell::ShellTask),
 }
 
 pub enum Admitted {
@@ -124,6 +136,10 @@ pub async fn admit(ctx: &RequestContext, request: Request) -> Admitted {
         Request::Fs(request) => return fs::admit(ctx, request),
         Request::Http(params) => return http::admit(&ctx.http, *params),
         Request::WatchMissing(params) => return watch_missing::admit(&ctx.watches, params),
+        Request::ShellRun(params) => return shell::admit_run(ctx, *params),
+        Request::ShellWait(params) => return shell::admit_wait(ctx, params),
+        Request::ShellWrite(params) => return shell::admit_write(ctx, params),
+        Request::ShellList => shell::list(ctx),
     })
 }
 
@@ -134,5 +150,6 @@ pub async fn handle_deferred(ctx: &RequestContext, request: Deferred) -> Result<
         Deferred::Fs(task) => fs::run(task).await,
         Deferred::Http(task) => http::run(task).await,
         Deferred::Watch(task) => watch_missing::run(task).await,
+        Deferred::Shell(task) => shell::run(task).await,
     }
 }

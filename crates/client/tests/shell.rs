@@ -1,0 +1,402 @@
+//! Named shells end to end: a real server on loopback, real bash and sh (dash here), the
+//! client's `Client::shell`. Each boundary case of a command line is one test, run in
+//! every shell it makes sense for; zsh runs where it is installed and is skipped visibly
+//! otherwise.
+
+mod support;
+
+use rexec_client::{Client, Shell, ShellKind, ShellOutcome};
+use rexec_server::ServerConfig;
+use std::future::IntoFuture;
+use std::path::Path;
+use std::time::Duration;
+use support::{TestServer, connect, within};
+use tokio::time::Instant;
+
+/// `shell` is installed here (zsh is not on every machine).
+fn installed(kind: ShellKind) -> bool {
+    let program = match kind {
+        ShellKind::Bash => "bash",
+        ShellKind::Sh => "sh",
+        ShellKind::Zsh => "zsh",
+    };
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    if !found {
+        // CI installs every shell: there a missing one is a failure, not a skip.
+        assert!(
+            std::env::var("CI").map_or(true, |ci| ci != "true"),
+            "{program} is not installed and CI=true"
+        );
+        // Past the test harness's capture, so the skip shows in every run.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SKIPPED: {program} is not installed"
+        );
+    }
+    found
+}
+
+/// One test per shell kind; the body gets a fresh server's client and the kind.
+macro_rules! each_shell {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn bash() {
+                super::$body(ShellKind::Bash).await;
+            }
+            #[tokio::test]
+            async fn sh() {
+                super::$body(ShellKind::Sh).await;
+            }
+            #[tokio::test]
+            async fn zsh() {
+                if installed(ShellKind::Zsh) {
+                    super::$body(ShellKind::Zsh).await;
+                }
+            }
+        }
+    };
+}
+
+async fn setup(kind: ShellKind) -> (TestServer, Client, Shell) {
+    let server = TestServer::start().await;
+    let client = connect(&server.url).await;
+    let shell = client.shell(format!("test-{kind:?}")).kind(kind);
+    (server, client, shell)
+}
+
+async fn run(shell: &Shell, command: &str) -> ShellOutcome {
+    within(command, shell.run(command).into_future())
+        .await
+        .unwrap_or_else(|err| panic!("{command}: {err}"))
+}
+
+fn text(outcome: &ShellOutcome) -> String {
+    assert_eq!(outcome.output.omitted_bytes, 0);
+    outcome.output.text()
+}
+
+async fn state_persists_between_commands(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    let first = run(&shell, "cd /tmp && export X=1").await;
+    assert_eq!((first.exit_code, text(&first).as_str()), (Some(0), ""));
+    let second = run(&shell, "pwd; echo $X").await;
+    assert_eq!(text(&second), "/tmp\n1\n");
+    assert_eq!(second.exit_code, Some(0));
+    assert_eq!(second.cwd.as_deref(), Some(Path::new("/tmp")));
+    assert!(!second.timed_out && !second.awaiting_input && !second.shell_exited);
+}
+each_shell!(state_persists, state_persists_between_commands);
+
+async fn exit_codes_pass_through(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    assert_eq!(run(&shell, "false").await.exit_code, Some(1));
+    assert_eq!(run(&shell, "(exit 7)").await.exit_code, Some(7));
+    assert_eq!(run(&shell, "sh -c 'exit 42'").await.exit_code, Some(42));
+    assert_eq!(run(&shell, "true").await.exit_code, Some(0));
+}
+each_shell!(exit_codes, exit_codes_pass_through);
+
+async fn multi_line_input_is_one_command(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    let outcome = run(
+        &shell,
+        "echo one\necho two\nfor i in a b; do\n  echo $i\ndone\nfalse",
+    )
+    .await;
+    assert_eq!(text(&outcome), "one\ntwo\na\nb\n");
+    assert_eq!(outcome.exit_code, Some(1));
+    // Nothing of it is left over for the next command.
+    assert_eq!(text(&run(&shell, "echo next").await), "next\n");
+}
+each_shell!(multi_line, multi_line_input_is_one_command);
+
+async fn heredoc(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    run(&shell, "Y=expanded").await;
+    let outcome = run(
+        &shell,
+        "cat <<EOF\nline 'one'\n$Y\nEOF\ncat <<'RAW'\n$Y\nRAW",
+    )
+    .await;
+    assert_eq!(text(&outcome), "line 'one'\nexpanded\n$Y\n");
+    assert_eq!(outcome.exit_code, Some(0));
+}
+each_shell!(heredocs, heredoc);
+
+async fn syntax_error(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    let outcome = run(&shell, "echo (").await;
+    assert_eq!(outcome.exit_code, Some(2), "{:?}", text(&outcome));
+    assert!(
+        text(&outcome).to_lowercase().contains("syntax error"),
+        "{:?}",
+        text(&outcome)
+    );
+    assert!(!outcome.shell_exited);
+    let after = run(&shell, "if then fi; echo unreachable").await;
+    assert_ne!(after.exit_code, Some(0));
+    assert!(!text(&after).contains("unreachable"));
+    assert_eq!(text(&run(&shell, "echo ok").await), "ok\n");
+}
+each_shell!(syntax_errors, syntax_error);
+
+/// `set -e` in an interactive shell: the failing command ends the shell, as it would in a
+/// terminal; that is reported as the shell's exit, and the next command gets a new shell.
+async fn set_e_ends_the_shell(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    let outcome = run(&shell, "set -e; echo before; false; echo after").await;
+    assert!(outcome.shell_exited, "{outcome:?}");
+    assert_eq!(outcome.exit_code, Some(1));
+    assert!(
+        text(&outcome).starts_with("before\n"),
+        "{:?}",
+        text(&outcome)
+    );
+    assert!(!text(&outcome).contains("after"));
+    let next = run(&shell, "echo fresh; false; echo on").await;
+    assert_eq!(text(&next), "fresh\non\n", "the new shell has no set -e");
+}
+each_shell!(set_e, set_e_ends_the_shell);
+
+async fn exit_ends_the_shell(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    let old_pid = text(&run(&shell, "echo $$").await);
+    run(&shell, "cd /tmp").await;
+    let exit = run(&shell, "exit 5").await;
+    assert!(exit.shell_exited, "{exit:?}");
+    assert_eq!(exit.exit_code, Some(5));
+    assert_eq!(exit.cwd, None);
+    let next = run(&shell, "echo $$; pwd").await;
+    assert!(!next.shell_exited);
+    let lines: Vec<&str> = next.output.text().leak().lines().collect();
+    assert_ne!(lines[0], old_pid.trim(), "a new shell");
+    assert_ne!(lines[1], "/tmp", "the new shell starts afresh");
+}
+each_shell!(exit, exit_ends_the_shell);
+
+async fn exec_replaces_the_shell(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    // `exec` with only redirections keeps the shell.
+    let redirect = run(&shell, "exec 3>/dev/null; echo kept >&3; echo shown").await;
+    assert_eq!(
+        (text(&redirect).as_str(), redirect.shell_exited),
+        ("shown\n", false)
+    );
+    let replaced = run(&shell, "exec sh -c 'echo replaced; exit 7'").await;
+    assert!(replaced.shell_exited, "{replaced:?}");
+    assert_eq!(replaced.exit_code, Some(7));
+    assert!(text(&replaced).contains("replaced\n"));
+    assert_eq!(text(&run(&shell, "echo again").await), "again\n");
+}
+each_shell!(exec, exec_replaces_the_shell);
+
+async fn background_job_does_not_hold_the_command(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    let started = Instant::now();
+    let outcome = run(&shell, "sleep 5 & echo started").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcome.exit_code, Some(0));
+    assert!(
+        text(&outcome).ends_with("started\n"),
+        "{:?}",
+        text(&outcome)
+    );
+    assert_eq!(text(&run(&shell, "echo next").await), "next\n");
+}
+each_shell!(background_job, background_job_does_not_hold_the_command);
+
+async fn nested_shell(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    let outcome = run(&shell, "bash -c 'echo inner; exit 3'; echo outer $?").await;
+    assert_eq!(text(&outcome), "inner\nouter 3\n");
+    assert_eq!(outcome.exit_code, Some(0));
+    let nested = run(&shell, "sh -c 'bash -c \"cd /; pwd\"'; pwd").await;
+    assert_eq!(nested.exit_code, Some(0));
+    assert_eq!(text(&nested).lines().next(), Some("/"));
+}
+each_shell!(nested, nested_shell);
+
+async fn escape_sequences_and_fake_markers(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    let outcome = run(
+        &shell,
+        r"printf '\033[31mred\033[0m\n'; printf '\033]133;D;0\007'; printf '\033]133;D;abc;0\007\033]133;A\007\033]7;file:///x\007'; echo still",
+    )
+    .await;
+    assert_eq!(
+        outcome.output.head,
+        b"\x1b[31mred\x1b[0m\n\x1b]133;D;0\x07\x1b]133;D;abc;0\x07\x1b]133;A\x07\x1b]7;file:///x\x07still\n"
+    );
+    assert_eq!(outcome.exit_code, Some(0));
+    assert_eq!(text(&run(&shell, "echo next").await), "next\n");
+}
+each_shell!(escape_sequences, escape_sequences_and_fake_markers);
+
+async fn timeout_interrupts_and_the_shell_survives(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    run(&shell, "cd /tmp; Z=kept").await;
+    let started = Instant::now();
+    let outcome = within(
+        "timed-out command",
+        shell
+            .run("echo going; sleep 30; echo never")
+            .timeout(Duration::from_millis(300))
+            .into_future(),
+    )
+    .await
+    .expect("run");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(outcome.timed_out, "{outcome:?}");
+    assert!(!outcome.shell_exited);
+    assert_eq!(outcome.exit_code, Some(130));
+    assert!(!text(&outcome).contains("never"));
+    let next = run(&shell, "pwd; echo $Z").await;
+    assert_eq!(text(&next), "/tmp\nkept\n");
+}
+each_shell!(timeout, timeout_interrupts_and_the_shell_survives);
+
+async fn idle_timeout_waits_for_input(kind: ShellKind) {
+    let (_server, _client, shell) = setup(kind).await;
+    let asking = within(
+        "read",
+        shell
+            .run("read -p 'name? ' n; echo hello $n")
+            .idle_timeout(Duration::from_millis(300))
+            .into_future(),
+    )
+    .await
+    .expect("run");
+    assert!(asking.awaiting_input, "{asking:?}");
+    assert_eq!(asking.exit_code, None);
+    assert_eq!(text(&asking), "name? ");
+    within("write", shell.write("ada\n")).await.expect("write");
+    let done = within("wait", shell.wait(&asking.command_id).into_future())
+        .await
+        .expect("wait");
+    assert!(!done.awaiting_input);
+    assert_eq!(done.exit_code, Some(0));
+    assert_eq!(text(&done), "name? hello ada\n");
+}
+each_shell!(idle_timeout, idle_timeout_waits_for_input);
+
+async fn queued_commands_run_in_order(kind: ShellKind) {
+    let (_server, client, shell) = setup(kind).await;
+    let file =
+        std::env::temp_dir().join(format!("rexec-shell-queue-{kind:?}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let path = file.display().to_string();
+    run(&shell, "true").await;
+    let first = tokio::spawn({
+        let shell = shell.clone();
+        let command = format!("sleep 0.5; echo A >> {path}");
+        async move { shell.run(command).await }
+    });
+    let mut later = Vec::new();
+    for (index, letter) in ["B", "C"].into_iter().enumerate() {
+        let shell_handle = shell.clone();
+        let command = format!("echo {letter} >> {path}");
+        later.push(tokio::spawn(async move { shell_handle.run(command).await }));
+        // Each is queued (the first still runs) before the next is sent.
+        within("queueing", async {
+            loop {
+                let shells = client.shells().await.expect("list");
+                let entry = shells
+                    .iter()
+                    .find(|e| e.name == shell.name())
+                    .expect("listed");
+                if entry
+                    .running
+                    .as_ref()
+                    .is_some_and(|r| r.command.contains("sleep"))
+                    && entry.queued == index as u64 + 1
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+    let first = within("first", first).await.expect("join").expect("run");
+    assert_eq!(first.exit_code, Some(0));
+    for handle in later {
+        let outcome = within("queued", handle).await.expect("join").expect("run");
+        assert_eq!(outcome.exit_code, Some(0));
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), "A\nB\nC\n");
+    let _ = std::fs::remove_file(&file);
+}
+each_shell!(queue, queued_commands_run_in_order);
+
+#[tokio::test]
+async fn a_shell_survives_its_client() {
+    let server = TestServer::start().await;
+    let first = connect(&server.url).await;
+    let shell = first.shell("kept");
+    run(&shell, "cd /tmp && export Y=2 && f() { echo from f; }").await;
+    first.close().await;
+    drop(first);
+    // A new client of the same principal: another connection and another session.
+    let second = connect(&server.url).await;
+    let outcome = run(&second.shell("kept"), "pwd; echo $Y; f").await;
+    assert_eq!(text(&outcome), "/tmp\n2\nfrom f\n");
+    let listed = second.shells().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "kept");
+    assert_eq!(listed[0].cwd.as_deref(), Some(Path::new("/tmp")));
+    assert!(listed[0].running.is_none());
+}
+
+#[tokio::test]
+async fn an_unused_shell_closes_after_the_idle_timeout() {
+    let config = ServerConfig {
+        shell_idle_timeout: Duration::from_millis(400),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::with_config(config).await;
+    let client = connect(&server.url).await;
+    let shell = client.shell("idle");
+    let pid: i32 = text(&run(&shell, "echo $$").await)
+        .trim()
+        .parse()
+        .expect("pid");
+    within("idle close", async {
+        while !client.shells().await.expect("list").is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    within("shell process gone", async {
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let next: i32 = text(&run(&shell, "echo $$").await)
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_ne!(next, pid, "a new shell");
+}
+
+#[tokio::test]
+async fn a_long_command_line_and_control_bytes_are_refused_cleanly() {
+    let (_server, _client, shell) = setup(ShellKind::Bash).await;
+    let err = shell.run("echo \u{3}").await.expect_err("control byte");
+    assert!(err.to_string().contains("control byte 0x03"), "{err}");
+    let err = shell.run("x".repeat(5000)).await.expect_err("long line");
+    assert!(err.to_string().contains("at most"), "{err}");
+    assert_eq!(text(&run(&shell, "echo fine").await), "fine\n");
+}
