@@ -400,3 +400,86 @@ async fn a_long_command_line_and_control_bytes_are_refused_cleanly() {
     assert!(err.to_string().contains("at most"), "{err}");
     assert_eq!(text(&run(&shell, "echo fine").await), "fine\n");
 }
+
+/// A client authenticated as `subject` with a signed bearer token.
+async fn client_of(server: &TestServer, secret: &str, subject: &str) -> Client {
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 600;
+    let claims = serde_json::json!({"sub": subject, "exp": expires});
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("key");
+    let token =
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("sign");
+    let options = rexec_client::ClientOptions {
+        token: Some(token),
+        ..support::options()
+    };
+    support::connect_with(&server.url, options).await
+}
+
+#[tokio::test]
+async fn shells_belong_to_their_principal() {
+    let secret = "a shared secret of at least thirty-two bytes";
+    let verifier =
+        rexec_server::SignedBearer::new(secret.as_bytes(), None, None, 30).expect("verifier");
+    let config = ServerConfig {
+        auth: rexec_server::Authenticator::SignedBearer(Box::new(verifier)),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::with_config(config).await;
+    let alice = client_of(&server, secret, "alice").await;
+    let bob = client_of(&server, secret, "bob").await;
+    run(&alice.shell("work"), "cd /tmp; SECRET=alice").await;
+    assert!(
+        bob.shells().await.expect("list").is_empty(),
+        "bob sees none of alice's"
+    );
+    let err = bob
+        .shell("work")
+        .wait("cmd-1")
+        .await
+        .expect_err("not bob's");
+    assert!(err.to_string().contains("no shell named"), "{err}");
+    // The same name is another shell for bob.
+    let bobs = run(&bob.shell("work"), "echo \"[$SECRET]\"; pwd").await;
+    assert_ne!(text(&bobs), "[alice]\n/tmp\n");
+    assert!(text(&bobs).starts_with("[]\n"), "{:?}", text(&bobs));
+    assert_eq!(
+        text(&run(&alice.shell("work"), "echo $SECRET").await),
+        "alice\n"
+    );
+    // A second client of alice's finds her shell.
+    let alice_again = client_of(&server, secret, "alice").await;
+    assert_eq!(alice_again.shells().await.expect("list").len(), 1);
+}
+
+#[tokio::test]
+async fn a_principal_holds_a_bounded_number_of_shells() {
+    let (_server, client, _) = setup(ShellKind::Sh).await;
+    let mut created = 0;
+    let refused = loop {
+        let shell = client.shell(format!("many-{created}")).kind(ShellKind::Sh);
+        match within("run", shell.run("true").into_future()).await {
+            Ok(_) => created += 1,
+            Err(err) => break err,
+        }
+        assert!(created <= 64, "no bound");
+    };
+    assert_eq!(created, 16);
+    assert!(refused.to_string().contains("too many shells"), "{refused}");
+    // Ending one makes room.
+    let exited = run(&client.shell("many-0"), "exit").await;
+    assert!(exited.shell_exited);
+    within("slot released", async {
+        loop {
+            if client.shells().await.expect("list").len() < 16 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    run(&client.shell("one-more").kind(ShellKind::Sh), "true").await;
+}
