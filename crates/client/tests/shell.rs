@@ -483,3 +483,59 @@ async fn a_principal_holds_a_bounded_number_of_shells() {
     .await;
     run(&client.shell("one-more").kind(ShellKind::Sh), "true").await;
 }
+
+/// On the wire: the output notifications and the finish record share one seq sequence, in
+/// order, all before the response; the response's record is the notified one.
+#[tokio::test]
+async fn output_and_finish_are_one_ordered_sequence_on_the_wire() {
+    let server = TestServer::start().await;
+    let mut raw = rexec_testkit::client::Client::connect_with_headers(&server.url, &[])
+        .await
+        .expect("connect");
+    raw.initialize().await.expect("initialize");
+    let command = "for i in 1 2 3; do echo line $i; sleep 0.05; done; (exit 3)";
+    let id = raw
+        .send_request(
+            "shell/run",
+            serde_json::json!({"name": "wire", "command": command}),
+        )
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seqs = Vec::new();
+    let mut output = Vec::new();
+    let mut finished = None;
+    let response = loop {
+        let Some(rexec_testkit::client::Incoming::Json(message)) =
+            raw.recv_until(deadline).await.expect("recv")
+        else {
+            panic!("no response before the deadline");
+        };
+        match message["method"].as_str() {
+            Some("shell/output") => {
+                assert!(finished.is_none(), "output after the finish record");
+                seqs.push(message["params"]["seq"].as_u64().expect("seq"));
+                let chunk = message["params"]["chunk"].as_str().expect("chunk");
+                output.extend(base64_simd::STANDARD.decode_to_vec(chunk).expect("base64"));
+            }
+            Some("shell/finished") => finished = Some(message["params"].clone()),
+            Some(other) => panic!("unexpected {other}"),
+            None if message["id"] == serde_json::json!(id) => break message["result"].clone(),
+            None => panic!("unexpected {message}"),
+        }
+    };
+    let finished = finished.expect("a shell/finished notification before the response");
+    assert_eq!(output, b"line 1\nline 2\nline 3\n");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free from 1"
+    );
+    assert_eq!(finished["seq"].as_u64(), Some(seqs.len() as u64 + 1));
+    assert_eq!(finished["exitCode"], 3);
+    assert_eq!(finished["shellExited"], false);
+    assert_eq!(finished["cwd"], response["finished"]["cwd"]);
+    assert_eq!(response["finished"]["seq"], finished["seq"]);
+    assert_eq!(response["commandId"], finished["commandId"]);
+    assert_eq!(response["output"]["totalBytes"], 21);
+}
