@@ -10,7 +10,7 @@ use rexec_server::ServerConfig;
 use std::future::IntoFuture;
 use std::path::Path;
 use std::time::Duration;
-use support::{TestServer, connect, within};
+use support::{Peer, TestServer, connect, within};
 use tokio::time::Instant;
 
 /// `shell` is installed here (zsh is not on every machine).
@@ -538,4 +538,19 @@ async fn output_and_finish_are_one_ordered_sequence_on_the_wire() {
     assert_eq!(response["finished"]["seq"], finished["seq"]);
     assert_eq!(response["commandId"], finished["commandId"]);
     assert_eq!(response["output"]["totalBytes"], 21);
+}
+
+rexec_testkit::codex_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn codex_has_no_named_shells() {
+        let peer = Peer::codex("codex_has_no_named_shells").await;
+        let client = connect(peer.url()).await;
+        let err = within("run", client.shell("x").run("true").into_future())
+            .await
+            .expect_err("codex has no shells");
+        assert!(
+            matches!(&err, rexec_client::ClientError::Unsupported { extension } if extension == "shell/run"),
+            "{err}"
+        );
+    }
 }

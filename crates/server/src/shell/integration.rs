@@ -71,7 +71,7 @@ impl Integration {
             ),
             ShellKind::Sh => format!("PS1='{prompt}'; PS2=''; readonly PS1 PS2\n"),
             ShellKind::Zsh => format!(
-                "unsetopt zle; setopt prompt_subst no_prompt_bang no_prompt_percent; \
+                "unsetopt zle prompt_sp prompt_cr; setopt prompt_subst no_prompt_bang no_prompt_percent; \
                  PS1='{prompt}'; PS2=''; RPS1=''; readonly PS1 PS2\n"
             ),
         };
