@@ -8,12 +8,13 @@
 
 use crate::client::Client;
 use crate::error::ClientError;
-use rexec_protocol::extensions;
 use rexec_protocol::method;
+use rexec_protocol::sandbox::SandboxContext;
 use rexec_protocol::shell::{
     ShellCommandResult, ShellEntry, ShellListParams, ShellListResult, ShellRunParams,
     ShellWaitParams, ShellWriteParams, ShellWriteResult,
 };
+use rexec_protocol::{PathUri, extensions};
 use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ impl Client {
             kind: None,
             cwd: None,
             env: BTreeMap::new(),
+            sandbox: None,
         }
     }
 
@@ -82,6 +84,7 @@ pub struct Shell {
     kind: Option<ShellKind>,
     cwd: Option<PathBuf>,
     env: BTreeMap<String, String>,
+    sandbox: Option<SandboxContext>,
 }
 
 impl Shell {
@@ -105,6 +108,13 @@ impl Shell {
     /// A variable for a new shell, on top of the server's core ones (HOME, PATH, …).
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Run a new shell, and everything it starts, under `sandbox`. Its project roots
+    /// default to the shell's cwd when that is set.
+    pub fn sandbox(mut self, sandbox: SandboxContext) -> Self {
+        self.sandbox = Some(sandbox);
         self
     }
 
@@ -138,6 +148,22 @@ impl Shell {
         };
         let _: ShellWriteResult = self.client.inner.call(method::SHELL_WRITE, &params).await?;
         Ok(())
+    }
+}
+
+impl Shell {
+    fn sandbox_params(&self) -> Result<Option<serde_json::Value>, ClientError> {
+        let Some(mut sandbox) = self.sandbox.clone() else {
+            return Ok(None);
+        };
+        if let Some(cwd) = &self.cwd {
+            let cwd = PathUri::from_path(cwd.clone());
+            sandbox.cwd.get_or_insert_with(|| cwd.clone());
+            sandbox.workspace_roots.get_or_insert_with(|| vec![cwd]);
+        }
+        serde_json::to_value(&sandbox)
+            .map(Some)
+            .map_err(|err| crate::client::encoding_error(&err))
     }
 }
 
@@ -181,7 +207,7 @@ impl<'a> IntoFuture for ShellRun<'a> {
                 shell: shell.kind,
                 cwd: shell.cwd.clone(),
                 env: shell.env.clone(),
-                sandbox: None,
+                sandbox: shell.sandbox_params()?,
             };
             let result: ShellCommandResult =
                 shell.client.inner.call(method::SHELL_RUN, &params).await?;

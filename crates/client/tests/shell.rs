@@ -280,6 +280,20 @@ async fn idle_timeout_waits_for_input(kind: ShellKind) {
     .expect("run");
     assert!(asking.awaiting_input, "{asking:?}");
     assert_eq!(asking.exit_code, None);
+    let mut asking = asking;
+    // A loaded machine may go quiet before `read` prints its prompt: wait on for it.
+    while text(&asking).is_empty() {
+        asking = within(
+            "prompt",
+            shell
+                .wait(&asking.command_id)
+                .idle_timeout(Duration::from_millis(300))
+                .into_future(),
+        )
+        .await
+        .expect("wait");
+        assert!(asking.awaiting_input, "{asking:?}");
+    }
     assert_eq!(text(&asking), "name? ");
     within("write", shell.write("ada\n")).await.expect("write");
     let done = within("wait", shell.wait(&asking.command_id).into_future())
@@ -300,35 +314,35 @@ async fn queued_commands_run_in_order(kind: ShellKind) {
     run(&shell, "true").await;
     let first = tokio::spawn({
         let shell = shell.clone();
-        let command = format!("sleep 0.5; echo A >> {path}");
+        // It runs until the test types a line: B and C are sent while it runs.
+        let command = format!("read go; echo A >> {path}");
         async move { shell.run(command).await }
     });
-    let mut later = Vec::new();
-    for (index, letter) in ["B", "C"].into_iter().enumerate() {
-        let shell_handle = shell.clone();
-        let command = format!("echo {letter} >> {path}");
-        later.push(tokio::spawn(async move { shell_handle.run(command).await }));
-        // Each is queued (the first still runs) before the next is sent.
-        within("queueing", async {
+    // The first runs, then each later one is queued behind it before the next is sent.
+    let until_queued = |queued: u64| {
+        let (client, name) = (client.clone(), shell.name().to_owned());
+        within("queueing", async move {
             loop {
                 let shells = client.shells().await.expect("list");
-                let entry = shells
-                    .iter()
-                    .find(|e| e.name == shell.name())
-                    .expect("listed");
-                if entry
-                    .running
-                    .as_ref()
-                    .is_some_and(|r| r.command.contains("sleep"))
-                    && entry.queued == index as u64 + 1
+                let entry = shells.iter().find(|e| e.name == name).expect("listed");
+                let running = entry.running.as_ref();
+                if running.is_some_and(|r| r.command.contains("read go")) && entry.queued == queued
                 {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
-        .await;
+    };
+    until_queued(0).await;
+    let mut later = Vec::new();
+    for (index, letter) in ["B", "C"].into_iter().enumerate() {
+        let shell_handle = shell.clone();
+        let command = format!("echo {letter} >> {path}");
+        later.push(tokio::spawn(async move { shell_handle.run(command).await }));
+        until_queued(index as u64 + 1).await;
     }
+    within("write", shell.write("go\n")).await.expect("write");
     let first = within("first", first).await.expect("join").expect("run");
     assert_eq!(first.exit_code, Some(0));
     for handle in later {
