@@ -26,7 +26,7 @@ async fn the_policy_confines_every_command_of_the_shell() -> Result<()> {
         .shell("confined")
         .cwd(&dirs.ws)
         .sandbox(SandboxContext::managed(
-            &[dirs.ws.clone()],
+            std::slice::from_ref(&dirs.ws),
             NetworkAccess::Restricted,
         ));
     let run = |command: String| {
