@@ -10,6 +10,7 @@ use anyhow::Result;
 use crate::connect_run::ConnectRunArgs;
 use crate::memory::MemoryArgs;
 use crate::oneshot::OneshotArgs;
+use crate::shell::ShellBenchArgs;
 use crate::spawn::SpawnArgs;
 use crate::throughput::ThroughputArgs;
 
@@ -34,6 +35,8 @@ pub enum BenchCommand {
     Memory(MemoryArgs),
     /// A fresh connection + `run /usr/bin/true` + close per iteration (`rexec run`'s cost).
     ConnectRun(ConnectRunArgs),
+    /// `true` in a warm named shell vs a fresh one-shot process.
+    Shell(ShellBenchArgs),
     /// A TCP proxy that adds latency (RTT/2 each way, and one RTT to the TCP handshake),
     /// for a controlled wide-area link.
     Proxy(ProxyArgs),
@@ -64,6 +67,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Spawn(args) => crate::spawn::run(args).await,
         BenchCommand::Memory(args) => crate::memory::run(args).await,
         BenchCommand::ConnectRun(args) => crate::connect_run::run(args).await,
+        BenchCommand::Shell(args) => crate::shell::run(args).await,
         BenchCommand::Proxy(args) => run_proxy(args).await,
     }
 }

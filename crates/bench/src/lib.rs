@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod raw;
 pub mod raw_report;
 pub mod server;
+pub mod shell;
 pub mod spawn;
 pub mod stats;
 pub mod table;

@@ -43,6 +43,11 @@ pub const PROCESS_CONTAINMENT: &str = "environment/info.processContainment";
 /// (see [`crate::wait`]).
 pub const PROCESS_WAIT_FOR: &str = "process/waitFor";
 
+/// Named persistent shells with exact command boundaries (`crate::shell`): `shell/run`,
+/// `shell/wait`, `shell/write`, `shell/list`, and the `shell/output` / `shell/finished`
+/// notifications.
+pub const NAMED_SHELLS: &str = "shell/run";
+
 pub const ALL: &[&str] = &[
     PROCESS_RESIZE,
     WRITE_CLOSE_STDIN,
@@ -54,4 +59,5 @@ pub const ALL: &[&str] = &[
     START_HOLD_OUTPUT,
     PROCESS_CONTAINMENT,
     PROCESS_WAIT_FOR,
+    NAMED_SHELLS,
 ];

@@ -21,6 +21,7 @@ pub mod method;
 pub mod path_uri;
 pub mod process;
 pub mod sandbox;
+pub mod shell;
 pub mod wait;
 pub mod watch;
 

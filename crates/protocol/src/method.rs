@@ -40,3 +40,11 @@ pub const FS_MISSING_CHANGED: &str = "fs/missingChanged";
 
 pub const HTTP_REQUEST: &str = "http/request";
 pub const HTTP_REQUEST_BODY_DELTA: &str = "http/request/bodyDelta";
+
+/// rexec extension (`shell/run`): named persistent shells.
+pub const SHELL_RUN: &str = "shell/run";
+pub const SHELL_WAIT: &str = "shell/wait";
+pub const SHELL_WRITE: &str = "shell/write";
+pub const SHELL_LIST: &str = "shell/list";
+pub const SHELL_OUTPUT: &str = "shell/output";
+pub const SHELL_FINISHED: &str = "shell/finished";

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     /// Longest an `fs/*` request's blocking call may take; past it the request fails and
     /// its thread is written off (see `handlers::fs::limit`).
     pub fs_timeout: Duration,
+    /// How long a named shell (`shell/*`) lives without use before it is closed.
+    pub shell_idle_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             max_pending_handshakes: 0,
             max_inbound_bytes: 256 * 1024 * 1024,
             fs_timeout: Duration::from_secs(30),
+            shell_idle_timeout: Duration::from_secs(30 * 60),
         }
         .with_connection_limits_for(crate::limits::descriptor_limit())
     }

@@ -226,9 +226,11 @@ impl Connection {
                     MAX_IN_FLIGHT_WRITE_BYTES,
                 )?,
             ],
-            Deferred::Fs(_) | Deferred::Http(_) | Deferred::Watch(_) | Deferred::WaitFor(_) => {
-                Vec::new()
-            }
+            Deferred::Fs(_)
+            | Deferred::Http(_)
+            | Deferred::Watch(_)
+            | Deferred::WaitFor(_)
+            | Deferred::Shell(_) => Vec::new(),
         })
     }
 

@@ -17,6 +17,7 @@ mod outbound;
 mod process;
 mod sandbox;
 mod session;
+mod shell;
 mod sync;
 mod transport;
 
@@ -46,6 +47,8 @@ use std::sync::Arc;
 pub struct Server {
     pub config: ServerConfig,
     pub sessions: SessionRegistry,
+    /// Named shells (`shell/*`), owned by principals rather than sessions.
+    pub shells: shell::ShellRegistry,
     pub environment: rexec_protocol::environment::EnvironmentInfo,
 }
 
@@ -55,6 +58,7 @@ impl Server {
         containment.start_reaping();
         Arc::new(Self {
             sessions: SessionRegistry::new(config.session_ttl, config.closed_retention),
+            shells: shell::ShellRegistry::new(config.shell_idle_timeout),
             environment: environment::local_environment_info(containment.mode()),
             config,
         })
@@ -64,6 +68,7 @@ impl Server {
     /// them. Used on graceful shutdown.
     pub fn kill_all_processes(&self) {
         self.sessions.kill_all_processes();
+        self.shells.kill_all();
         process::containment::get().settle();
     }
 }

@@ -6,12 +6,15 @@
 //! own task. `fs/*` requests are admitted inline (sandbox gate, file-handle order) and
 //! always run in their own task: they do file I/O. `http/request` and `fs/watchMissing`
 //! are admitted inline too (bound, duplicate and stale-id checks in wire order) and run in
-//! their own task, as is `process/waitFor` (process lookup, validation, the session's bound).
+//! their own task, as is `process/waitFor` (process lookup, validation, the session's
+//! bound). `shell/run` is queued inline (wire order is run order) and waits for its command
+//! in a task.
 
 mod environment;
 pub mod fs;
 pub mod http;
 mod process;
+mod shell;
 pub mod watch_missing;
 
 pub use process::acknowledge;
@@ -25,6 +28,7 @@ use rexec_protocol::method;
 use rexec_protocol::process::{
     ReadParams, ResizeParams, SignalParams, StartParams, TerminateParams, WriteParams,
 };
+use rexec_protocol::shell::{ShellRunParams, ShellWaitParams, ShellWriteParams};
 use rexec_protocol::wait::WaitForParams;
 use rexec_protocol::watch::WatchMissingParams;
 use serde::Serialize;
@@ -46,6 +50,10 @@ pub enum Request {
     Http(Box<HttpRequestParams>),
     WatchMissing(WatchMissingParams),
     WaitFor(WaitForParams),
+    ShellRun(Box<ShellRunParams>),
+    ShellWait(ShellWaitParams),
+    ShellWrite(ShellWriteParams),
+    ShellList,
 }
 
 /// What a request runs with.
@@ -92,6 +100,10 @@ pub fn parse(method_name: &str, params: Option<&RawValue>) -> Result<Request, Rp
         method::HTTP_REQUEST => Request::Http(Box::new(decode_params(params)?)),
         method::FS_WATCH_MISSING => Request::WatchMissing(decode_params(params)?),
         method::PROCESS_WAIT_FOR => Request::WaitFor(decode_params(params)?),
+        method::SHELL_RUN => Request::ShellRun(Box::new(decode_params(params)?)),
+        method::SHELL_WAIT => Request::ShellWait(decode_params(params)?),
+        method::SHELL_WRITE => Request::ShellWrite(decode_params(params)?),
+        method::SHELL_LIST => Request::ShellList,
         fs_method if fs_method.starts_with("fs/") => Request::Fs(fs::parse(fs_method, params)?),
         other => return Err(RpcError::method_not_found(other)),
     })
@@ -105,6 +117,7 @@ pub enum Deferred {
     Http(http::HttpTask),
     Watch(watch_missing::WatchTask),
     WaitFor(crate::process::wait::PendingWait),
+    Shell(shell::ShellTask),
 }
 
 pub enum Admitted {
@@ -135,6 +148,10 @@ pub async fn admit(ctx: &RequestContext, request: Request) -> Admitted {
                 Err(error) => Err(error),
             }
         }
+        Request::ShellRun(params) => return shell::admit_run(ctx, *params),
+        Request::ShellWait(params) => return shell::admit_wait(ctx, params),
+        Request::ShellWrite(params) => return shell::admit_write(ctx, params),
+        Request::ShellList => shell::list(ctx),
     })
 }
 
@@ -148,5 +165,6 @@ pub async fn handle_deferred(ctx: &RequestContext, request: Deferred) -> Result<
         Deferred::WaitFor(pending) => {
             Reply::new(&crate::process::wait::run(pending, ctx.takeovers.clone()).await?)
         }
+        Deferred::Shell(task) => shell::run(task).await,
     }
 }

@@ -216,7 +216,7 @@ fn reject_unenforceable(params: &StartParams) -> Result<(), RpcError> {
 }
 
 /// The server's own environment, for `envPolicy` inheritance (non-UTF-8 entries skipped).
-fn server_env() -> impl Iterator<Item = (String, String)> {
+pub(super) fn server_env() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
