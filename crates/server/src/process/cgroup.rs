@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// How often [`CgroupTree::settle`] looks at killed cgroups that are not empty yet.
@@ -30,6 +31,8 @@ pub struct CgroupTree {
     graveyard: std::sync::Mutex<Vec<PathBuf>>,
     /// Empty cgroups of finished processes, handed to the next ones.
     spare: std::sync::Mutex<Vec<PathBuf>>,
+    /// Held (shared) while a leaf is made, (exclusive) while the tree is removed.
+    shape: RwLock<()>,
 }
 
 impl CgroupTree {
@@ -66,6 +69,7 @@ impl CgroupTree {
             next: AtomicU64::new(1),
             graveyard: std::sync::Mutex::default(),
             spare: std::sync::Mutex::default(),
+            shape: RwLock::new(()),
         })
     }
 
@@ -80,12 +84,12 @@ impl CgroupTree {
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(format!("p{n}"));
+        // The tree is the process's: another in-process server's shutdown removes it when
+        // it is empty, but not while a leaf is being made (it takes `shape` to do so).
+        let _making = self.shape.read().unwrap_or_else(PoisonError::into_inner);
         match fs::create_dir(&dir) {
             Ok(()) => {}
-            // The tree was removed at a shutdown of an in-process server; make it again.
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&dir)?;
-            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => fs::create_dir_all(&dir)?,
             Err(err) => return Err(err),
         }
         Ok(Cgroup::new(dir))
@@ -150,6 +154,7 @@ impl CgroupTree {
         for dir in crate::sync::lock(&self.spare).drain(..) {
             remove(&dir);
         }
+        let _removing = self.shape.write().unwrap_or_else(PoisonError::into_inner);
         let _ = fs::remove_dir(&self.dir);
     }
 }
@@ -308,6 +313,10 @@ fn unescape(field: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::lock;
+
+    /// The tests below share the process's one tree: one at a time.
+    static TREE_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     #[test]
     fn finds_the_unified_mount_next_to_v1_controllers() {
@@ -345,6 +354,7 @@ mod tests {
     /// with a member stays its process's.
     #[test]
     fn emptied_cgroups_are_reused_and_the_old_handle_is_inert() -> io::Result<()> {
+        let _serial = lock(&TREE_TESTS);
         let super::super::containment::Containment::Cgroup(tree) = super::super::containment::get()
         else {
             println!("SKIP: no writable cgroup v2 here");
@@ -377,6 +387,38 @@ mod tests {
             std::thread::sleep(SETTLE_POLL);
         }
         assert!(!tree.dir.exists(), "the test tree is removed");
+        Ok(())
+    }
+
+    /// The tree is the process's, shared by every server in it (tests, an embedder): one
+    /// server's shutdown may remove the tree while another makes a process's cgroup in
+    /// it. The other still gets its cgroup.
+    #[test]
+    fn a_leaf_is_made_while_another_server_settles() -> io::Result<()> {
+        let _serial = lock(&TREE_TESTS);
+        let super::super::containment::Containment::Cgroup(tree) = super::super::containment::get()
+        else {
+            println!("SKIP: no writable cgroup v2 here");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "no cgroup v2");
+            return Ok(());
+        };
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    tree.settle(Duration::ZERO);
+                }
+            });
+            let made = (0..5_000).map(|_| {
+                let leaf = tree.create_leaf()?;
+                tree.release(&leaf);
+                Ok(())
+            });
+            let outcome: io::Result<()> = made.collect();
+            done.store(true, Ordering::Relaxed);
+            outcome
+        })?;
+        tree.settle(Duration::from_secs(5));
         Ok(())
     }
 }
