@@ -42,13 +42,13 @@ fn history_is_bounded_by_events_and_bytes() {
     for seq in 1..=300 {
         history.push(output(seq, 1));
     }
-    assert_eq!(history.front_pos(), 300 - HISTORY_MAX_EVENTS as u64);
+    assert_eq!(history.front_pos(), 300 - PER_PROCESS.events as u64);
     let mut history = History::default();
     for seq in 1..=3 {
-        history.push(output(seq, HISTORY_MAX_BYTES / 2));
+        history.push(output(seq, PER_PROCESS.bytes / 2));
     }
     assert_eq!(history.front_pos(), 1);
-    history.push(output(4, HISTORY_MAX_BYTES * 2));
+    history.push(output(4, PER_PROCESS.bytes * 2));
     assert_eq!(history.front_pos(), 3, "the newest entry is always kept");
 }
 
