@@ -25,14 +25,7 @@ fn read(chunks: Vec<OutputChunk>, next_seq: u64) -> ReadResult {
     ReadResult {
         chunks,
         next_seq,
-        exited: false,
-        exit_code: None,
-        closed: false,
-        failure: None,
-        sandbox_denied: false,
-        evicted_chunks: None,
-        evicted_bytes: None,
-        sandbox_denial: None,
+        ..ReadResult::default()
     }
 }
 

@@ -87,7 +87,8 @@ pub(crate) fn rebuild(
             "process/read reports seqs up to {until_seq}, past the close received at seq {closed}"
         ));
     }
-    let read = read.unwrap_or_else(nothing_read);
+    // The read that was never made: nothing returned, nothing counted.
+    let read = read.unwrap_or_default();
     let ends_window = read.next_seq.saturating_sub(1) == until_seq;
     let first_returned = place_chunks(&mut slots, after_seq, until_seq, read.chunks)?;
     if let Some(first) = first_returned {
@@ -208,22 +209,6 @@ fn unplaced(event: ProcessEvent) -> Known {
     Known {
         event,
         bytes_before: None,
-    }
-}
-
-/// The read that was never made: nothing returned, nothing counted.
-fn nothing_read() -> ReadResult {
-    ReadResult {
-        chunks: Vec::new(),
-        next_seq: 0,
-        exited: false,
-        exit_code: None,
-        closed: false,
-        failure: None,
-        sandbox_denied: false,
-        evicted_chunks: None,
-        evicted_bytes: None,
-        sandbox_denial: None,
     }
 }
 
