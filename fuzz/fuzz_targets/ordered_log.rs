@@ -13,6 +13,12 @@
 //! not delivered; one `Exited` with the server's code and verdict; `Closed` last; at most
 //! one repair read in flight; nothing `Failed`; the process completes once the channel
 //! drains.
+//!
+//! Then a subscriber that lagged: it saw a prefix of the delivered stream and finds a later
+//! event next in the replay history, so it rebuilds the events between from one server read
+//! (`fill_lag`, the same `rebuild` the ordered log uses). Oracle: the same seqs as the
+//! delivered stream there, the server's output where it is retained, the delivered exit,
+//! gaps only over output the server let go, and exactly the delivered stream's bytes.
 
 #![no_main]
 
@@ -20,7 +26,7 @@ use bytes::Bytes;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use rexec_client::ProcessEvent;
-use rexec_client::fuzzing::{Incoming, OrderedLog, Repair};
+use rexec_client::fuzzing::{History, Incoming, OrderedLog, Repair, fill_lag};
 use rexec_protocol::process::{OutputStream, ReadResult};
 use rexec_protocol::sandbox::{DenialRule, SandboxDenial};
 use rexec_server::fuzzing::EventLog;
@@ -35,6 +41,10 @@ struct Scenario {
     retained_bytes: u8,
     exit_code: i8,
     steps: Vec<Step>,
+    /// The lagging subscriber's last event seen and its next history entry, as indexes
+    /// into the delivered stream.
+    lag_from: u8,
+    lag_to: u8,
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -77,6 +87,7 @@ fuzz_target!(|scenario: Scenario| {
     }
     world.drain(scenario.exit_code.into());
     world.check_complete();
+    world.check_lag(scenario.lag_from, scenario.lag_to);
 });
 
 /// What the server's log holds at each seq (index seq − 1).
@@ -126,6 +137,7 @@ struct Stream {
     bytes_lost: u64,
     /// Output bytes delivered or reported lost: the ledger a repair read is applied with.
     ledger: u64,
+    delivered: Vec<ProcessEvent>,
 }
 
 impl World {
@@ -385,6 +397,70 @@ impl World {
         }
     }
 
+    fn check_lag(&self, from: u8, to: u8) {
+        let delivered = &self.stream.delivered;
+        if delivered.len() < 2 {
+            return;
+        }
+        let from = usize::from(from) % (delivered.len() - 1);
+        let to = from + 1 + usize::from(to) % (delivered.len() - 1 - from);
+        let mut history = History::default();
+        for event in delivered {
+            history.push_keeping(event.clone(), None);
+        }
+        let Some(next) = history.get(to as u64) else {
+            return; // trimmed from the history: nothing would be next there
+        };
+        let ledger = |events: &[ProcessEvent]| -> u64 { events.iter().map(ledger_bytes).sum() };
+        let after_seq = from
+            .checked_sub(1)
+            .and_then(|last| delivered[last].seq_range())
+            .map_or(0, |(_, last)| last);
+        let window = history.lag_window(after_seq, ledger(&delivered[..from]), next);
+        let mut read = self.server.read(after_seq, None).result;
+        if !self.eviction_counters {
+            read.evicted_chunks = None;
+            read.evicted_bytes = None;
+        }
+        let rebuilt: Vec<_> = fill_lag(&window, Some(read)).into();
+        let mut covered = after_seq;
+        for event in &rebuilt {
+            let (first, last) = event.seq_range().expect("a sequenced event");
+            assert_eq!(first, covered + 1, "lag rebuild: {event:?} out of order");
+            covered = last;
+            match event {
+                ProcessEvent::Output { seq, stream, bytes } => {
+                    let expected = Logged::Output {
+                        stream: *stream,
+                        bytes: bytes.clone(),
+                    };
+                    assert_eq!(self.logged(*seq), &expected, "lag rebuild: output at {seq}");
+                }
+                ProcessEvent::Exited { .. } => assert!(
+                    delivered.contains(event),
+                    "lag rebuild: {event:?} is not the exit delivered"
+                ),
+                ProcessEvent::Gap { seqs, .. } => {
+                    for seq in seqs.clone() {
+                        assert!(!self.retained(seq), "lag rebuild: gap over retained {seq}");
+                    }
+                }
+                other => panic!("lag rebuild: {other:?} inside the window"),
+            }
+        }
+        let until = delivered[to].seq_range().map_or(0, |(first, _)| first - 1);
+        assert_eq!(
+            covered, until,
+            "lag rebuild: {rebuilt:?} ends short of the window"
+        );
+        assert_eq!(
+            ledger(&rebuilt),
+            ledger(&delivered[from..to]),
+            "lag rebuild: {rebuilt:?} accounts for other bytes than {:?}",
+            &delivered[from..to]
+        );
+    }
+
     fn output_seqs_up_to(&self, last: u64) -> impl Iterator<Item = u64> + '_ {
         (1..=last).filter(|&seq| matches!(self.logged(seq), Logged::Output { .. }))
     }
@@ -415,6 +491,7 @@ impl World {
         assert_eq!(first, self.stream.covered + 1, "{event:?} out of order");
         assert!(first <= last);
         self.stream.covered = last;
+        self.stream.delivered.push(event.clone());
         match event {
             ProcessEvent::Output { seq, stream, bytes } => {
                 self.stream.ledger += bytes.len() as u64;
@@ -495,5 +572,14 @@ impl World {
                 "exit delivered at {seq}, the server's is at {exit_seq}, not in a gap"
             );
         }
+    }
+}
+
+/// Output bytes an event accounts for, delivered or lost.
+fn ledger_bytes(event: &ProcessEvent) -> u64 {
+    match event {
+        ProcessEvent::Output { bytes, .. } => bytes.len() as u64,
+        ProcessEvent::Gap { bytes_lost, .. } => *bytes_lost,
+        _ => 0,
     }
 }

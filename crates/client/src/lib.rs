@@ -85,8 +85,8 @@ pub mod sandbox {
 #[allow(missing_docs)]
 pub mod fuzzing {
     pub use crate::procs::{
-        Incoming, OrderedLog, Repair, decode_binary_output, decode_notification,
-        decode_output_message,
+        History, Incoming, OrderedLog, Repair, decode_binary_output, decode_notification,
+        decode_output_message, fill_lag,
     };
 }
 

@@ -11,6 +11,9 @@
 //! back as `Output`, the rest becomes `Gap`s whose byte counts are exact because the ledger
 //! says how many output bytes each run held.
 
+// Public only through the `testing` feature's `fuzzing` module.
+#![cfg_attr(feature = "testing", allow(missing_docs))]
+
 use super::bounds::PER_PROCESS;
 use super::rebuild::{Known, Window, rebuild};
 use crate::event::ProcessEvent;
@@ -21,14 +24,14 @@ use std::collections::VecDeque;
 const INCOMING_CHUNK_ALLOWANCE: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
-pub(crate) struct Entry {
+pub struct Entry {
     pub event: ProcessEvent,
     /// The ledger before this event: output bytes delivered or reported lost.
     pub cum_before: u64,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct History {
+pub struct History {
     entries: VecDeque<Entry>,
     /// Position of `entries[0]` in the sequence of every event ever delivered.
     front_pos: u64,
@@ -40,7 +43,7 @@ pub(crate) struct History {
 
 /// What a subscriber missed: seqs `(after_seq, until_seq]`.
 #[derive(Debug, Clone)]
-pub(crate) struct LagWindow {
+pub struct LagWindow {
     pub after_seq: u64,
     pub until_seq: u64,
     /// The ledger before `after_seq + 1` and before `until_seq + 1`.
@@ -58,7 +61,7 @@ impl History {
 
     /// `push`, but never dropping the entry at position `keep` or a later one (the server
     /// holds that output for a lossless reader, which bounds what is kept here).
-    pub(crate) fn push_keeping(&mut self, event: ProcessEvent, keep: Option<u64>) {
+    pub fn push_keeping(&mut self, event: ProcessEvent, keep: Option<u64>) {
         let entry = Entry {
             cum_before: self.cum,
             event,
@@ -106,18 +109,18 @@ impl History {
         self.cum
     }
 
-    pub(crate) fn front_pos(&self) -> u64 {
+    pub fn front_pos(&self) -> u64 {
         self.front_pos
     }
 
-    pub(crate) fn get(&self, pos: u64) -> Option<&Entry> {
+    pub fn get(&self, pos: u64) -> Option<&Entry> {
         let index = usize::try_from(pos.checked_sub(self.front_pos)?).ok()?;
         self.entries.get(index)
     }
 
     /// The window a subscriber at `after_seq` (having seen `cum_start` output bytes) missed
     /// before `next`, the first entry still retained after it.
-    pub(crate) fn lag_window(&self, after_seq: u64, cum_start: u64, next: &Entry) -> LagWindow {
+    pub fn lag_window(&self, after_seq: u64, cum_start: u64, next: &Entry) -> LagWindow {
         let until_seq = next
             .event
             .seq_range()
@@ -145,7 +148,7 @@ impl History {
 /// Rebuild the events of a lag window from the read made for it (`None`: the read failed,
 /// so all output in the window is reported lost, with exact byte counts; likewise when the
 /// read contradicts what this process delivered).
-pub(crate) fn fill_lag(window: &LagWindow, read: Option<ReadResult>) -> VecDeque<ProcessEvent> {
+pub fn fill_lag(window: &LagWindow, read: Option<ReadResult>) -> VecDeque<ProcessEvent> {
     let known = window
         .marks
         .iter()

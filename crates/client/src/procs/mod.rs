@@ -22,4 +22,6 @@ pub use stream::EventStream;
 #[cfg(feature = "testing")]
 pub use dispatch::{decode_binary_output, decode_notification, decode_output_message};
 #[cfg(feature = "testing")]
+pub use history::{History, fill_lag};
+#[cfg(feature = "testing")]
 pub use ordered::{Incoming, OrderedLog, Repair};
