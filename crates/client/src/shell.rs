@@ -8,6 +8,7 @@
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::shell_output;
 use rexec_protocol::method;
 use rexec_protocol::sandbox::SandboxContext;
 use rexec_protocol::shell::{
@@ -127,6 +128,7 @@ impl Shell {
             command: command.into(),
             timeout: None,
             idle_timeout: None,
+            on_output: None,
         }
     }
 
@@ -137,6 +139,7 @@ impl Shell {
             command_id: command_id.to_owned(),
             timeout: None,
             idle_timeout: None,
+            on_output: None,
         }
     }
 
@@ -158,6 +161,21 @@ impl Shell {
 }
 
 impl Shell {
+    /// `shell/run` or `shell/wait`, streaming the output to `on_output` when given.
+    async fn call<P: serde::Serialize + Sync>(
+        &self,
+        method: &str,
+        params: &P,
+        on_output: Option<OnOutput<'_>>,
+    ) -> Result<ShellCommandResult, ClientError> {
+        let rpc = &self.client.inner.rpc;
+        let Some(mut on_output) = on_output else {
+            return rpc.call(method, params).await;
+        };
+        let tap = self.client.inner.shell_taps.open(&self.name);
+        shell_output::with_output(rpc.call(method, params), tap, &mut *on_output).await
+    }
+
     fn sandbox_params(&self) -> Result<Option<serde_json::Value>, ClientError> {
         let Some(mut sandbox) = self.sandbox.clone() else {
             return Ok(None);
@@ -180,9 +198,13 @@ pub struct ShellRun<'a> {
     command: String,
     timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    on_output: Option<OnOutput<'a>>,
 }
 
-impl ShellRun<'_> {
+/// What [`ShellRun::on_output`] and [`ShellWait::on_output`] call.
+type OnOutput<'a> = Box<dyn FnMut(&[u8]) + Send + 'a>;
+
+impl<'a> ShellRun<'a> {
     /// Interrupt the command after `timeout` (SIGINT to its foreground job, SIGKILL after
     /// a grace); the outcome says `timed_out` and the shell runs the next command.
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -193,6 +215,15 @@ impl ShellRun<'_> {
     /// Return with `awaiting_input` once the command printed nothing for `idle`.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Hand the command's output to `on_output` as it arrives (markers removed), while
+    /// this call waits; the outcome still has its head and tail. It sees all output of
+    /// this shell that reaches this client during the call, so run one command of a
+    /// shell at a time per client when using it.
+    pub fn on_output(mut self, on_output: impl FnMut(&[u8]) + Send + 'a) -> Self {
+        self.on_output = Some(Box::new(on_output));
         self
     }
 }
@@ -216,10 +247,7 @@ impl<'a> IntoFuture for ShellRun<'a> {
                 sandbox: shell.sandbox_params()?,
             };
             let result: ShellCommandResult = shell
-                .client
-                .inner
-                .rpc
-                .call(method::SHELL_RUN, &params)
+                .call(method::SHELL_RUN, &params, self.on_output)
                 .await?;
             Ok(ShellOutcome::from(result))
         })
@@ -233,9 +261,10 @@ pub struct ShellWait<'a> {
     command_id: String,
     timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    on_output: Option<OnOutput<'a>>,
 }
 
-impl ShellWait<'_> {
+impl<'a> ShellWait<'a> {
     /// Interrupt the command if it has not finished `timeout` from now.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -245,6 +274,15 @@ impl ShellWait<'_> {
     /// Return with `awaiting_input` once the command printed nothing for `idle`.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Hand the command's output to `on_output` as it arrives (markers removed), while
+    /// this call waits; the outcome still has its head and tail. It sees all output of
+    /// this shell that reaches this client during the call, so run one command of a
+    /// shell at a time per client when using it.
+    pub fn on_output(mut self, on_output: impl FnMut(&[u8]) + Send + 'a) -> Self {
+        self.on_output = Some(Box::new(on_output));
         self
     }
 }
@@ -264,10 +302,7 @@ impl<'a> IntoFuture for ShellWait<'a> {
                 idle_timeout_ms: self.idle_timeout.map(millis),
             };
             let result: ShellCommandResult = shell
-                .client
-                .inner
-                .rpc
-                .call(method::SHELL_WAIT, &params)
+                .call(method::SHELL_WAIT, &params, self.on_output)
                 .await?;
             Ok(ShellOutcome::from(result))
         })
