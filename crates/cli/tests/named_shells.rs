@@ -1,0 +1,298 @@
+//! `rexec run --shell`, `rexec shells` and `rexec shell --attach`, end to end: the real
+//! `rexec` binary against a real `rexec serve`, as a user (or an agent) runs them.
+
+use anyhow::{Context, Result, ensure};
+use rexec_testkit::server::{Server, ServerOptions, Target};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn rexec(server: &Server) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rexec"));
+    command.env("REXEC_SERVER", &server.url).kill_on_drop(true);
+    command
+}
+
+/// `rexec ARGS` with `stdin` piped in (or /dev/null), to its end.
+async fn cli(server: &Server, args: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+    let mut command = rexec(server);
+    command
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().context("starting rexec")?;
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().context("stdin")?;
+        pipe.write_all(bytes).await?;
+    }
+    tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .context("rexec did not finish in time")?
+        .context("waiting for rexec")
+}
+
+/// `rexec run --shell NAME -- LINE`.
+async fn in_shell(server: &Server, name: &str, line: &str) -> Result<Output> {
+    cli(server, &["run", "--shell", name, "--", line], None).await
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn expect(output: &Output, stdout: &str, code: i32) -> Result<()> {
+    ensure!(
+        text(&output.stdout) == stdout && output.status.code() == Some(code),
+        "wanted {stdout:?} and exit {code}, got {:?} and {:?} (stderr {:?})",
+        text(&output.stdout),
+        output.status,
+        text(&output.stderr)
+    );
+    Ok(())
+}
+
+async fn rexec_server() -> Result<Server> {
+    Server::spawn(Target::Rexec, &ServerOptions::default()).await
+}
+
+#[tokio::test]
+async fn cd_and_exports_persist_between_runs() -> Result<()> {
+    let server = rexec_server().await?;
+    expect(
+        &in_shell(&server, "s", "cd /tmp && export X=1").await?,
+        "",
+        0,
+    )?;
+    expect(
+        &in_shell(&server, "s", "pwd; echo $X").await?,
+        "/tmp\n1\n",
+        0,
+    )?;
+    // Functions persist too, and words are joined as a shell would see them.
+    expect(
+        &in_shell(&server, "s", "greet() { echo hi $1; }").await?,
+        "",
+        0,
+    )?;
+    let output = cli(
+        &server,
+        &["run", "--shell", "s", "--", "greet", "ada"],
+        None,
+    )
+    .await?;
+    expect(&output, "hi ada\n", 0)?;
+    // Another name is another shell.
+    expect(
+        &in_shell(&server, "t", "echo ${X:-unset}").await?,
+        "unset\n",
+        0,
+    )
+}
+
+#[tokio::test]
+async fn exit_codes_pass_through() -> Result<()> {
+    let server = rexec_server().await?;
+    expect(&in_shell(&server, "codes", "(exit 7)").await?, "", 7)?;
+    expect(&in_shell(&server, "codes", "false").await?, "", 1)?;
+    // A signal's death is 128+N (bash also reports `Terminated` on the terminal).
+    let killed = in_shell(&server, "codes", "sh -c 'kill -TERM $$'").await?;
+    ensure!(killed.status.code() == Some(143), "{killed:?}");
+    expect(&in_shell(&server, "codes", "echo fine").await?, "fine\n", 0)
+}
+
+#[tokio::test]
+async fn a_timeout_exits_124_and_the_shell_runs_the_next_command() -> Result<()> {
+    let server = rexec_server().await?;
+    expect(&in_shell(&server, "slow", "cd /tmp").await?, "", 0)?;
+    let started = Instant::now();
+    let output = cli(
+        &server,
+        &[
+            "run",
+            "--shell",
+            "slow",
+            "--timeout",
+            "1s",
+            "--",
+            "sleep 30",
+        ],
+        None,
+    )
+    .await?;
+    let took = started.elapsed();
+    ensure!(
+        output.status.code() == Some(124),
+        "status {:?}, stderr {:?}",
+        output.status,
+        text(&output.stderr)
+    );
+    ensure!(took < Duration::from_secs(2), "took {took:?}");
+    ensure!(
+        text(&output.stderr).contains("timed out after 1s"),
+        "stderr {:?}",
+        text(&output.stderr)
+    );
+    expect(&in_shell(&server, "slow", "pwd").await?, "/tmp\n", 0)
+}
+
+#[tokio::test]
+async fn output_streams_while_the_command_runs() -> Result<()> {
+    let server = rexec_server().await?;
+    let mut child = rexec(&server)
+        .args(["run", "--shell", "live", "--timeout", "5s", "--"])
+        .arg("echo first; sleep 30; echo never")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    tokio::time::timeout(DEADLINE, stdout.read_line(&mut line))
+        .await
+        .context("no first line")??;
+    ensure!(line == "first\n", "first line {line:?}");
+    ensure!(
+        child.try_wait()?.is_none(),
+        "rexec ended before the command did"
+    );
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await??;
+    ensure!(status.code() == Some(124), "status {status:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn shells_lists_the_shell_with_its_cwd_and_running_command() -> Result<()> {
+    let server = rexec_server().await?;
+    expect(&in_shell(&server, "listed", "cd /tmp").await?, "", 0)?;
+    let output = cli(&server, &["shells"], None).await?;
+    let table = text(&output.stdout);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    ensure!(
+        header.split_whitespace().collect::<Vec<_>>()
+            == ["NAME", "SHELL", "CWD", "IDLE", "RUNNING", "QUEUED"],
+        "header {header:?}"
+    );
+    let row: Vec<&str> = lines
+        .find(|line| line.starts_with("listed "))
+        .context(format!("no row for the shell:\n{table}"))?
+        .split_whitespace()
+        .collect();
+    ensure!(
+        row[1] == "bash" && row[2] == "/tmp" && row[4] == "-" && row[5] == "0",
+        "row {row:?}"
+    );
+
+    // While a command runs (another rexec waits on it), the table shows it.
+    let mut busy = rexec(&server);
+    busy.args(["run", "--shell", "listed", "--timeout", "10s", "--"])
+        .arg("sleep 30")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut busy = busy.spawn()?;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let table = text(&cli(&server, &["shells"], None).await?.stdout);
+        if table
+            .lines()
+            .any(|line| line.starts_with("listed ") && line.contains("sleep 30 ("))
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "never listed as running:\n{table}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    busy.kill().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_command_waiting_for_input_gets_a_line_of_stdin_or_ends_with_125() -> Result<()> {
+    let server = rexec_server().await?;
+    let ask = ["run", "--shell", "ask", "--idle-timeout", "300ms", "--"];
+    let read = "read -p 'name? ' n; echo hello $n";
+    let answered = cli(&server, &[&ask[..], &[read]].concat(), Some(b"ada\n")).await?;
+    expect(&answered, "name? hello ada\n", 0)?;
+
+    let unanswered = cli(&server, &[&ask[..], &[read]].concat(), None).await?;
+    ensure!(
+        unanswered.status.code() == Some(125)
+            && text(&unanswered.stderr).contains("waited for input"),
+        "{unanswered:?}"
+    );
+    // The shell was not left blocked on the read.
+    expect(&in_shell(&server, "ask", "echo next").await?, "next\n", 0)
+}
+
+#[tokio::test]
+async fn attach_runs_each_line_in_the_named_shell() -> Result<()> {
+    let server = rexec_server().await?;
+    expect(
+        &in_shell(&server, "shared", "export FROM_AGENT=yes").await?,
+        "",
+        0,
+    )?;
+    let script = b"cd /tmp\npwd; echo $FROM_AGENT\nfalse\n";
+    let output = cli(&server, &["shell", "--attach", "shared"], Some(script)).await?;
+    let transcript = text(&output.stdout);
+    for expected in [
+        "shared:/tmp$ pwd; echo $FROM_AGENT\n/tmp\nyes\n",
+        "[exit 1]\n",
+    ] {
+        ensure!(
+            transcript.contains(expected),
+            "no {expected:?} in:\n{transcript}"
+        );
+    }
+    ensure!(
+        output.status.code() == Some(1),
+        "status {:?}",
+        output.status
+    );
+    // What the person did is in the shell the agent uses.
+    expect(&in_shell(&server, "shared", "pwd").await?, "/tmp\n", 0)
+}
+
+#[tokio::test]
+async fn zsh_keeps_state_too_when_installed() -> Result<()> {
+    if std::process::Command::new("zsh")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        ensure!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true requires zsh"
+        );
+        rexec_testkit::harness::say_skipped("SKIPPED zsh_keeps_state_too: zsh is not installed");
+        return Ok(());
+    }
+    let server = rexec_server().await?;
+    let zsh = ["run", "--shell", "z", "--shell-kind", "zsh", "--"];
+    let first = cli(
+        &server,
+        &[&zsh[..], &["cd /tmp && export X=1"]].concat(),
+        None,
+    )
+    .await?;
+    expect(&first, "", 0)?;
+    let second = cli(
+        &server,
+        &[&zsh[..], &["pwd; echo $X; (exit 3)"]].concat(),
+        None,
+    )
+    .await?;
+    expect(&second, "/tmp\n1\n", 3)
+}
