@@ -48,7 +48,12 @@ pub struct ShellBenchArgs {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// A prompt-marker-plus-polling arm per interval, in ms (OpenHands polls every 500).
-    #[arg(long, value_name = "MS", value_delimiter = ',', default_value = "500,10")]
+    #[arg(
+        long,
+        value_name = "MS",
+        value_delimiter = ',',
+        default_value = "500,10"
+    )]
     pub poll_ms: Vec<u64>,
 }
 

@@ -117,6 +117,10 @@ impl<'a> Command<'a> {
                     outcome = done?;
                     continue;
                 }
+                _ = self.interrupts.recv() => {
+                    type_interrupt(shell);
+                    continue;
+                }
             };
             let Some(line) = line else {
                 // Nothing left to type: end the command (the server interrupts it now).
@@ -152,13 +156,17 @@ impl<'a> Command<'a> {
         loop {
             tokio::select! {
                 result = &mut call => return result,
-                _ = self.interrupts.recv() => {
-                    let shell = self.shell.clone();
-                    tokio::spawn(async move { shell.write("\u{3}").await });
-                }
+                _ = self.interrupts.recv() => type_interrupt(self.shell),
             }
         }
     }
+}
+
+/// Ctrl-C, typed into the remote terminal from a task of its own (the caller keeps
+/// polling its call).
+fn type_interrupt(shell: &Shell) {
+    let shell = shell.clone();
+    tokio::spawn(async move { shell.write("\u{3}").await });
 }
 
 pub fn print_stdout(bytes: &[u8]) {

@@ -296,3 +296,51 @@ async fn zsh_keeps_state_too_when_installed() -> Result<()> {
     .await?;
     expect(&second, "/tmp\n1\n", 3)
 }
+
+#[tokio::test]
+async fn ctrl_c_interrupts_the_remote_command_and_the_shell_survives() -> Result<()> {
+    let server = rexec_server().await?;
+    let mut child = rexec(&server)
+        .args(["run", "--shell", "intr", "--"])
+        // One foreground program from the first byte on: bash's own builtins between two
+        // programs may miss a SIGINT (the server escalates only on --timeout).
+        .arg("sh -c 'echo started; exec sleep 30'; echo never")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    tokio::time::timeout(DEADLINE, stdout.read_line(&mut line))
+        .await
+        .context("no first line")??;
+    ensure!(line == "started\n", "first line {line:?}");
+    let pid = child.id().context("pid")?.to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().await?;
+    ensure!(kill.success(), "kill -INT failed");
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .context("rexec did not end after Ctrl-C")??;
+    ensure!(status.code() == Some(130), "status {status:?}");
+    expect(
+        &in_shell(&server, "intr", "echo alive").await?,
+        "alive\n",
+        0,
+    )
+}
+
+#[tokio::test]
+async fn exit_ends_the_shell_and_the_next_run_starts_a_new_one() -> Result<()> {
+    let server = rexec_server().await?;
+    expect(&in_shell(&server, "ends", "export GONE=1").await?, "", 0)?;
+    let ended = in_shell(&server, "ends", "exit 3").await?;
+    ensure!(
+        ended.status.code() == Some(3) && text(&ended.stderr).contains("ended shell `ends`"),
+        "{ended:?}"
+    );
+    expect(
+        &in_shell(&server, "ends", "echo ${GONE:-fresh}").await?,
+        "fresh\n",
+        0,
+    )
+}
