@@ -117,9 +117,9 @@ mod tests {
             },
         ];
         let expected = "\
-NAME   SHELL  CWD   IDLE   RUNNING                                          QUEUED
-build  bash   /tmp  3m07s  -                                                0
-s      zsh    -     20ms   sleep 30 && xxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (4s)  2
+NAME   SHELL  CWD   IDLE   RUNNING                                         QUEUED
+build  bash   /tmp  3m07s  -                                               0
+s      zsh    -     20ms   sleep 30 && xxxxxxxxxxxxxxxxxxxxxxxxxxxx… (4s)  2
 ";
         assert_eq!(table(&shells), expected);
     }
