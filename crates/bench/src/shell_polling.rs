@@ -120,16 +120,8 @@ impl PollingShell {
         }
     }
 
-    /// The `$?` of the first complete marker in the pending output, dropping what came
-    /// before it and the marker itself.
     fn take_marker(&mut self) -> Option<i32> {
-        let text = String::from_utf8_lossy(&self.pending).into_owned();
-        let start = text.find(&self.marker)? + self.marker.len();
-        let length = text[start..].find("__")?;
-        let code = text[start..start + length].parse().ok()?;
-        let consumed = start + length + 2;
-        self.pending = text.as_bytes()[consumed..].to_vec();
-        Some(code)
+        take_marker(&mut self.pending, &self.marker)
     }
 
     pub async fn close(mut self) {
@@ -141,5 +133,37 @@ impl PollingShell {
             )
             .await;
         self.conn.close().await;
+    }
+}
+
+/// The `$?` of the first complete `MARKER<digits>__` in `pending`, dropping what came
+/// before it and the marker itself; `None` (nothing dropped) until one is complete.
+fn take_marker(pending: &mut Vec<u8>, marker: &str) -> Option<i32> {
+    let marker = marker.as_bytes();
+    let start = pending.windows(marker.len()).position(|w| w == marker)? + marker.len();
+    let length = pending[start..].windows(2).position(|w| w == b"__")?;
+    let code = std::str::from_utf8(&pending[start..start + length])
+        .ok()?
+        .parse()
+        .ok()?;
+    pending.drain(..start + length + 2);
+    Some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_marker;
+
+    #[test]
+    fn a_marker_split_across_reads_is_found_once_complete() {
+        let mut pending = b"true\r\n__PS1_ab_".to_vec();
+        assert_eq!(take_marker(&mut pending, "__PS1_ab_"), None);
+        pending.extend_from_slice(b"0_");
+        assert_eq!(take_marker(&mut pending, "__PS1_ab_"), None);
+        pending.extend_from_slice(b"_echo 1\r\n1\r\n__PS1_ab_1__");
+        assert_eq!(take_marker(&mut pending, "__PS1_ab_"), Some(0));
+        assert_eq!(pending, b"echo 1\r\n1\r\n__PS1_ab_1__");
+        assert_eq!(take_marker(&mut pending, "__PS1_ab_"), Some(1));
+        assert!(pending.is_empty());
     }
 }
