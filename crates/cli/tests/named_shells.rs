@@ -344,3 +344,119 @@ async fn exit_ends_the_shell_and_the_next_run_starts_a_new_one() -> Result<()> {
         0,
     )
 }
+
+/// A tmux session running `rexec shell --attach`, read through capture-pane.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    async fn tmux(&self, args: &[&str]) -> Result<String> {
+        let output = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .await?;
+        ensure!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            text(&output.stderr)
+        );
+        Ok(text(&output.stdout))
+    }
+
+    async fn type_line(&self, line: &str) -> Result<()> {
+        self.tmux(&["send-keys", "-t", "t", "-l", line]).await?;
+        self.tmux(&["send-keys", "-t", "t", "Enter"])
+            .await
+            .map(drop)
+    }
+
+    /// The screen once `needle` is on it.
+    async fn wait_for(&self, needle: &str) -> Result<String> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let screen = self.tmux(&["capture-pane", "-p", "-t", "t"]).await?;
+            if screen.contains(needle) {
+                return Ok(screen);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "never saw {needle:?}; screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn attach_on_a_terminal_types_into_a_running_command_and_interrupts_it() -> Result<()> {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        ensure!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true requires tmux"
+        );
+        rexec_testkit::harness::say_skipped("SKIPPED attach_on_a_terminal: tmux is not installed");
+        return Ok(());
+    }
+    let server = rexec_server().await?;
+    expect(&in_shell(&server, "seen", "cd /tmp").await?, "", 0)?;
+    let tmux = Tmux {
+        socket: format!("rexec-attach-{}", std::process::id()),
+    };
+    let command = format!(
+        "{} shell --server {} --attach seen",
+        env!("CARGO_BIN_EXE_rexec"),
+        server.url
+    );
+    tmux.tmux(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ])
+    .await?;
+    tmux.wait_for("seen:/tmp$").await?;
+    // Each needle appears only in output, never in the typed line the terminal echoes.
+    tmux.type_line("read -p 'na''me? ' n; echo hello-$n").await?;
+    tmux.wait_for("name?").await?;
+    tmux.type_line("ada").await?;
+    tmux.wait_for("hello-ada").await?;
+
+    tmux.type_line("sh -c 'echo sleep\"\"ing; exec sleep 30'")
+        .await?;
+    tmux.wait_for("sleeping").await?;
+    tmux.tmux(&["send-keys", "-t", "t", "C-c"]).await?;
+    tmux.wait_for("[exit 130]").await?;
+    tmux.type_line("echo after-$((1+1))").await?;
+    tmux.wait_for("after-2").await?;
+
+    tmux.tmux(&["send-keys", "-t", "t", "C-d"]).await?;
+    let deadline = Instant::now() + DEADLINE;
+    while tmux.tmux(&["has-session", "-t", "t"]).await.is_ok() {
+        ensure!(Instant::now() < deadline, "attach did not leave on Ctrl-D");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The shell stays.
+    expect(&in_shell(&server, "seen", "echo $n").await?, "ada\n", 0)
+}
