@@ -438,7 +438,8 @@ async fn attach_on_a_terminal_types_into_a_running_command_and_interrupts_it() -
     .await?;
     tmux.wait_for("seen:/tmp$").await?;
     // Each needle appears only in output, never in the typed line the terminal echoes.
-    tmux.type_line("read -p 'na''me? ' n; echo hello-$n").await?;
+    tmux.type_line("read -p 'na''me? ' n; echo hello-$n")
+        .await?;
     tmux.wait_for("name?").await?;
     tmux.type_line("ada").await?;
     tmux.wait_for("hello-ada").await?;

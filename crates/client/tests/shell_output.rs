@@ -22,7 +22,7 @@ async fn output_arrives_while_the_command_runs_and_all_of_it() {
     let run = shell
         .run("echo first; sleep 0.5; seq 1 20000")
         .on_output(move |bytes| {
-            let mut seen = record.lock().unwrap();
+            let mut seen = record.lock().expect("not poisoned");
             seen.1.get_or_insert_with(Instant::now);
             seen.0.extend_from_slice(bytes);
         });
@@ -31,7 +31,7 @@ async fn output_arrives_while_the_command_runs_and_all_of_it() {
         .expect("the command did not finish")
         .expect("shell/run");
     let answered = Instant::now();
-    let (streamed, first_at) = seen.lock().unwrap().clone();
+    let (streamed, first_at) = seen.lock().expect("not poisoned").clone();
     let mut expected = b"first\n".to_vec();
     for i in 1..=20000 {
         expected.extend_from_slice(format!("{i}\n").as_bytes());
