@@ -16,6 +16,7 @@ use rexec_protocol::ByteChunk;
 use rexec_protocol::environment::EnvironmentInfo;
 use rexec_protocol::process::{StartParams, StartResult, WriteParams, WriteResult, WriteStatus};
 use rexec_protocol::{extensions, method};
+#[cfg(feature = "testing")]
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -5,13 +5,13 @@
 use crate::client::{Client, write_params};
 use crate::error::ClientError;
 use crate::event::Completion;
-use crate::procs::{EventStream, HandleGuard, ProcessShared, Processes};
+use crate::procs::{EventStream, HandleGuard, ProcessShared};
 use rexec_protocol::process::{
     EmptyResult, ProcessSignal, ReadParams, ReadResult, ResizeParams, SignalParams, WriteResult,
     WriteStatus,
 };
 use rexec_protocol::{extensions, method};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -73,9 +73,7 @@ impl Process {
 
     /// `Client::run` never subscribes: a lossless hold would only stall the connection.
     pub(crate) fn release_lossless(&self) {
-        if let Some(ack) = self.shared.release_reserved_reader() {
-            self.client.inner.send_ack(None, &self.shared.id, ack);
-        }
+        self.client.inner.release_lossless(&self.shared);
     }
 
     /// A new subscription: replays what the bounded history still holds (256 events /
@@ -276,12 +274,8 @@ pub(crate) fn arm_timeout(client: &Client, process: Arc<ProcessShared>, limit: D
             return;
         }
         process.mark_timed_out();
-        terminate(&inner, &process.id).await;
+        if let Some(processes) = inner.upgrade() {
+            processes.terminate_in_background(process.id.clone(), "its timeout passed");
+        }
     });
-}
-
-async fn terminate(inner: &Weak<Processes>, process_id: &str) {
-    let Some(inner) = inner.upgrade() else { return };
-    let result = inner.terminate(process_id).await;
-    tracing::debug!(process = %process_id, ?result, "terminated at its timeout");
 }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use rexec_client::{Client, OutputStream, Process, ProcessEvent, WriteStatus};
+use rexec_client::{Client, EventStream, OutputStream, Process, ProcessEvent, WriteStatus};
 use std::time::Duration;
 use support::{PERL_LINE, TestServer, assert_gap_free, collect, connect, lines, perl, sh, within};
 use tokio::time::Instant;
@@ -216,6 +216,35 @@ async fn a_failed_start_is_an_rpc_error() {
     assert!(matches!(err, rexec_client::ClientError::Rpc(_)), "{err:?}");
 }
 
+/// Every output byte of a lossless stream, failing on a gap or a failure; `between` runs
+/// after each `every` bytes, between two events.
+async fn read_lossless(
+    events: &mut EventStream,
+    every: usize,
+    mut between: impl AsyncFnMut(),
+) -> Vec<u8> {
+    let mut stdout = Vec::new();
+    let mut since = 0usize;
+    while let Some(event) = events.next().await {
+        match event {
+            ProcessEvent::Output { bytes, .. } => {
+                stdout.extend_from_slice(&bytes);
+                since += bytes.len();
+            }
+            ProcessEvent::Gap { seqs, bytes_lost } => {
+                panic!("gap {seqs:?} of {bytes_lost} bytes in a lossless stream")
+            }
+            ProcessEvent::Failed { reason } => panic!("failed: {reason}"),
+            _ => {}
+        }
+        if since >= every {
+            since = 0;
+            between().await;
+        }
+    }
+    stdout
+}
+
 /// A lossless subscriber that reads slowly slows the process down instead of falling behind
 /// the replay history: every byte of a stream far larger than the history (and than the
 /// server's 1 MiB retention) arrives, with no gap and no read. A plain subscriber on the same
@@ -229,30 +258,14 @@ async fn a_slow_lossless_subscriber_loses_nothing() {
         .await
         .expect("start");
     let mut events = process.events();
-    let mut stdout = Vec::new();
-    let mut unpaced = 0usize;
-    let collected = within("slow lossless subscriber", async {
-        while let Some(event) = events.next().await {
-            match event {
-                ProcessEvent::Output { bytes, .. } => {
-                    stdout.extend_from_slice(&bytes);
-                    unpaced += bytes.len();
-                }
-                ProcessEvent::Gap { seqs, bytes_lost } => {
-                    panic!("gap {seqs:?} of {bytes_lost} bytes in a lossless stream")
-                }
-                ProcessEvent::Failed { reason } => panic!("failed: {reason}"),
-                _ => {}
-            }
-            if unpaced >= 64 * 1024 {
-                // A consumer much slower than the server (a slow pipe, a terminal): about
-                // 32 MB/s, however the output is chunked.
-                unpaced = 0;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }
-        stdout
-    })
+    let collected = within(
+        "slow lossless subscriber",
+        // A consumer much slower than the server (a slow pipe, a terminal): about 32 MB/s,
+        // however the output is chunked.
+        read_lossless(&mut events, 64 * 1024, async || {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }),
+    )
     .await;
     let expected = lines(1, 120_000);
     assert!(
@@ -284,32 +297,16 @@ async fn a_lossless_consumer_may_await_other_requests_between_events() {
         .await
         .expect("start");
     let mut events = process.events();
-    let mut stdout = Vec::new();
-    let mut since_request = 0usize;
-    let collected = within("a lossless consumer making requests", async {
-        while let Some(event) = events.next().await {
-            match event {
-                ProcessEvent::Output { bytes, .. } => {
-                    stdout.extend_from_slice(&bytes);
-                    since_request += bytes.len();
-                }
-                ProcessEvent::Gap { seqs, bytes_lost } => {
-                    panic!("gap {seqs:?} of {bytes_lost} bytes in a lossless stream")
-                }
-                ProcessEvent::Failed { reason } => panic!("failed: {reason}"),
-                _ => {}
-            }
-            if since_request >= 256 * 1024 {
-                since_request = 0;
-                let done = client
-                    .run(sh("true"))
-                    .await
-                    .expect("a request between events");
-                assert_eq!(done.exit_code, 0);
-            }
-        }
-        stdout
-    })
+    let collected = within(
+        "a lossless consumer making requests",
+        read_lossless(&mut events, 256 * 1024, async || {
+            let done = client
+                .run(sh("true"))
+                .await
+                .expect("a request between events");
+            assert_eq!(done.exit_code, 0);
+        }),
+    )
     .await;
     let expected = lines(1, 180_000);
     assert!(

@@ -341,15 +341,17 @@ async fn relay(state: Arc<State>, tcp: TcpStream) {
         tokio::select! {
             message = from_client.next(), if client_stalled.is_none() => {
                 let Some(Ok(mut message)) = message else { break End::Both };
-                if let Message::Text(text) = &message
-                    && let Ok(mut value) = serde_json::from_str::<Value>(text)
+                let mut parsed = match &message {
+                    Message::Text(text) => serde_json::from_str::<Value>(text).ok(),
+                    _ => None,
+                };
+                if let Some(value) = &mut parsed
                     && let Some(rewrite) = lock(&state.rewrite).as_mut()
                 {
-                    rewrite(&mut value);
+                    rewrite(value);
                     message = Message::text(value.to_string());
                 }
-                if let Message::Text(text) = &message
-                    && let Ok(value) = serde_json::from_str::<Value>(text)
+                if let Some(value) = parsed
                     && let Some(method) = value["method"].as_str()
                 {
                     if let Some(id) = value.get("id") {

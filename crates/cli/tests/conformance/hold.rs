@@ -33,8 +33,11 @@ fn expected_output() -> Vec<u8> {
     bytes
 }
 
+/// `seq` is the process itself (`exec`), so all of its output precedes its exit. Run as a
+/// child of `sh`, a `seq` killed while blocked on the held pipe could still write as it
+/// dies, after `sh`'s exit: a descendant's output, which may follow the exit.
 fn held_start(process_id: &str) -> Value {
-    let mut params = sh(process_id, &format!("seq 1 {LINES}"));
+    let mut params = sh(process_id, &format!("exec seq 1 {LINES}"));
     params["holdOutput"] = json!(true);
     params
 }

@@ -134,8 +134,16 @@ impl Processes {
         else {
             return;
         };
-        if !connection.send_notification(ack_frame(process_id, seq)) {
+        if !connection.queue(ack_frame(process_id, seq)) {
             tracing::debug!(process = %process_id, seq, "acknowledgement dropped with the connection");
+        }
+    }
+
+    /// Nobody can subscribe to `process` losslessly any more (a `run`, every handle gone):
+    /// give up its reserved reader, acknowledging what the server holds for it.
+    pub(crate) fn release_lossless(&self, process: &ProcessShared) {
+        if let Some(ack) = process.release_reserved_reader() {
+            self.send_ack(None, &process.id, ack);
         }
     }
 
@@ -243,9 +251,7 @@ impl Drop for HandleGuard {
     fn drop(&mut self) {
         // Nobody can subscribe any more: a lossless hold would stall the connection (or,
         // held by the server, the child).
-        if let Some(ack) = self.shared.release_reserved_reader() {
-            self.processes.send_ack(None, &self.shared.id, ack);
-        }
+        self.processes.release_lossless(&self.shared);
         if self.shared.is_detached() || self.shared.is_finished() {
             return;
         }

@@ -240,23 +240,17 @@ impl Connection {
         if self.register(id, Pending::Applied(on_reply, None)).is_err() {
             return false;
         }
-        match self.outbound.try_send(Outgoing::Frame(frame)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(item)) => {
-                let outbound = self.outbound.clone();
-                tokio::spawn(async move { outbound.send(item).await });
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.unregister(id);
-                false
-            }
+        if !self.queue(frame) {
+            self.unregister(id);
+            return false;
         }
+        true
     }
 
-    /// Queue a notification without waiting (the reader and event streams call this).
-    /// `false` if the connection is gone.
-    pub(crate) fn send_notification(&self, frame: String) -> bool {
+    /// Queue a frame without waiting (the reader, event streams and dropped handles call
+    /// this): behind a full writer it goes from a task of its own. `false` if the
+    /// connection is gone, or the queue is full outside a runtime.
+    pub(crate) fn queue(&self, frame: String) -> bool {
         match self.outbound.try_send(Outgoing::Frame(frame)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(item)) => {
