@@ -103,7 +103,7 @@ impl<'a> Command<'a> {
         if let Some(idle) = self.idle_timeout {
             run = run.idle_timeout(idle);
         }
-        let mut outcome = self.interruptible(run.into_future()).await?;
+        let mut outcome = noted(self.interruptible(run.into_future()).await?);
         let mut stdin: Option<StdinLines> = None;
         while outcome.awaiting_input {
             // Silent for the idle timeout: it may be waiting for input. Type our next line
@@ -114,7 +114,7 @@ impl<'a> Command<'a> {
             let line = tokio::select! {
                 line = lines.next() => line,
                 done = until_done => {
-                    outcome = done?;
+                    outcome = noted(done?);
                     continue;
                 }
                 _ = self.interrupts.recv() => {
@@ -124,16 +124,18 @@ impl<'a> Command<'a> {
             };
             let Some(line) = line else {
                 // Nothing left to type: end the command (the server interrupts it now).
-                self.shell
-                    .wait(&id)
-                    .timeout(Duration::ZERO)
-                    .on_output(print_stdout)
-                    .await?;
+                noted(
+                    self.shell
+                        .wait(&id)
+                        .timeout(Duration::ZERO)
+                        .on_output(print_stdout)
+                        .await?,
+                );
                 return Ok(Ending::NoInput);
             };
             shell.write(line).await?;
             let next = self.wait(&id, self.idle_timeout).on_output(print_stdout);
-            outcome = self.interruptible(next.into_future()).await?;
+            outcome = noted(self.interruptible(next.into_future()).await?);
         }
         Ok(Ending::Done(outcome))
     }
@@ -167,6 +169,18 @@ impl<'a> Command<'a> {
 fn type_interrupt(shell: &Shell) {
     let shell = shell.clone();
     tokio::spawn(async move { shell.write("\u{3}").await });
+}
+
+/// Say so when output the server no longer kept is missing from our stdout.
+fn noted(outcome: ShellOutcome) -> ShellOutcome {
+    if outcome.missed_output_bytes > 0 {
+        eprintln!(
+            "rexec: {} bytes of output printed while rexec waited for stdin are missing (the server keeps the last {} KiB)",
+            outcome.missed_output_bytes,
+            rexec_client::SHELL_REPLAY_BYTES / 1024
+        );
+    }
+    outcome
 }
 
 pub fn print_stdout(bytes: &[u8]) {

@@ -68,7 +68,7 @@ pub use rexec_protocol::extensions;
 pub use rexec_protocol::fs::{DirectoryEntry, Metadata, WalkEntry, WalkOptions, WalkResult};
 pub use rexec_protocol::process::{EnvInherit, EnvPolicy, OutputStream, WriteStatus};
 pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, SandboxDenial};
-pub use rexec_protocol::shell::{RunningCommand, ShellEntry};
+pub use rexec_protocol::shell::{REPLAY_BYTES as SHELL_REPLAY_BYTES, RunningCommand, ShellEntry};
 pub use rexec_protocol::{ErrorCode, PathUri, RpcError};
 pub use shell::{Shell, ShellKind, ShellOutcome, ShellOutput, ShellRun, ShellWait};
 pub use spec::{DEFAULT_OUTPUT_BUDGET, ProcessSpec};

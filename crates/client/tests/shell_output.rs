@@ -84,3 +84,152 @@ async fn a_wait_streams_the_rest_after_input() {
     assert_eq!(done.exit_code, Some(0));
     assert_eq!(String::from_utf8_lossy(&rest), "hello ada\n");
 }
+
+/// Wait on `id` without streaming until its output so far ends with `text`: the output
+/// exists on the server, and nobody streamed it. (A client remembers what an outcome
+/// showed it, so the caller under test polls through another client.)
+async fn until_output_ends_with(shell: &rexec_client::Shell, id: &str, text: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let outcome = shell
+            .wait(id)
+            .idle_timeout(Duration::from_millis(100))
+            .await
+            .expect("shell/wait");
+        if outcome.output.text().ends_with(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "output never ended with {text:?}: {outcome:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn output_printed_between_calls_reaches_the_next_wait_once_in_order() {
+    let server = TestServer::start().await;
+    let client = connect(&server.url).await;
+    let shell = client.shell("rounds");
+    let observer = connect(&server.url).await.shell("rounds");
+    let script = "read -p 'a? ' a; echo got $a; read -p 'b? ' b; echo got $b; \
+                  read -p 'c? ' c; echo bye $c";
+    let mut streamed = Vec::new();
+    let asked = tokio::time::timeout(
+        DEADLINE,
+        shell
+            .run(script)
+            .idle_timeout(Duration::from_millis(300))
+            .on_output(|bytes| streamed.extend_from_slice(bytes))
+            .into_future(),
+    )
+    .await
+    .expect("no answer")
+    .expect("shell/run");
+    assert!(asked.awaiting_input, "{asked:?}");
+    let id = asked.command_id;
+    assert_eq!(String::from_utf8_lossy(&streamed), "a? ");
+
+    // Each round: the answer is printed while no call streams, then a wait streams.
+    for (typed, printed) in [("1", "got 1\nb? "), ("2", "got 2\nc? ")] {
+        shell
+            .write(format!("{typed}\n"))
+            .await
+            .expect("shell/write");
+        until_output_ends_with(&observer, &id, printed).await;
+        let mut round = Vec::new();
+        let outcome = tokio::time::timeout(
+            DEADLINE,
+            shell
+                .wait(&id)
+                .idle_timeout(Duration::from_millis(300))
+                .on_output(|bytes| round.extend_from_slice(bytes))
+                .into_future(),
+        )
+        .await
+        .expect("no answer")
+        .expect("shell/wait");
+        assert!(outcome.awaiting_input, "{outcome:?}");
+        assert_eq!(String::from_utf8_lossy(&round), printed);
+        streamed.extend_from_slice(&round);
+    }
+
+    // The last line ends the command before anyone waits with a callback.
+    shell.write("3\n").await.expect("shell/write");
+    let done = tokio::time::timeout(DEADLINE, observer.wait(&id).into_future())
+        .await
+        .expect("the command did not finish")
+        .expect("shell/wait");
+    assert_eq!(done.exit_code, Some(0));
+    let mut last = Vec::new();
+    let again = shell
+        .wait(&id)
+        .on_output(|bytes| last.extend_from_slice(bytes))
+        .await
+        .expect("shell/wait");
+    assert_eq!(again.exit_code, Some(0));
+    assert_eq!(String::from_utf8_lossy(&last), "bye 3\n");
+    streamed.extend_from_slice(&last);
+    assert_eq!(
+        String::from_utf8_lossy(&streamed),
+        "a? got 1\nb? got 2\nc? bye 3\n"
+    );
+}
+
+#[tokio::test]
+async fn output_past_what_the_server_keeps_is_counted_not_lost_silently() {
+    let server = TestServer::start().await;
+    let client = connect(&server.url).await;
+    let shell = client.shell("floods");
+    let observer = connect(&server.url).await.shell("floods");
+    // 600 000 bytes while nobody streams: more than the server keeps for a replay.
+    const FLOOD: usize = 600_000;
+    let script = format!(
+        "read -p 'go? ' a; head -c {FLOOD} /dev/zero | tr '\\0' x; echo; read -p 'end? ' b"
+    );
+    let mut streamed = Vec::new();
+    let asked = tokio::time::timeout(
+        DEADLINE,
+        shell
+            .run(script)
+            .idle_timeout(Duration::from_millis(300))
+            .on_output(|bytes| streamed.extend_from_slice(bytes))
+            .into_future(),
+    )
+    .await
+    .expect("no answer")
+    .expect("shell/run");
+    assert!(asked.awaiting_input, "{asked:?}");
+    let id = asked.command_id;
+    shell.write("\n").await.expect("shell/write");
+    until_output_ends_with(&observer, &id, "x\nend? ").await;
+    shell.write("\n").await.expect("shell/write");
+    let mut rest = Vec::new();
+    let done = tokio::time::timeout(
+        DEADLINE,
+        shell
+            .wait(&id)
+            .on_output(|bytes| rest.extend_from_slice(bytes))
+            .into_future(),
+    )
+    .await
+    .expect("the command did not finish")
+    .expect("shell/wait");
+    assert_eq!(done.exit_code, Some(0));
+    let total = b"go? ".len() + FLOOD + b"\nend? ".len();
+    assert!(done.missed_output_bytes > 0, "{done:?}");
+    assert_eq!(
+        streamed.len() as u64 + done.missed_output_bytes + rest.len() as u64,
+        total as u64,
+        "every byte is either streamed or counted as missed"
+    );
+    assert!(
+        rest.ends_with(b"xxx\nend? "),
+        "{:?}",
+        String::from_utf8_lossy(&rest[rest.len().saturating_sub(20)..])
+    );
+    assert!(
+        rest.iter()
+            .all(|&b| matches!(b, b'x' | b'\n' | b'e' | b'n' | b'd' | b'?' | b' '))
+    );
+}
