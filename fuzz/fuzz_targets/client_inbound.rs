@@ -44,6 +44,8 @@ struct Client {
     grace: Option<u64>,
     /// The last seq the delivered stream covers.
     covered: u64,
+    /// Output bytes delivered or reported lost.
+    ledger: u64,
     ended: bool,
 }
 
@@ -55,6 +57,7 @@ impl Client {
             read_pending: false,
             grace: None,
             covered: 0,
+            ledger: 0,
             ended: false,
         }
     }
@@ -106,7 +109,7 @@ impl Client {
                 self.read_pending = false;
                 let mut out = Vec::new();
                 let repair = match serde_json::from_str::<ReadResult>(result.get()) {
-                    Ok(read) => self.log.on_read(read, &mut out),
+                    Ok(read) => self.log.on_read(read, self.ledger, &mut out),
                     Err(err) => {
                         self.log.on_read_failed(err.to_string(), &mut out);
                         Repair::None
@@ -140,6 +143,11 @@ impl Client {
     fn after(&mut self, out: Vec<ProcessEvent>, repair: Repair) {
         for event in out {
             assert!(!self.ended, "{event:?} delivered after the stream ended");
+            match &event {
+                ProcessEvent::Output { bytes, .. } => self.ledger += bytes.len() as u64,
+                ProcessEvent::Gap { bytes_lost, .. } => self.ledger += bytes_lost,
+                _ => {}
+            }
             match event {
                 ProcessEvent::Failed { .. } => self.ended = true,
                 ProcessEvent::Closed { seq } => {

@@ -1,4 +1,4 @@
-//! The client's ordered log (`ordered.rs` + `merge.rs`) against the server's real event
+//! The client's ordered log (`ordered.rs` + `rebuild.rs`) against the server's real event
 //! log (`rexec_server::fuzzing::EventLog`), through a delivery channel that duplicates,
 //! drops, reorders and delays notifications, answers repair reads late, and reconnects.
 //!
@@ -8,7 +8,7 @@
 //!
 //! Oracle: the delivered stream covers seqs 1..=close once each, in order; every `Output`
 //! is the server's chunk at that seq; every `Gap` covers only output the server evicted
-//! (or an exit whose notification was lost, rebuilt at the highest free seq as `merge.rs`
+//! (or an exit whose notification was lost, rebuilt at the highest free seq as `rebuild.rs`
 //! documents) and, with eviction counters, the gaps' bytes add up exactly to the output
 //! not delivered; one `Exited` with the server's code and verdict; `Closed` last; at most
 //! one repair read in flight; nothing `Failed`; the process completes once the channel
@@ -124,6 +124,8 @@ struct Stream {
     output_seqs: BTreeSet<u64>,
     gap_seqs: BTreeSet<u64>,
     bytes_lost: u64,
+    /// Output bytes delivered or reported lost: the ledger a repair read is applied with.
+    ledger: u64,
 }
 
 impl World {
@@ -203,8 +205,8 @@ impl World {
             bytes: bytes.clone(),
         });
         assert_eq!(seq, self.logged.len() as u64);
-        self.channel
-            .push_back(Incoming::Output { seq, stream, bytes });
+        let event = ProcessEvent::Output { seq, stream, bytes };
+        self.channel.push_back(event.into());
     }
 
     fn exit(&mut self, code: i32, denied: bool) {
@@ -222,13 +224,17 @@ impl World {
             denial: denial.clone(),
         });
         assert_eq!(record.seq, self.logged.len() as u64);
-        let sandbox_denied = (!self.legacy_exits).then_some(denial.is_some());
+        let sandbox_denied = !self.legacy_exits && denial.is_some();
         let denial = denial.filter(|_| !self.legacy_exits).map(Box::new);
-        self.channel.push_back(Incoming::Exited {
+        let event = ProcessEvent::Exited {
             seq: record.seq,
             code,
             sandbox_denied,
             denial,
+        };
+        self.channel.push_back(Incoming {
+            event,
+            awaits_verdict: self.legacy_exits,
         });
     }
 
@@ -239,7 +245,7 @@ impl World {
         let seq = self.server.record_closed();
         self.logged.push(Logged::Close);
         assert_eq!(seq, self.logged.len() as u64);
-        self.channel.push_back(Incoming::Closed { seq });
+        self.channel.push_back(ProcessEvent::Closed { seq }.into());
     }
 
     fn take(&mut self, index: u8) -> Option<Incoming> {
@@ -289,7 +295,7 @@ impl World {
             return;
         };
         let mut out = Vec::new();
-        let repair = self.client.on_read(*result, &mut out);
+        let repair = self.client.on_read(*result, self.stream.ledger, &mut out);
         self.after(out, repair);
     }
 
@@ -411,6 +417,7 @@ impl World {
         self.stream.covered = last;
         match event {
             ProcessEvent::Output { seq, stream, bytes } => {
+                self.stream.ledger += bytes.len() as u64;
                 let expected = Logged::Output { stream, bytes };
                 assert_eq!(self.logged(seq), &expected, "output at seq {seq}");
                 self.stream.output_seqs.insert(seq);
@@ -444,6 +451,7 @@ impl World {
                     assert_eq!(bytes_lost, 0, "bytes lost without eviction counters");
                 }
                 self.stream.bytes_lost += bytes_lost;
+                self.stream.ledger += bytes_lost;
                 for seq in seqs {
                     match self.logged(seq) {
                         Logged::Output { .. } => {

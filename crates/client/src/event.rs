@@ -78,11 +78,21 @@ impl ProcessEvent {
         matches!(self, Self::Closed { .. } | Self::Failed { .. })
     }
 
-    /// Bytes this event holds, for the bounded buffers.
+    /// Bytes this event holds in memory, for the bounded buffers.
     pub(crate) fn weight(&self) -> usize {
         match self {
             Self::Output { bytes, .. } => bytes.len(),
             Self::Failed { reason } => reason.len(),
+            _ => 0,
+        }
+    }
+
+    /// The process's output bytes this event accounts for, delivered or lost: what the
+    /// ledger of a process's output advances by (`procs::rebuild`).
+    pub(crate) fn ledger_bytes(&self) -> u64 {
+        match self {
+            Self::Output { bytes, .. } => bytes.len() as u64,
+            Self::Gap { bytes_lost, .. } => *bytes_lost,
             _ => 0,
         }
     }

@@ -86,8 +86,8 @@ pub mod sandbox {
 #[allow(missing_docs)]
 pub mod fuzzing {
     pub use crate::procs::{
-        Incoming, OrderedLog, REORDER_MAX_EVENTS, Repair, decode_binary_output,
-        decode_notification, decode_output_message,
+        Incoming, OrderedLog, Repair, decode_binary_output, decode_notification,
+        decode_output_message,
     };
 }
 

@@ -116,7 +116,7 @@ pub struct OutputChunk {
     pub chunk: ByteChunk,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadResult {
     pub chunks: Vec<OutputChunk>,

@@ -1,5 +1,5 @@
 //! rexec's `process/start.holdOutput` (codex 0.169.0 does not have it): output the client
-//! has not acknowledged is never evicted; once it fills the 1 MiB retention the server stops
+//! has not acknowledged is never evicted; once it fills its 8 MiB retention the server stops
 //! reading the child, which blocks on its pipe. Only `process/ack {processId, seq}`
 //! acknowledges (a `process/read` does not); exit and close follow the output however long
 //! it is held, across a detach too; a session's expiry ends the hold, so its killed
@@ -14,11 +14,12 @@ use crate::client::{Client, Incoming};
 use crate::harness::{Ctx, EVENT_TIMEOUT, b64, check_error, poll_until, sh};
 use crate::server::ServerOptions;
 
-/// The server's retention cap, and the most it reads from a pipe at once.
+/// The server's retention cap, a held process's, and the most it reads from a pipe at once.
 const RETAINED_BYTES: usize = 1024 * 1024;
+const HELD_BYTES: usize = 8 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
-/// Numbers the child prints with `seq`: 8 488 896 bytes, over eight times the cap.
-const LINES: u32 = 1_200_000;
+/// Numbers the child prints with `seq`: 18 088 896 bytes, over twice the held cap.
+const LINES: u32 = 2_400_000;
 /// How long a held process must stay silent to count as stalled. Only a server that does
 /// not hold can fail this (it keeps sending); a correct one sends nothing, however slow.
 const QUIET: Duration = Duration::from_millis(500);
@@ -185,11 +186,11 @@ async fn retention(client: &mut Client, id: &str) -> Result<Retention> {
 /// the child is blocked, not finished.
 async fn first_stall(client: &mut Client, id: &str, pushed: &mut Pushed) -> Result<()> {
     pushed
-        .stalls_after(client, id, RETAINED_BYTES - READ_CHUNK)
+        .stalls_after(client, id, HELD_BYTES - READ_CHUNK)
         .await?;
     ensure!(
-        pushed.output.len() <= RETAINED_BYTES,
-        "{} bytes pushed unacknowledged, past the {RETAINED_BYTES} cap",
+        pushed.output.len() <= HELD_BYTES,
+        "{} bytes pushed unacknowledged, past the {HELD_BYTES} cap",
         pushed.output.len()
     );
     let held = retention(client, id).await?;
@@ -255,7 +256,7 @@ async fn held_output_blocks_the_child_until_acknowledged(ctx: Ctx) -> Result<()>
     // output is held again (only acknowledged chunks may have been evicted).
     ack(&mut client, "held", json!(pushed.last_seq())).await?;
     pushed
-        .stalls_after(&mut client, "held", first + RETAINED_BYTES - READ_CHUNK)
+        .stalls_after(&mut client, "held", first + HELD_BYTES - READ_CHUNK)
         .await?;
     let held = retention(&mut client, "held").await?;
     ensure!(
@@ -377,7 +378,7 @@ async fn malformed_acks_are_ignored_and_a_late_seq_is_clamped(ctx: Ctx) -> Resul
     let first = pushed.output.len();
     ack(&mut client, "held", json!(u64::MAX)).await?;
     pushed
-        .stalls_after(&mut client, "held", first + RETAINED_BYTES - READ_CHUNK)
+        .stalls_after(&mut client, "held", first + HELD_BYTES - READ_CHUNK)
         .await?;
 
     // Killed while output is held, the process still reports all of it, then the exit
@@ -503,7 +504,7 @@ async fn expiry_ends_the_hold(ctx: Ctx) -> Result<()> {
         let mut pushed = Pushed::default();
         pushed
             .until(&mut client, &id, "a full retention", |p| {
-                p.output.len() > RETAINED_BYTES - READ_CHUNK
+                p.output.len() > HELD_BYTES - READ_CHUNK
             })
             .await?;
     }

@@ -158,8 +158,23 @@ conformance_test!(late_output_after_exit);
 
 async fn max_bytes_and_next_seq(ctx: Ctx) -> Result<()> {
     let (_server, mut client) = ctx.server_and_client().await?;
-    let script = "echo one; sleep 0.15; echo two-two; sleep 0.15; echo three-three-three";
-    client.start(sh("mb", script)).await?;
+    // Each line waits for one of ours, so each is a chunk of its own.
+    let script = "echo one; read x; echo two-two; read x; echo three-three-three";
+    let mut params = sh("mb", script);
+    params["pipeStdin"] = Value::Bool(true);
+    client.start(params).await?;
+    for write_id in ["w1", "w2"] {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        let output = client.next_process_notification("mb", deadline).await?;
+        ensure!(
+            output
+                .as_ref()
+                .is_some_and(|n| n["method"] == "process/output"),
+            "expected a line of output: {output:?}"
+        );
+        let status = client.write("mb", b"\n", write_id).await?;
+        ensure!(status == "accepted", "write status {status}");
+    }
     let events = client.events_until_closed("mb", EVENT_TIMEOUT).await?;
     let closed_seq = events
         .0

@@ -6,7 +6,7 @@
 //! The lossless subscriber acknowledges as it consumes; once no lossless subscriber can
 //! come (a `run`, every handle dropped) or it left, the connection's reader does, as
 //! events arrive. Either way an acknowledgement goes out after [`ACK_EVERY_BYTES`] or
-//! [`ACK_EVERY_EVENTS`], well inside the server's hold (1 MiB / 50 000 chunks, less one
+//! [`ACK_EVERY_EVENTS`], well inside the server's hold (8 MiB / 50 000 chunks, less one
 //! 64 KiB read): a consumer that has taken everything has always acknowledged all but
 //! less than that, so the server is never stalled on it.
 

@@ -17,6 +17,7 @@ use super::ordered::Incoming;
 use super::routes::{Processes, ack_frame, lock};
 use super::shared::ProcessShared;
 use crate::error::ClientError;
+use crate::event::ProcessEvent;
 use crate::rpc::{Backpressure, Connection, Frame, Inbound, OnReply, Opening, SessionInfo};
 use bytes::Bytes;
 use rexec_protocol::binary_output;
@@ -192,24 +193,28 @@ pub fn decode_notification(
     let raw = params.map_or("null", RawValue::get);
     Some(match name {
         method::PROCESS_OUTPUT => serde_json::from_str::<OutputNotification>(raw).map(|n| {
-            let event = Incoming::Output {
+            let event = ProcessEvent::Output {
                 seq: n.seq,
                 stream: n.stream,
                 bytes: Bytes::from(n.chunk.0),
             };
-            (n.process_id, event)
+            (n.process_id, event.into())
         }),
         method::PROCESS_EXITED => serde_json::from_str::<ExitedNotification>(raw).map(|n| {
-            let event = Incoming::Exited {
+            let event = ProcessEvent::Exited {
                 seq: n.seq,
                 code: n.exit_code,
-                sandbox_denied: n.sandbox_denied,
+                sandbox_denied: n.sandbox_denied.unwrap_or(false),
                 denial: n.sandbox_denial.map(Box::new),
             };
-            (n.process_id, event)
+            let incoming = Incoming {
+                event,
+                awaits_verdict: n.sandbox_denied.is_none(),
+            };
+            (n.process_id, incoming)
         }),
         method::PROCESS_CLOSED => serde_json::from_str::<ClosedNotification>(raw)
-            .map(|n| (n.process_id, Incoming::Closed { seq: n.seq })),
+            .map(|n| (n.process_id, ProcessEvent::Closed { seq: n.seq }.into())),
         _ => return None,
     })
 }
@@ -252,12 +257,12 @@ pub fn decode_output_message(frame: &str) -> Option<(Cow<'_, str>, Incoming)> {
         chunk,
     } = message.params;
     let bytes = base64_simd::STANDARD.decode_to_vec(chunk).ok()?;
-    let event = Incoming::Output {
+    let event = ProcessEvent::Output {
         seq,
         stream,
         bytes: Bytes::from(bytes),
     };
-    Some((process_id, event))
+    Some((process_id, event.into()))
 }
 
 /// How rexec and codex both start a `process/output` notification.
@@ -271,12 +276,12 @@ pub fn decode_binary_output(
     let frame = binary_output::decode(message)?;
     // The payload is the message's tail, so this range is always in bounds.
     let bytes = message.slice(message.len() - frame.chunk.len()..);
-    let event = Incoming::Output {
+    let event = ProcessEvent::Output {
         seq: frame.seq,
         stream: frame.stream,
         bytes,
     };
-    Ok((frame.process_id, event))
+    Ok((frame.process_id, event.into()))
 }
 
 #[cfg(test)]

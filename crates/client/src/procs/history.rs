@@ -1,30 +1,29 @@
 //! The bounded replay of a process's delivered events, shared by its subscribers, and the
 //! rebuild of what a lagging subscriber missed.
 //!
-//! Delivered events are appended in order; the oldest are dropped beyond 256 events / 1 MiB
-//! of output. Each entry remembers how many output bytes were delivered before it, and the
-//! exits and gaps (the non-output events) are kept for the whole life of the process as
-//! "marks". A subscriber that falls behind the retained history (or subscribes late) reads
-//! what it missed from the server once, and [`fill_lag`] rebuilds the missed seqs from that
-//! read plus the marks: output the server still retains comes back as `Output`, the rest
-//! becomes `Gap`s whose byte counts are exact because the cumulative counters say how many
-//! output bytes each run held.
+//! Delivered events are appended in order; the oldest are dropped beyond the per-process
+//! bound (`bounds`). The history is also the process's output ledger, the one count of
+//! its output bytes (delivered or reported lost): each entry remembers the ledger before
+//! it, and the exits and gaps (the non-output events) are kept for the whole life of the
+//! process as "marks". A subscriber that falls behind the retained history (or subscribes
+//! late) reads what it missed from the server once, and [`fill_lag`] rebuilds the missed
+//! seqs from that read plus the marks (`rebuild`): output the server still retains comes
+//! back as `Output`, the rest becomes `Gap`s whose byte counts are exact because the ledger
+//! says how many output bytes each run held.
 
+use super::bounds::PER_PROCESS;
+use super::rebuild::{Known, Window, rebuild};
 use crate::event::ProcessEvent;
 use rexec_protocol::process::ReadResult;
 use std::collections::VecDeque;
 
-/// Events a late or lagging subscriber can replay without a read (upstream's capacity).
-pub(crate) const HISTORY_MAX_EVENTS: usize = 256;
-/// Output bytes a late or lagging subscriber can replay without a read.
-pub(crate) const HISTORY_MAX_BYTES: usize = 1024 * 1024;
 /// The largest output chunk a server sends (rexec reads 64 KiB at a time; codex 8 KiB).
 const INCOMING_CHUNK_ALLOWANCE: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub event: ProcessEvent,
-    /// Output bytes delivered before this event.
+    /// The ledger before this event: output bytes delivered or reported lost.
     pub cum_before: u64,
 }
 
@@ -44,7 +43,7 @@ pub(crate) struct History {
 pub(crate) struct LagWindow {
     pub after_seq: u64,
     pub until_seq: u64,
-    /// Output bytes delivered before `after_seq + 1` and before `until_seq + 1`.
+    /// The ledger before `after_seq + 1` and before `until_seq + 1`.
     pub cum_start: u64,
     pub cum_end: u64,
     /// Exits and gaps inside the window.
@@ -64,17 +63,17 @@ impl History {
             cum_before: self.cum,
             event,
         };
-        match &entry.event {
-            ProcessEvent::Output { bytes, .. } => self.cum += bytes.len() as u64,
-            ProcessEvent::Exited { .. } | ProcessEvent::Gap { .. } => {
-                self.marks.push(entry.clone());
-            }
-            ProcessEvent::Closed { .. } | ProcessEvent::Failed { .. } => {}
+        self.cum += entry.event.ledger_bytes();
+        if matches!(
+            entry.event,
+            ProcessEvent::Exited { .. } | ProcessEvent::Gap { .. }
+        ) {
+            self.marks.push(entry.clone());
         }
         self.bytes += entry.event.weight();
         self.entries.push_back(entry);
         while self.entries.len() > 1
-            && (self.entries.len() > HISTORY_MAX_EVENTS || self.bytes > HISTORY_MAX_BYTES)
+            && PER_PROCESS.exceeded(self.entries.len(), self.bytes)
             && keep.is_none_or(|keep| self.front_pos < keep)
         {
             if let Some(old) = self.entries.pop_front() {
@@ -90,7 +89,7 @@ impl History {
         let mut len = self.entries.len() + 1;
         let mut bytes = self.bytes + INCOMING_CHUNK_ALLOWANCE;
         for (front, entry) in (self.front_pos..).zip(&self.entries) {
-            if len <= 1 || (len <= HISTORY_MAX_EVENTS && bytes <= HISTORY_MAX_BYTES) {
+            if len <= 1 || !PER_PROCESS.exceeded(len, bytes) {
                 return false;
             }
             if front >= pos {
@@ -100,6 +99,11 @@ impl History {
             len -= 1;
         }
         false
+    }
+
+    /// The ledger: output bytes of every event so far, delivered or reported lost.
+    pub(crate) fn ledger(&self) -> u64 {
+        self.cum
     }
 
     pub(crate) fn front_pos(&self) -> u64 {
@@ -139,66 +143,34 @@ impl History {
 }
 
 /// Rebuild the events of a lag window from the read made for it (`None`: the read failed,
-/// so all output in the window is reported lost, with exact byte counts).
+/// so all output in the window is reported lost, with exact byte counts; likewise when the
+/// read contradicts what this process delivered).
 pub(crate) fn fill_lag(window: &LagWindow, read: Option<ReadResult>) -> VecDeque<ProcessEvent> {
-    let chunks: Vec<_> = read
-        .map(|r| r.chunks)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.seq > window.after_seq && c.seq <= window.until_seq)
+    let known = window
+        .marks
+        .iter()
+        .filter_map(|mark| {
+            let (seq, _) = mark.event.seq_range()?;
+            let known = Known {
+                event: mark.event.clone(),
+                bytes_before: Some(mark.cum_before),
+            };
+            Some((seq, known))
+        })
         .collect();
-    // Everything after the first returned chunk is returned too (eviction is oldest
-    // first), so the output bytes before it follow from the window's end counter.
-    let returned: u64 = chunks.iter().map(|c| c.chunk.0.len() as u64).sum();
-    let mut chunk_cum = window.cum_end.saturating_sub(returned);
-    let mut out = VecDeque::new();
-    let mut next_seq = window.after_seq + 1;
-    let mut cum = window.cum_start;
-    let mut marks = window.marks.iter().peekable();
-    let mut chunks = chunks.into_iter().peekable();
-    loop {
-        let mark_seq = marks.peek().and_then(|m| m.event.seq_range()).map(|r| r.0);
-        let chunk_seq = chunks.peek().map(|c| c.seq);
-        let (seq, boundary) = match (mark_seq, chunk_seq) {
-            (None, None) => break,
-            (Some(m), Some(c)) if c < m => (c, chunk_cum),
-            (Some(m), _) => (m, marks.peek().map_or(cum, |e| e.cum_before)),
-            (None, Some(c)) => (c, chunk_cum),
-        };
-        if seq > next_seq {
-            out.push_back(ProcessEvent::Gap {
-                seqs: next_seq..=seq - 1,
-                bytes_lost: boundary.saturating_sub(cum),
-            });
-        }
-        cum = cum.max(boundary);
-        if Some(seq) == mark_seq
-            && let Some(mark) = marks.next()
-        {
-            next_seq = mark.event.seq_range().map_or(seq, |r| r.1) + 1;
-            out.push_back(mark.event.clone());
-        } else if let Some(chunk) = chunks.next() {
-            if chunk.seq < next_seq {
-                continue; // a seq a mark already covers: not output
-            }
-            let len = chunk.chunk.0.len() as u64;
-            cum += len;
-            chunk_cum += len;
-            next_seq = chunk.seq + 1;
-            out.push_back(ProcessEvent::Output {
-                seq: chunk.seq,
-                stream: chunk.stream,
-                bytes: chunk.chunk.0.into(),
-            });
-        }
-    }
-    if next_seq <= window.until_seq {
-        out.push_back(ProcessEvent::Gap {
-            seqs: next_seq..=window.until_seq,
-            bytes_lost: window.cum_end.saturating_sub(cum),
-        });
-    }
-    out
+    let window = Window {
+        after_seq: window.after_seq,
+        until_seq: window.until_seq,
+        known,
+        bytes_before: window.cum_start,
+        bytes_after: Some(window.cum_end),
+        exit_known: true,
+    };
+    let events = rebuild(window.clone(), read).or_else(|reason| {
+        tracing::debug!(%reason, "a lag repair read contradicts the delivered stream");
+        rebuild(window, None)
+    });
+    events.unwrap_or_default().into()
 }
 
 #[cfg(test)]

@@ -25,14 +25,7 @@ fn read(chunks: Vec<OutputChunk>, next_seq: u64) -> ReadResult {
     ReadResult {
         chunks,
         next_seq,
-        exited: false,
-        exit_code: None,
-        closed: false,
-        failure: None,
-        sandbox_denied: false,
-        evicted_chunks: None,
-        evicted_bytes: None,
-        sandbox_denial: None,
+        ..ReadResult::default()
     }
 }
 
@@ -42,13 +35,13 @@ fn history_is_bounded_by_events_and_bytes() {
     for seq in 1..=300 {
         history.push(output(seq, 1));
     }
-    assert_eq!(history.front_pos(), 300 - HISTORY_MAX_EVENTS as u64);
+    assert_eq!(history.front_pos(), 300 - PER_PROCESS.events as u64);
     let mut history = History::default();
     for seq in 1..=3 {
-        history.push(output(seq, HISTORY_MAX_BYTES / 2));
+        history.push(output(seq, PER_PROCESS.bytes / 2));
     }
     assert_eq!(history.front_pos(), 1);
-    history.push(output(4, HISTORY_MAX_BYTES * 2));
+    history.push(output(4, PER_PROCESS.bytes * 2));
     assert_eq!(history.front_pos(), 3, "the newest entry is always kept");
 }
 

@@ -1,15 +1,16 @@
 //! The process layer, above `rpc`: which process each notification belongs to (`routes`),
-//! each process's ordered log and its repair (`ordered`, `merge`), the replay history and
-//! the subscribers that walk it (`history`, `stream`), the completion's head and tail
-//! (`output`), held-output acknowledgements (`acks`), and the one state a process's
-//! readers share (`shared`). `dispatch` is what the RPC layer calls on the reader task.
+//! each process's ordered log (`ordered`), the replay history and the subscribers that walk
+//! it (`history`, `stream`), the one repair algorithm both use (`rebuild`) and the one bound
+//! on what they keep (`bounds`), the completion's head and tail (`output`), held-output
+//! acknowledgements (`acks`), and the one state a process's readers share (`shared`). `dispatch` is what the RPC layer calls on the reader task.
 
 mod acks;
+mod bounds;
 mod dispatch;
 mod history;
-mod merge;
 mod ordered;
 mod output;
+mod rebuild;
 mod routes;
 mod shared;
 mod stream;
@@ -21,4 +22,4 @@ pub use stream::EventStream;
 #[cfg(feature = "testing")]
 pub use dispatch::{decode_binary_output, decode_notification, decode_output_message};
 #[cfg(feature = "testing")]
-pub use ordered::{Incoming, OrderedLog, REORDER_MAX_EVENTS, Repair};
+pub use ordered::{Incoming, OrderedLog, Repair};

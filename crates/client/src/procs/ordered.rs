@@ -15,81 +15,37 @@
 // Public only through the `testing` feature's `fuzzing` module.
 #![cfg_attr(feature = "testing", allow(missing_docs))]
 
-use super::merge::{ReadMerge, plan};
+use super::bounds::PER_PROCESS;
+use super::rebuild::{Known, Window, rebuild};
 use crate::event::ProcessEvent;
-use bytes::Bytes;
-use rexec_protocol::process::{OutputStream, ReadResult};
-use rexec_protocol::sandbox::SandboxDenial;
+use rexec_protocol::process::ReadResult;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Events held out of order per process (upstream #31576).
-pub const REORDER_MAX_EVENTS: usize = 256;
-/// Output bytes held out of order per process.
-pub(crate) const REORDER_MAX_BYTES: usize = 1024 * 1024;
 /// How long a gap may stay open on a server that does not promise ordered notifications
 /// (codex sends output, exit and close from separate tasks) before it is repaired.
 pub(crate) const REORDER_GRACE: Duration = Duration::from_millis(50);
 
 /// A notification, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    Output {
-        seq: u64,
-        stream: OutputStream,
-        bytes: Bytes,
-    },
-    /// `sandbox_denied: None` is a legacy server's exit: held until a read gives the verdict.
-    Exited {
-        seq: u64,
-        code: i32,
-        sandbox_denied: Option<bool>,
-        denial: Option<Box<SandboxDenial>>,
-    },
-    Closed {
-        seq: u64,
-    },
+pub struct Incoming {
+    pub event: ProcessEvent,
+    /// An exit from a legacy server, which omits `sandboxDenied`: held until a read gives
+    /// the verdict.
+    pub awaits_verdict: bool,
 }
 
 impl Incoming {
     pub(crate) fn seq(&self) -> u64 {
-        match self {
-            Self::Output { seq, .. } | Self::Exited { seq, .. } | Self::Closed { seq } => *seq,
-        }
+        self.event.seq_range().map_or(0, |(seq, _)| seq)
     }
+}
 
-    pub(crate) fn weight(&self) -> usize {
-        match self {
-            Self::Output { bytes, .. } => bytes.len(),
-            _ => 0,
-        }
-    }
-
-    fn awaits_verdict(&self) -> bool {
-        matches!(
-            self,
-            Self::Exited {
-                sandbox_denied: None,
-                ..
-            }
-        )
-    }
-
-    pub(crate) fn into_event(self) -> ProcessEvent {
-        match self {
-            Self::Output { seq, stream, bytes } => ProcessEvent::Output { seq, stream, bytes },
-            Self::Exited {
-                seq,
-                code,
-                sandbox_denied,
-                denial,
-            } => ProcessEvent::Exited {
-                seq,
-                code,
-                sandbox_denied: sandbox_denied.unwrap_or(false),
-                denial,
-            },
-            Self::Closed { seq } => ProcessEvent::Closed { seq },
+impl From<ProcessEvent> for Incoming {
+    fn from(event: ProcessEvent) -> Self {
+        Self {
+            event,
+            awaits_verdict: false,
         }
     }
 }
@@ -131,8 +87,6 @@ pub struct OrderedLog {
     grace: Option<Grace>,
     /// Highest seq shed from a full reorder buffer and not yet covered by a read.
     shed_up_to: Option<u64>,
-    delivered_output_bytes: u64,
-    reported_lost_bytes: u64,
 }
 
 impl OrderedLog {
@@ -153,8 +107,6 @@ impl OrderedLog {
             read_in_flight: false,
             grace: None,
             shed_up_to: None,
-            delivered_output_bytes: 0,
-            reported_lost_bytes: 0,
         }
     }
 
@@ -189,8 +141,8 @@ impl OrderedLog {
         if seq <= self.last || self.pending.contains_key(&seq) {
             return self.next_action(); // duplicate
         }
-        if seq == self.last + 1 && !event.awaits_verdict() {
-            self.deliver(event.into_event(), out);
+        if seq == self.last + 1 && !event.awaits_verdict {
+            self.deliver(event.event, out);
         } else {
             self.hold(event, out);
         }
@@ -198,7 +150,14 @@ impl OrderedLog {
     }
 
     /// Apply a repair read (sent with `afterSeq` at or below the last delivered seq).
-    pub fn on_read(&mut self, result: ReadResult, out: &mut Vec<ProcessEvent>) -> Repair {
+    /// `accounted_bytes` is the process's output ledger so far: the output bytes of every
+    /// seq delivered, counting those reported lost (`History::ledger`).
+    pub fn on_read(
+        &mut self,
+        result: ReadResult,
+        accounted_bytes: u64,
+        out: &mut Vec<ProcessEvent>,
+    ) -> Repair {
         self.read_in_flight = false;
         if self.is_terminal() {
             return Repair::None;
@@ -218,7 +177,7 @@ impl OrderedLog {
         }
         let target = result.next_seq.saturating_sub(1);
         if target > self.last
-            && let Err(reason) = self.merge(result, target, out)
+            && let Err(reason) = self.merge(result, target, accounted_bytes, out)
         {
             self.fail(reason, out);
             return Repair::None;
@@ -227,16 +186,17 @@ impl OrderedLog {
     }
 
     fn give_verdict(&mut self, result: &ReadResult) {
-        for event in self.pending.values_mut() {
-            if let Incoming::Exited {
+        for incoming in self.pending.values_mut() {
+            if let ProcessEvent::Exited {
                 sandbox_denied,
                 denial,
                 ..
-            } = event
-                && sandbox_denied.is_none()
+            } = &mut incoming.event
+                && incoming.awaits_verdict
             {
-                *sandbox_denied = Some(result.sandbox_denied);
+                *sandbox_denied = result.sandbox_denied;
                 *denial = result.sandbox_denial.clone().map(Box::new);
+                incoming.awaits_verdict = false;
             }
         }
     }
@@ -286,10 +246,7 @@ impl OrderedLog {
 
     fn deliver(&mut self, event: ProcessEvent, out: &mut Vec<ProcessEvent>) {
         match &event {
-            ProcessEvent::Output { seq, bytes, .. } => {
-                self.last = *seq;
-                self.delivered_output_bytes += bytes.len() as u64;
-            }
+            ProcessEvent::Output { seq, .. } => self.last = *seq,
             ProcessEvent::Exited { seq, .. } => {
                 self.last = *seq;
                 self.exit_delivered = true;
@@ -298,10 +255,7 @@ impl OrderedLog {
                 self.last = *seq;
                 self.closed = true;
             }
-            ProcessEvent::Gap { seqs, bytes_lost } => {
-                self.last = *seqs.end();
-                self.reported_lost_bytes += bytes_lost;
-            }
+            ProcessEvent::Gap { seqs, .. } => self.last = *seqs.end(),
             ProcessEvent::Failed { .. } => {}
         }
         out.push(event);
@@ -312,14 +266,15 @@ impl OrderedLog {
     /// them or reports them as an exact gap. Before the start is answered no read can be
     /// issued, so an overflow then fails the process.
     fn hold(&mut self, event: Incoming, out: &mut Vec<ProcessEvent>) {
-        self.pending_bytes += event.weight();
+        self.pending_bytes += event.event.weight();
         self.pending.insert(event.seq(), event);
-        while self.pending.len() > REORDER_MAX_EVENTS || self.pending_bytes > REORDER_MAX_BYTES {
+        while PER_PROCESS.exceeded(self.pending.len(), self.pending_bytes) {
             if !self.started {
                 self.fail(
                     format!(
-                        "more than {REORDER_MAX_EVENTS} events / {REORDER_MAX_BYTES} bytes \
-                         arrived out of order before process/start was answered"
+                        "more than {} events / {} bytes arrived out of order before \
+                         process/start was answered",
+                        PER_PROCESS.events, PER_PROCESS.bytes
                     ),
                     out,
                 );
@@ -328,7 +283,7 @@ impl OrderedLog {
             let Some((seq, shed)) = self.pending.pop_first() else {
                 break;
             };
-            self.pending_bytes -= shed.weight();
+            self.pending_bytes -= shed.event.weight();
             self.shed_up_to = Some(self.shed_up_to.map_or(seq, |s| s.max(seq)));
         }
     }
@@ -348,13 +303,13 @@ impl OrderedLog {
                 return;
             };
             let seq = *entry.key();
-            if seq > self.last + 1 || (seq == self.last + 1 && entry.get().awaits_verdict()) {
+            if seq > self.last + 1 || (seq == self.last + 1 && entry.get().awaits_verdict) {
                 return;
             }
-            let event = entry.remove();
-            self.pending_bytes -= event.weight();
+            let incoming = entry.remove();
+            self.pending_bytes -= incoming.event.weight();
             if seq == self.last + 1 {
-                self.deliver(event.into_event(), out);
+                self.deliver(incoming.event, out);
             }
         }
         self.pending.clear();
@@ -369,7 +324,7 @@ impl OrderedLog {
         let legacy = self
             .pending
             .get(&next)
-            .is_some_and(Incoming::awaits_verdict);
+            .is_some_and(|incoming| incoming.awaits_verdict);
         let gap = self.pending.keys().next().is_some_and(|&seq| seq > next);
         let shed = self.shed_up_to.is_some();
         if !(legacy || gap || shed) {
@@ -399,32 +354,40 @@ impl OrderedLog {
         }
     }
 
-    /// Merge a read covering `(last, target]` with the held events: the read's chunks, the
-    /// held notifications, the close (always `target`), a rebuilt exit, and gaps for what
-    /// the server no longer retains.
+    /// Merge a read covering `(last, target]` with the held events (see `rebuild`).
     fn merge(
         &mut self,
         result: ReadResult,
         target: u64,
+        accounted_bytes: u64,
         out: &mut Vec<ProcessEvent>,
     ) -> Result<(), String> {
         let rest = self.pending.split_off(&(target + 1));
         let held = std::mem::replace(&mut self.pending, rest);
-        self.pending_bytes = self.pending.values().map(Incoming::weight).sum();
-        let exit_known = self.exit_delivered
-            || held
-                .values()
-                .chain(self.pending.values())
-                .any(|e| matches!(e, Incoming::Exited { .. }));
-        let merge = ReadMerge {
+        self.pending_bytes = self.pending.values().map(|i| i.event.weight()).sum();
+        let is_exit = |incoming: &Incoming| matches!(incoming.event, ProcessEvent::Exited { .. });
+        let exit_known =
+            self.exit_delivered || held.values().chain(self.pending.values()).any(is_exit);
+        let known = held
+            .into_iter()
+            .filter(|&(seq, _)| seq > self.last)
+            .map(|(seq, incoming)| {
+                let known = Known {
+                    event: incoming.event,
+                    bytes_before: None,
+                };
+                (seq, known)
+            })
+            .collect();
+        let window = Window {
             after_seq: self.last,
-            target,
-            held,
-            result,
+            until_seq: target,
+            known,
+            bytes_before: accounted_bytes,
+            bytes_after: None,
             exit_known,
-            accounted_bytes: self.delivered_output_bytes + self.reported_lost_bytes,
         };
-        for event in plan(merge)? {
+        for event in rebuild(window, Some(result))? {
             self.deliver(event, out);
         }
         Ok(())

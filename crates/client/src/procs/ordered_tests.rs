@@ -1,24 +1,40 @@
 //! Unit tests of the ordered log: delivery order, repair decisions and read merging.
 
 use super::*;
+use bytes::Bytes;
 use rexec_protocol::ByteChunk;
-use rexec_protocol::process::OutputChunk;
+use rexec_protocol::process::{OutputChunk, OutputStream};
 
 fn out(seq: u64, text: &str) -> Incoming {
-    Incoming::Output {
+    ProcessEvent::Output {
         seq,
         stream: OutputStream::Stdout,
         bytes: Bytes::copy_from_slice(text.as_bytes()),
     }
+    .into()
 }
 
 fn exited(seq: u64, code: i32, sandbox_denied: Option<bool>) -> Incoming {
-    Incoming::Exited {
+    let event = ProcessEvent::Exited {
         seq,
         code,
-        sandbox_denied,
+        sandbox_denied: sandbox_denied.unwrap_or(false),
         denial: None,
+    };
+    Incoming {
+        event,
+        awaits_verdict: sandbox_denied.is_none(),
     }
+}
+
+fn closed(seq: u64) -> Incoming {
+    ProcessEvent::Closed { seq }.into()
+}
+
+/// `on_read`, with the ledger of everything `events` holds (every test keeps all it got).
+fn read_into(log: &mut OrderedLog, result: ReadResult, events: &mut Vec<ProcessEvent>) -> Repair {
+    let accounted: u64 = events.iter().map(ProcessEvent::ledger_bytes).sum();
+    log.on_read(result, accounted, events)
 }
 
 fn chunk(seq: u64, text: &str) -> OutputChunk {
@@ -86,7 +102,7 @@ fn complete_in_order_stream_needs_no_read() {
         out(1, "a"),
         out(2, "b"),
         exited(3, 0, Some(false)),
-        Incoming::Closed { seq: 4 },
+        closed(4),
     ] {
         assert_eq!(log.on_event(event, &mut events), Repair::None);
     }
@@ -119,11 +135,9 @@ fn gap_on_an_ordered_server_costs_exactly_one_read() {
         log.on_event(exited(3, 0, Some(false)), &mut events),
         Repair::Read { after_seq: 1 }
     );
-    assert_eq!(
-        log.on_event(Incoming::Closed { seq: 4 }, &mut events),
-        Repair::None
-    );
-    let repair = log.on_read(
+    assert_eq!(log.on_event(closed(4), &mut events), Repair::None);
+    let repair = read_into(
+        &mut log,
         read(
             vec![chunk(1, "a"), chunk(2, "b")],
             5,
@@ -180,12 +194,10 @@ fn legacy_exit_is_held_for_one_verdict_read() {
         log.on_event(exited(2, 1, None), &mut events),
         Repair::Read { after_seq: 1 }
     );
-    assert_eq!(
-        log.on_event(Incoming::Closed { seq: 3 }, &mut events),
-        Repair::None
-    );
+    assert_eq!(log.on_event(closed(3), &mut events), Repair::None);
     assert_eq!(render(&events), ["o1:a"], "no exit without its verdict");
-    let repair = log.on_read(
+    let repair = read_into(
+        &mut log,
         read(vec![chunk(1, "a")], 4, Some((1, true)), true),
         &mut events,
     );
@@ -199,7 +211,8 @@ fn read_rebuilds_a_missing_exit_and_close() {
     let mut events = Vec::new();
     log.on_event(out(1, "a"), &mut events);
     log.begin_resume();
-    let repair = log.on_read(
+    let repair = read_into(
+        &mut log,
         read(
             vec![chunk(2, "b"), chunk(4, "late")],
             6,
@@ -233,7 +246,7 @@ fn evicted_output_becomes_one_gap_with_exact_bytes() {
     // seqs 1 (4 bytes, delivered), 2 and 3 (3 bytes each) were evicted
     result.evicted_chunks = Some(3);
     result.evicted_bytes = Some(10);
-    assert_eq!(log.on_read(result, &mut events), Repair::None);
+    assert_eq!(read_into(&mut log, result, &mut events), Repair::None);
     assert_eq!(
         render(&events),
         ["o1:aaaa", "g2-3:6", "o4:dd", "o5:ee", "o6:f"]
@@ -253,7 +266,7 @@ fn held_events_inside_the_evicted_range_are_kept_and_counted() {
     // server retains only from seq 6; seqs 1..=5 evicted: 1 + 2 + 3 + 4 + 1 = 11 bytes
     let mut result = read(vec![chunk(6, "ffffff")], 9, Some((0, false)), true);
     result.evicted_bytes = Some(11);
-    assert_eq!(log.on_read(result, &mut events), Repair::None);
+    assert_eq!(read_into(&mut log, result, &mut events), Repair::None);
     assert_eq!(
         render(&events),
         [
@@ -273,8 +286,12 @@ fn servers_without_eviction_counters_report_unknown_bytes() {
     let mut log = started(true);
     let mut events = Vec::new();
     log.on_event(out(1, "a"), &mut events);
-    log.on_event(Incoming::Closed { seq: 5 }, &mut events);
-    log.on_read(read(vec![], 6, Some((2, false)), true), &mut events);
+    log.on_event(closed(5), &mut events);
+    read_into(
+        &mut log,
+        read(vec![], 6, Some((2, false)), true),
+        &mut events,
+    );
     assert_eq!(render(&events), ["o1:a", "g2-3:0", "x4:2:false", "c5"]);
 }
 
@@ -287,26 +304,34 @@ fn a_full_reorder_buffer_sheds_the_oldest_and_repairs() {
         log.on_event(out(3, "x"), &mut events),
         Repair::Read { after_seq: 1 }
     );
-    for seq in 4..=(3 + REORDER_MAX_EVENTS as u64) {
+    for seq in 4..=(3 + PER_PROCESS.events as u64) {
         assert_eq!(log.on_event(out(seq, "x"), &mut events), Repair::None);
     }
-    assert_eq!(log.pending.len(), REORDER_MAX_EVENTS, "bounded");
+    assert_eq!(log.pending.len(), PER_PROCESS.events, "bounded");
     assert_eq!(log.shed_up_to, Some(3));
     // The read was taken before seq 3 reached the server's log: it does not cover the shed
     // event, so one more read follows.
-    let repair = log.on_read(read(vec![chunk(2, "b")], 3, None, false), &mut events);
+    let repair = read_into(
+        &mut log,
+        read(vec![chunk(2, "b")], 3, None, false),
+        &mut events,
+    );
     assert_eq!(repair, Repair::Read { after_seq: 2 });
-    let repair = log.on_read(read(vec![chunk(3, "x")], 4, None, false), &mut events);
+    let repair = read_into(
+        &mut log,
+        read(vec![chunk(3, "x")], 4, None, false),
+        &mut events,
+    );
     assert_eq!(repair, Repair::None);
-    assert_eq!(log.last_seq(), 3 + REORDER_MAX_EVENTS as u64);
-    assert_eq!(events.len(), 3 + REORDER_MAX_EVENTS);
+    assert_eq!(log.last_seq(), 3 + PER_PROCESS.events as u64);
+    assert_eq!(events.len(), 3 + PER_PROCESS.events);
 }
 
 #[test]
 fn overflow_before_the_start_is_answered_fails_only_this_process() {
     let mut log = OrderedLog::new(true);
     let mut events = Vec::new();
-    for seq in 2..=(2 + REORDER_MAX_EVENTS as u64) {
+    for seq in 2..=(2 + PER_PROCESS.events as u64) {
         log.on_event(out(seq, "x"), &mut events);
     }
     assert_eq!(render(&events), ["F"]);
@@ -334,7 +359,7 @@ fn notifications_during_a_resume_read_cost_no_extra_read() {
         None,
         false,
     );
-    assert_eq!(log.on_read(result, &mut events), Repair::None);
+    assert_eq!(read_into(&mut log, result, &mut events), Repair::None);
     assert_eq!(render(&events), ["o1:a", "o2:b", "o3:c", "o4:d", "o5:e"]);
 }
 
@@ -344,7 +369,11 @@ fn a_contradictory_read_fails_the_process() {
     let mut events = Vec::new();
     log.on_event(out(1, "a"), &mut events);
     log.begin_resume();
-    log.on_read(read(vec![chunk(2, "b")], 3, None, true), &mut events);
+    read_into(
+        &mut log,
+        read(vec![chunk(2, "b")], 3, None, true),
+        &mut events,
+    );
     assert_eq!(render(&events), ["o1:a", "F"]);
 }
 
@@ -356,14 +385,22 @@ fn a_read_taken_before_a_legacy_exit_gives_it_no_verdict() {
     assert_eq!(log.begin_resume(), Some(1));
     // The exit overtakes the answer of a read the server took while the child still ran.
     assert_eq!(log.on_event(exited(2, 1, None), &mut events), Repair::None);
-    let repair = log.on_read(read(vec![chunk(1, "a")], 2, None, false), &mut events);
+    let repair = read_into(
+        &mut log,
+        read(vec![chunk(1, "a")], 2, None, false),
+        &mut events,
+    );
     assert_eq!(render(&events), ["o1:a"], "no exit without its verdict");
     assert_eq!(
         repair,
         Repair::Read { after_seq: 1 },
         "one more read for it"
     );
-    let repair = log.on_read(read(vec![], 3, Some((1, true)), false), &mut events);
+    let repair = read_into(
+        &mut log,
+        read(vec![], 3, Some((1, true)), false),
+        &mut events,
+    );
     assert_eq!(repair, Repair::None);
     assert_eq!(render(&events), ["o1:a", "x2:1:true"]);
 }
@@ -376,7 +413,7 @@ fn the_highest_seq_fails_the_process_instead_of_overflowing() {
         log.on_event(out(2, "b"), &mut events),
         Repair::Read { after_seq: 0 }
     );
-    log.on_read(read(vec![], u64::MAX, None, false), &mut events);
+    read_into(&mut log, read(vec![], u64::MAX, None, false), &mut events);
     assert_eq!(
         log.last_seq(),
         u64::MAX - 1,
@@ -394,10 +431,10 @@ fn a_read_that_runs_past_a_received_close_fails_the_process() {
     let mut log = started(true);
     let mut events = Vec::new();
     assert_eq!(
-        log.on_event(Incoming::Closed { seq: 3 }, &mut events),
+        log.on_event(closed(3), &mut events),
         Repair::Read { after_seq: 0 }
     );
-    log.on_read(read(vec![], u64::MAX, None, false), &mut events);
+    read_into(&mut log, read(vec![], u64::MAX, None, false), &mut events);
     let rendered = render(&events);
     assert_eq!(
         rendered.last().map(String::as_str),

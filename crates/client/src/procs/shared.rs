@@ -298,7 +298,10 @@ impl ProcessShared {
     }
 
     pub(crate) fn on_read(&self, result: ReadResult) -> Step {
-        self.step(|s, out| s.ordered.on_read(result, out))
+        self.step(|s, out| {
+            let accounted = s.history.ledger();
+            s.ordered.on_read(result, accounted, out)
+        })
     }
 
     pub(crate) fn on_read_failed(&self, reason: String) -> Step {

@@ -257,7 +257,7 @@ impl Cursor {
             }
             self.pos += 1;
             self.last_seq = last;
-            self.cum = entry.cum_before + entry.event.weight() as u64;
+            self.cum = entry.cum_before + entry.event.ledger_bytes();
             return Next::Deliver(entry.event.clone());
         }
     }

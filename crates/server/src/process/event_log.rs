@@ -18,6 +18,11 @@ use std::collections::VecDeque;
 
 pub const RETAINED_OUTPUT_BYTES: usize = 1024 * 1024;
 pub const RETAINED_OUTPUT_CHUNKS: usize = 50_000;
+/// A held process's retention: the unacknowledged output that may be in flight between the
+/// child and a lossless consumer. As much as the outbound queue and socket buffers would
+/// hold for a client that stops reading (128 frames of 64 KiB), so acknowledgements do
+/// not cost a fast consumer its batching.
+pub const HELD_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct RetainedChunk {

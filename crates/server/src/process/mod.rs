@@ -26,7 +26,7 @@ use crate::sandbox::Sandbox;
 use crate::sync::lock;
 use bytes::Bytes;
 use containment::Descendants;
-use event_log::{EventLog, ExitRecord, RETAINED_OUTPUT_BYTES, RETAINED_OUTPUT_CHUNKS};
+use event_log::{EventLog, ExitRecord, HELD_OUTPUT_BYTES, RETAINED_OUTPUT_CHUNKS};
 use rexec_protocol::process::OutputStream;
 use rustix::process::{Pid, Signal};
 use std::os::fd::OwnedFd;
@@ -63,7 +63,7 @@ impl Process {
         holds_output: bool,
     ) -> Self {
         let log = if holds_output {
-            EventLog::holding(RETAINED_OUTPUT_BYTES, RETAINED_OUTPUT_CHUNKS)
+            EventLog::holding(HELD_OUTPUT_BYTES, RETAINED_OUTPUT_CHUNKS)
         } else {
             EventLog::default()
         };
