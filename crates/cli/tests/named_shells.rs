@@ -2,11 +2,13 @@
 //! `rexec` binary against a real `rexec serve`, as a user (or an agent) runs them.
 
 use anyhow::{Context, Result, ensure};
+use rexec_testkit::harness::{installed_or_skipped, output_within};
 use rexec_testkit::server::{Server, ServerOptions, Target};
+use rexec_testkit::tmux::Tmux;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -19,29 +21,48 @@ fn rexec(server: &Server) -> Command {
 /// `rexec ARGS` with `stdin` piped in (or /dev/null), to its end.
 async fn cli(server: &Server, args: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
     let mut command = rexec(server);
-    command
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().context("starting rexec")?;
-    if let Some(bytes) = stdin {
-        let mut pipe = child.stdin.take().context("stdin")?;
-        pipe.write_all(bytes).await?;
-    }
-    tokio::time::timeout(DEADLINE, child.wait_with_output())
-        .await
-        .context("rexec did not finish in time")?
-        .context("waiting for rexec")
+    command.args(args);
+    output_within(command, stdin, DEADLINE).await
 }
 
 /// `rexec run --shell NAME -- LINE`.
 async fn in_shell(server: &Server, name: &str, line: &str) -> Result<Output> {
     cli(server, &["run", "--shell", name, "--", line], None).await
+}
+
+/// `rexec ARGS LINE` running, once its first line of stdout is `first` (the rest of its
+/// stdout is returned to be kept open).
+async fn started(
+    server: &Server,
+    args: &[&str],
+    line: &str,
+    first: &str,
+) -> Result<(Child, BufReader<ChildStdout>)> {
+    let mut child = rexec(server)
+        .args(args)
+        .arg(line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut seen = String::new();
+    tokio::time::timeout(DEADLINE, stdout.read_line(&mut seen))
+        .await
+        .context("no first line")??;
+    ensure!(seen == first, "first line {seen:?}");
+    Ok((child, stdout))
+}
+
+/// `rexec run --shell NAME -- LINE` prints `stdout` and exits `code`.
+async fn expect_run(
+    server: &Server,
+    name: &str,
+    line: &str,
+    stdout: &str,
+    code: i32,
+) -> Result<()> {
+    expect(&in_shell(server, name, line).await?, stdout, code)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -66,22 +87,10 @@ async fn rexec_server() -> Result<Server> {
 #[tokio::test]
 async fn cd_and_exports_persist_between_runs() -> Result<()> {
     let server = rexec_server().await?;
-    expect(
-        &in_shell(&server, "s", "cd /tmp && export X=1").await?,
-        "",
-        0,
-    )?;
-    expect(
-        &in_shell(&server, "s", "pwd; echo $X").await?,
-        "/tmp\n1\n",
-        0,
-    )?;
+    expect_run(&server, "s", "cd /tmp && export X=1", "", 0).await?;
+    expect_run(&server, "s", "pwd; echo $X", "/tmp\n1\n", 0).await?;
     // Functions persist too, and words are joined as a shell would see them.
-    expect(
-        &in_shell(&server, "s", "greet() { echo hi $1; }").await?,
-        "",
-        0,
-    )?;
+    expect_run(&server, "s", "greet() { echo hi $1; }", "", 0).await?;
     let output = cli(
         &server,
         &["run", "--shell", "s", "--", "greet", "ada"],
@@ -90,28 +99,24 @@ async fn cd_and_exports_persist_between_runs() -> Result<()> {
     .await?;
     expect(&output, "hi ada\n", 0)?;
     // Another name is another shell.
-    expect(
-        &in_shell(&server, "t", "echo ${X:-unset}").await?,
-        "unset\n",
-        0,
-    )
+    expect_run(&server, "t", "echo ${X:-unset}", "unset\n", 0).await
 }
 
 #[tokio::test]
 async fn exit_codes_pass_through() -> Result<()> {
     let server = rexec_server().await?;
-    expect(&in_shell(&server, "codes", "(exit 7)").await?, "", 7)?;
-    expect(&in_shell(&server, "codes", "false").await?, "", 1)?;
+    expect_run(&server, "codes", "(exit 7)", "", 7).await?;
+    expect_run(&server, "codes", "false", "", 1).await?;
     // A signal's death is 128+N (bash also reports `Terminated` on the terminal).
     let killed = in_shell(&server, "codes", "sh -c 'kill -TERM $$'").await?;
     ensure!(killed.status.code() == Some(143), "{killed:?}");
-    expect(&in_shell(&server, "codes", "echo fine").await?, "fine\n", 0)
+    expect_run(&server, "codes", "echo fine", "fine\n", 0).await
 }
 
 #[tokio::test]
 async fn a_timeout_exits_124_and_the_shell_runs_the_next_command() -> Result<()> {
     let server = rexec_server().await?;
-    expect(&in_shell(&server, "slow", "cd /tmp").await?, "", 0)?;
+    expect_run(&server, "slow", "cd /tmp", "", 0).await?;
     let started = Instant::now();
     let output = cli(
         &server,
@@ -140,25 +145,20 @@ async fn a_timeout_exits_124_and_the_shell_runs_the_next_command() -> Result<()>
         "stderr {:?}",
         text(&output.stderr)
     );
-    expect(&in_shell(&server, "slow", "pwd").await?, "/tmp\n", 0)
+    expect_run(&server, "slow", "pwd", "/tmp\n", 0).await
 }
 
 #[tokio::test]
 async fn output_streams_while_the_command_runs() -> Result<()> {
     let server = rexec_server().await?;
-    let mut child = rexec(&server)
-        .args(["run", "--shell", "live", "--timeout", "5s", "--"])
-        .arg("echo first; sleep 30; echo never")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
-    let mut line = String::new();
-    tokio::time::timeout(DEADLINE, stdout.read_line(&mut line))
-        .await
-        .context("no first line")??;
-    ensure!(line == "first\n", "first line {line:?}");
+    let args = ["run", "--shell", "live", "--timeout", "5s", "--"];
+    let (mut child, _stdout) = started(
+        &server,
+        &args,
+        "echo first; sleep 30; echo never",
+        "first\n",
+    )
+    .await?;
     ensure!(
         child.try_wait()?.is_none(),
         "rexec ended before the command did"
@@ -171,7 +171,7 @@ async fn output_streams_while_the_command_runs() -> Result<()> {
 #[tokio::test]
 async fn shells_lists_the_shell_with_its_cwd_and_running_command() -> Result<()> {
     let server = rexec_server().await?;
-    expect(&in_shell(&server, "listed", "cd /tmp").await?, "", 0)?;
+    expect_run(&server, "listed", "cd /tmp", "", 0).await?;
     let output = cli(&server, &["shells"], None).await?;
     let table = text(&output.stdout);
     let mut lines = table.lines();
@@ -233,17 +233,13 @@ async fn a_command_waiting_for_input_gets_a_line_of_stdin_or_ends_with_125() -> 
         "{unanswered:?}"
     );
     // The shell was not left blocked on the read.
-    expect(&in_shell(&server, "ask", "echo next").await?, "next\n", 0)
+    expect_run(&server, "ask", "echo next", "next\n", 0).await
 }
 
 #[tokio::test]
 async fn attach_runs_each_line_in_the_named_shell() -> Result<()> {
     let server = rexec_server().await?;
-    expect(
-        &in_shell(&server, "shared", "export FROM_AGENT=yes").await?,
-        "",
-        0,
-    )?;
+    expect_run(&server, "shared", "export FROM_AGENT=yes", "", 0).await?;
     let script = b"cd /tmp\npwd; echo $FROM_AGENT\nfalse\n";
     let output = cli(&server, &["shell", "--attach", "shared"], Some(script)).await?;
     let transcript = text(&output.stdout);
@@ -262,21 +258,12 @@ async fn attach_runs_each_line_in_the_named_shell() -> Result<()> {
         output.status
     );
     // What the person did is in the shell the agent uses.
-    expect(&in_shell(&server, "shared", "pwd").await?, "/tmp\n", 0)
+    expect_run(&server, "shared", "pwd", "/tmp\n", 0).await
 }
 
 #[tokio::test]
 async fn zsh_keeps_state_too_when_installed() -> Result<()> {
-    if std::process::Command::new("zsh")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        ensure!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true requires zsh"
-        );
-        rexec_testkit::harness::say_skipped("SKIPPED zsh_keeps_state_too: zsh is not installed");
+    if !installed_or_skipped("zsh", "--version", "zsh_keeps_state_too")? {
         return Ok(());
     }
     let server = rexec_server().await?;
@@ -300,21 +287,11 @@ async fn zsh_keeps_state_too_when_installed() -> Result<()> {
 #[tokio::test]
 async fn ctrl_c_interrupts_the_remote_command_and_the_shell_survives() -> Result<()> {
     let server = rexec_server().await?;
-    let mut child = rexec(&server)
-        .args(["run", "--shell", "intr", "--"])
-        // One foreground program from the first byte on: bash's own builtins between two
-        // programs may miss a SIGINT (the server escalates only on --timeout).
-        .arg("sh -c 'echo started; exec sleep 30'; echo never")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
-    let mut line = String::new();
-    tokio::time::timeout(DEADLINE, stdout.read_line(&mut line))
-        .await
-        .context("no first line")??;
-    ensure!(line == "started\n", "first line {line:?}");
+    // One foreground program from the first byte on: bash's own builtins between two
+    // programs may miss a SIGINT (the server escalates only on --timeout).
+    let line = "sh -c 'echo started; exec sleep 30'; echo never";
+    let args = ["run", "--shell", "intr", "--"];
+    let (mut child, _stdout) = started(&server, &args, line, "started\n").await?;
     let pid = child.id().context("pid")?.to_string();
     let kill = Command::new("kill").args(["-INT", &pid]).status().await?;
     ensure!(kill.success(), "kill -INT failed");
@@ -322,120 +299,33 @@ async fn ctrl_c_interrupts_the_remote_command_and_the_shell_survives() -> Result
         .await
         .context("rexec did not end after Ctrl-C")??;
     ensure!(status.code() == Some(130), "status {status:?}");
-    expect(
-        &in_shell(&server, "intr", "echo alive").await?,
-        "alive\n",
-        0,
-    )
+    expect_run(&server, "intr", "echo alive", "alive\n", 0).await
 }
 
 #[tokio::test]
 async fn exit_ends_the_shell_and_the_next_run_starts_a_new_one() -> Result<()> {
     let server = rexec_server().await?;
-    expect(&in_shell(&server, "ends", "export GONE=1").await?, "", 0)?;
+    expect_run(&server, "ends", "export GONE=1", "", 0).await?;
     let ended = in_shell(&server, "ends", "exit 3").await?;
     ensure!(
         ended.status.code() == Some(3) && text(&ended.stderr).contains("ended shell `ends`"),
         "{ended:?}"
     );
-    expect(
-        &in_shell(&server, "ends", "echo ${GONE:-fresh}").await?,
-        "fresh\n",
-        0,
-    )
-}
-
-/// A tmux session running `rexec shell --attach`, read through capture-pane.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    async fn tmux(&self, args: &[&str]) -> Result<String> {
-        let output = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .await?;
-        ensure!(
-            output.status.success(),
-            "tmux {args:?}: {}",
-            text(&output.stderr)
-        );
-        Ok(text(&output.stdout))
-    }
-
-    async fn type_line(&self, line: &str) -> Result<()> {
-        self.tmux(&["send-keys", "-t", "t", "-l", line]).await?;
-        self.tmux(&["send-keys", "-t", "t", "Enter"])
-            .await
-            .map(drop)
-    }
-
-    /// The screen once `needle` is on it.
-    async fn wait_for(&self, needle: &str) -> Result<String> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let screen = self.tmux(&["capture-pane", "-p", "-t", "t"]).await?;
-            if screen.contains(needle) {
-                return Ok(screen);
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "never saw {needle:?}; screen:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-    }
+    expect_run(&server, "ends", "echo ${GONE:-fresh}", "fresh\n", 0).await
 }
 
 #[tokio::test]
 async fn attach_on_a_terminal_types_into_a_running_command_and_interrupts_it() -> Result<()> {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        ensure!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true requires tmux"
-        );
-        rexec_testkit::harness::say_skipped("SKIPPED attach_on_a_terminal: tmux is not installed");
-        return Ok(());
-    }
     let server = rexec_server().await?;
-    expect(&in_shell(&server, "seen", "cd /tmp").await?, "", 0)?;
-    let tmux = Tmux {
-        socket: format!("rexec-attach-{}", std::process::id()),
-    };
+    expect_run(&server, "seen", "cd /tmp", "", 0).await?;
     let command = format!(
         "{} shell --server {} --attach seen",
         env!("CARGO_BIN_EXE_rexec"),
         server.url
     );
-    tmux.tmux(&[
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ])
-    .await?;
+    let Some(tmux) = Tmux::start("attach_on_a_terminal", &command, 100, 30).await? else {
+        return Ok(());
+    };
     tmux.wait_for("seen:/tmp$").await?;
     // Each needle appears only in output, never in the typed line the terminal echoes.
     tmux.type_line("read -p 'na''me? ' n; echo hello-$n")
@@ -447,17 +337,13 @@ async fn attach_on_a_terminal_types_into_a_running_command_and_interrupts_it() -
     tmux.type_line("sh -c 'echo sleep\"\"ing; exec sleep 30'")
         .await?;
     tmux.wait_for("sleeping").await?;
-    tmux.tmux(&["send-keys", "-t", "t", "C-c"]).await?;
+    tmux.press("C-c").await?;
     tmux.wait_for("[exit 130]").await?;
     tmux.type_line("echo after-$((1+1))").await?;
     tmux.wait_for("after-2").await?;
 
-    tmux.tmux(&["send-keys", "-t", "t", "C-d"]).await?;
-    let deadline = Instant::now() + DEADLINE;
-    while tmux.tmux(&["has-session", "-t", "t"]).await.is_ok() {
-        ensure!(Instant::now() < deadline, "attach did not leave on Ctrl-D");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tmux.press("C-d").await?;
+    tmux.until_ended("Ctrl-D").await?;
     // The shell stays.
-    expect(&in_shell(&server, "seen", "echo $n").await?, "ada\n", 0)
+    expect_run(&server, "seen", "echo $n", "ada\n", 0).await
 }

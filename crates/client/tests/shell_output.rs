@@ -3,13 +3,24 @@
 
 mod support;
 
+use rexec_client::{ClientError, Shell, ShellOutcome};
 use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{TestServer, connect};
+use support::{TestServer, connect, within};
 use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A shell call's outcome, within the deadline.
+async fn answered<C>(what: &str, call: C) -> ShellOutcome
+where
+    C: IntoFuture<Output = Result<ShellOutcome, ClientError>>,
+{
+    within(what, call.into_future())
+        .await
+        .unwrap_or_else(|err| panic!("{what}: {err}"))
+}
 
 #[tokio::test]
 async fn output_arrives_while_the_command_runs_and_all_of_it() {
@@ -26,10 +37,7 @@ async fn output_arrives_while_the_command_runs_and_all_of_it() {
             seen.1.get_or_insert_with(Instant::now);
             seen.0.extend_from_slice(bytes);
         });
-    let outcome = tokio::time::timeout(DEADLINE, run.into_future())
-        .await
-        .expect("the command did not finish")
-        .expect("shell/run");
+    let outcome = answered("shell/run", run).await;
     let answered = Instant::now();
     let (streamed, first_at) = seen.lock().expect("not poisoned").clone();
     let mut expected = b"first\n".to_vec();
@@ -58,29 +66,23 @@ async fn a_wait_streams_the_rest_after_input() {
     let server = TestServer::start().await;
     let client = connect(&server.url).await;
     let shell = client.shell("asks");
-    let asked = tokio::time::timeout(
-        DEADLINE,
+    let asked = answered(
+        "shell/run",
         shell
             .run("read -p 'name? ' n; echo hello $n")
-            .idle_timeout(Duration::from_millis(300))
-            .into_future(),
+            .idle_timeout(Duration::from_millis(300)),
     )
-    .await
-    .expect("no answer")
-    .expect("shell/run");
+    .await;
     assert!(asked.awaiting_input, "{asked:?}");
     shell.write("ada\n").await.expect("shell/write");
     let mut rest = Vec::new();
-    let done = tokio::time::timeout(
-        DEADLINE,
+    let done = answered(
+        "shell/wait",
         shell
             .wait(&asked.command_id)
-            .on_output(|bytes| rest.extend_from_slice(bytes))
-            .into_future(),
+            .on_output(|bytes| rest.extend_from_slice(bytes)),
     )
-    .await
-    .expect("the command did not finish")
-    .expect("shell/wait");
+    .await;
     assert_eq!(done.exit_code, Some(0));
     assert_eq!(String::from_utf8_lossy(&rest), "hello ada\n");
 }
@@ -88,7 +90,7 @@ async fn a_wait_streams_the_rest_after_input() {
 /// Wait on `id` without streaming until its output so far ends with `text`: the output
 /// exists on the server, and nobody streamed it. (A client remembers what an outcome
 /// showed it, so the caller under test polls through another client.)
-async fn until_output_ends_with(shell: &rexec_client::Shell, id: &str, text: &str) {
+async fn until_output_ends_with(shell: &Shell, id: &str, text: &str) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let outcome = shell
@@ -106,28 +108,35 @@ async fn until_output_ends_with(shell: &rexec_client::Shell, id: &str, text: &st
     }
 }
 
-#[tokio::test]
-async fn output_printed_between_calls_reaches_the_next_wait_once_in_order() {
-    let server = TestServer::start().await;
-    let client = connect(&server.url).await;
-    let shell = client.shell("rounds");
-    let observer = connect(&server.url).await.shell("rounds");
-    let script = "read -p 'a? ' a; echo got $a; read -p 'b? ' b; echo got $b; \
-                  read -p 'c? ' c; echo bye $c";
-    let mut streamed = Vec::new();
-    let asked = tokio::time::timeout(
-        DEADLINE,
+/// The shell `name` of a client under test, and of another client that looks at it
+/// without changing what the first has seen.
+async fn caller_and_observer(server: &TestServer, name: &str) -> (Shell, Shell) {
+    let caller = connect(&server.url).await.shell(name);
+    (caller, connect(&server.url).await.shell(name))
+}
+
+/// Run `script`, streaming into `streamed`, until it waits for input; its command id.
+async fn ask(shell: &Shell, script: impl Into<String>, streamed: &mut Vec<u8>) -> String {
+    let asked = answered(
+        "shell/run",
         shell
             .run(script)
             .idle_timeout(Duration::from_millis(300))
-            .on_output(|bytes| streamed.extend_from_slice(bytes))
-            .into_future(),
+            .on_output(|bytes| streamed.extend_from_slice(bytes)),
     )
-    .await
-    .expect("no answer")
-    .expect("shell/run");
+    .await;
     assert!(asked.awaiting_input, "{asked:?}");
-    let id = asked.command_id;
+    asked.command_id
+}
+
+#[tokio::test]
+async fn output_printed_between_calls_reaches_the_next_wait_once_in_order() {
+    let server = TestServer::start().await;
+    let (shell, observer) = caller_and_observer(&server, "rounds").await;
+    let script = "read -p 'a? ' a; echo got $a; read -p 'b? ' b; echo got $b; \
+                  read -p 'c? ' c; echo bye $c";
+    let mut streamed = Vec::new();
+    let id = ask(&shell, script, &mut streamed).await;
     assert_eq!(String::from_utf8_lossy(&streamed), "a? ");
 
     // Each round: the answer is printed while no call streams, then a wait streams.
@@ -138,17 +147,14 @@ async fn output_printed_between_calls_reaches_the_next_wait_once_in_order() {
             .expect("shell/write");
         until_output_ends_with(&observer, &id, printed).await;
         let mut round = Vec::new();
-        let outcome = tokio::time::timeout(
-            DEADLINE,
+        let outcome = answered(
+            "shell/wait",
             shell
                 .wait(&id)
                 .idle_timeout(Duration::from_millis(300))
-                .on_output(|bytes| round.extend_from_slice(bytes))
-                .into_future(),
+                .on_output(|bytes| round.extend_from_slice(bytes)),
         )
-        .await
-        .expect("no answer")
-        .expect("shell/wait");
+        .await;
         assert!(outcome.awaiting_input, "{outcome:?}");
         assert_eq!(String::from_utf8_lossy(&round), printed);
         streamed.extend_from_slice(&round);
@@ -156,10 +162,7 @@ async fn output_printed_between_calls_reaches_the_next_wait_once_in_order() {
 
     // The last line ends the command before anyone waits with a callback.
     shell.write("3\n").await.expect("shell/write");
-    let done = tokio::time::timeout(DEADLINE, observer.wait(&id).into_future())
-        .await
-        .expect("the command did not finish")
-        .expect("shell/wait");
+    let done = answered("shell/wait", observer.wait(&id)).await;
     assert_eq!(done.exit_code, Some(0));
     let mut last = Vec::new();
     let again = shell
@@ -179,42 +182,25 @@ async fn output_printed_between_calls_reaches_the_next_wait_once_in_order() {
 #[tokio::test]
 async fn output_past_what_the_server_keeps_is_counted_not_lost_silently() {
     let server = TestServer::start().await;
-    let client = connect(&server.url).await;
-    let shell = client.shell("floods");
-    let observer = connect(&server.url).await.shell("floods");
+    let (shell, observer) = caller_and_observer(&server, "floods").await;
     // 600 000 bytes while nobody streams: more than the server keeps for a replay.
     const FLOOD: usize = 600_000;
     let script = format!(
         "read -p 'go? ' a; head -c {FLOOD} /dev/zero | tr '\\0' x; echo; read -p 'end? ' b"
     );
     let mut streamed = Vec::new();
-    let asked = tokio::time::timeout(
-        DEADLINE,
-        shell
-            .run(script)
-            .idle_timeout(Duration::from_millis(300))
-            .on_output(|bytes| streamed.extend_from_slice(bytes))
-            .into_future(),
-    )
-    .await
-    .expect("no answer")
-    .expect("shell/run");
-    assert!(asked.awaiting_input, "{asked:?}");
-    let id = asked.command_id;
+    let id = ask(&shell, script, &mut streamed).await;
     shell.write("\n").await.expect("shell/write");
     until_output_ends_with(&observer, &id, "x\nend? ").await;
     shell.write("\n").await.expect("shell/write");
     let mut rest = Vec::new();
-    let done = tokio::time::timeout(
-        DEADLINE,
+    let done = answered(
+        "shell/wait",
         shell
             .wait(&id)
-            .on_output(|bytes| rest.extend_from_slice(bytes))
-            .into_future(),
+            .on_output(|bytes| rest.extend_from_slice(bytes)),
     )
-    .await
-    .expect("the command did not finish")
-    .expect("shell/wait");
+    .await;
     assert_eq!(done.exit_code, Some(0));
     let total = b"go? ".len() + FLOOD + b"\nend? ".len();
     assert!(done.missed_output_bytes > 0, "{done:?}");
