@@ -22,6 +22,7 @@ pub mod raw;
 pub mod raw_report;
 pub mod server;
 pub mod shell;
+pub mod shell_polling;
 pub mod spawn;
 pub mod stats;
 pub mod table;

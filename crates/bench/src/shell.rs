@@ -1,8 +1,9 @@
 //! The `shell` benchmark: `true` in a warm named shell (`Shell::run`, one `shell/run`
 //! round trip, no spawn) against a fresh one-shot `Client::run(/usr/bin/true)` on the same
-//! server and connection. Iteration i runs both arms before iteration i+1, so machine noise
-//! hits them alike; figures are medians of per-run nearest-rank percentiles over runs with
-//! freshly started servers.
+//! server and connection, and against a bash on a PTY driven by prompt marker and polling,
+//! the way agent runtimes do it (`shell_polling`, one arm per `--poll-ms`). Iteration i runs
+//! every arm before iteration i+1, so machine noise hits them alike; figures are medians of
+//! per-run nearest-rank percentiles over runs with freshly started servers.
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use rexec_client::ProcessSpec;
@@ -13,12 +14,24 @@ use std::time::{Duration, Instant};
 use crate::args::{ServerArgs, emit, pairs};
 use crate::oneshot::{CWD, PROGRAM};
 use crate::progress::Progress;
+use crate::shell_polling::PollingShell;
 use crate::stats::Summary;
 use crate::table::{machine, markdown, ms, ratio, reproduce_block, reproduce_line};
 use crate::target;
 
 const ITERATION_TIMEOUT: Duration = Duration::from_secs(30);
 const ARMS: [&str; 2] = ["warm shell `true`", "one-shot `/usr/bin/true`"];
+
+/// The arms' names: the two above, then one per poll interval.
+fn arm_names(args: &ShellBenchArgs) -> Vec<String> {
+    let mut names: Vec<String> = ARMS.map(str::to_owned).into();
+    names.extend(
+        args.poll_ms
+            .iter()
+            .map(|ms| format!("PTY `true`, marker + poll every {ms} ms")),
+    );
+    names
+}
 
 /// Options of `rexec bench shell`.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,6 +47,14 @@ pub struct ShellBenchArgs {
     /// Independent runs, each with freshly started servers.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// A prompt-marker-plus-polling arm per interval, in ms (OpenHands polls every 500).
+    #[arg(
+        long,
+        value_name = "MS",
+        value_delimiter = ',',
+        default_value = "500,10"
+    )]
+    pub poll_ms: Vec<u64>,
 }
 
 /// Runs `rexec bench shell`.
@@ -41,11 +62,15 @@ pub async fn run(args: ShellBenchArgs) -> Result<()> {
     if args.iterations == 0 || args.runs == 0 {
         bail!("--iterations and --runs must be at least 1");
     }
+    if args.poll_ms.contains(&0) {
+        bail!("--poll-ms intervals must be at least 1");
+    }
     let specs = args.servers.specs()?;
-    let per_run = (args.warmup + args.iterations) * specs.len() * ARMS.len();
+    let arms = arm_names(&args);
+    let per_run = (args.warmup + args.iterations) * specs.len() * arms.len();
     let progress = Progress::new((per_run * args.runs) as u64, "shell");
     // summaries[server][arm][run]
-    let mut summaries = vec![vec![Vec::new(); ARMS.len()]; specs.len()];
+    let mut summaries = vec![vec![Vec::new(); arms.len()]; specs.len()];
     for run in 0..args.runs {
         progress.note(format!("run {}/{}", run + 1, args.runs));
         let targets = target::start_all(&specs, args.servers.link()).await?;
@@ -60,23 +85,24 @@ pub async fn run(args: ShellBenchArgs) -> Result<()> {
     progress.finish();
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
-    for (server, arms) in summaries.iter().enumerate() {
-        let medians: Vec<Summary> = arms
+    for (server, runs_per_arm) in summaries.iter().enumerate() {
+        let medians: Vec<Summary> = runs_per_arm
             .iter()
             .map(|runs| Summary::median_of(runs).context("no samples"))
             .collect::<Result<_>>()?;
         for (arm, summary) in medians.iter().enumerate() {
             rows.push(vec![
                 specs[server].name.clone(),
-                ARMS[arm].to_owned(),
+                arms[arm].clone(),
                 ms(summary.p50),
                 ms(summary.p95),
                 ms(summary.p99),
+                ratio(summary.p50, medians[0].p50),
                 ratio(summary.p50, medians[1].p50),
             ]);
             json_rows.push(json!({
                 "server": specs[server].name,
-                "arm": ARMS[arm],
+                "arm": arms[arm],
                 "latencyMs": summary.to_json(),
             }));
         }
@@ -86,12 +112,20 @@ pub async fn run(args: ShellBenchArgs) -> Result<()> {
         ("--iterations", args.iterations.to_string()),
         ("--warmup", args.warmup.to_string()),
         ("--runs", args.runs.to_string()),
+        (
+            "--poll-ms",
+            args.poll_ms
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
     ]));
     let line = reproduce_line("shell", words);
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "## shell: warm named shell vs one-shot ({}; {} iterations after {} warm-ups, \
+        "## shell: warm named shell vs one-shot vs prompt marker + polling ({}; {} iterations after {} warm-ups, \
          median of {} runs; {})\n",
         args.servers.link_text(),
         args.iterations,
@@ -100,7 +134,15 @@ pub async fn run(args: ShellBenchArgs) -> Result<()> {
         machine()
     );
     report.push_str(&markdown(
-        &["server", "arm", "p50", "p95", "p99", "p50 vs one-shot"],
+        &[
+            "server",
+            "arm",
+            "p50",
+            "p95",
+            "p99",
+            "p50 vs warm shell",
+            "p50 vs one-shot",
+        ],
         &rows,
     ));
     report.push_str(&reproduce_block(&line));
@@ -128,13 +170,30 @@ async fn measure(
         .iter()
         .map(|client| client.shell("bench").cwd(CWD))
         .collect();
-    let mut samples = vec![vec![Vec::with_capacity(args.iterations); ARMS.len()]; targets.len()];
+    // polled[server][interval]
+    let mut polled = Vec::new();
+    for (k, target) in targets.iter().enumerate() {
+        let mut of_server = Vec::new();
+        for (j, &interval) in args.poll_ms.iter().enumerate() {
+            let id = format!("bench-poll-{k}-{j}");
+            let shell = PollingShell::start(&target.url, id, Duration::from_millis(interval))
+                .await
+                .with_context(|| format!("{}: the polled shell", target.name))?;
+            of_server.push(shell);
+        }
+        polled.push(of_server);
+    }
+    let arms = arm_names(args);
+    let mut samples = vec![vec![Vec::with_capacity(args.iterations); arms.len()]; targets.len()];
     for i in 0..args.warmup + args.iterations {
         for (k, client) in clients.iter().enumerate() {
-            for arm in 0..ARMS.len() {
+            for arm in 0..arms.len() {
                 let began = Instant::now();
                 let done = tokio::time::timeout(ITERATION_TIMEOUT, async {
-                    if arm == 0 {
+                    if let Some(shell) = arm.checked_sub(ARMS.len()) {
+                        let code = polled[k][shell].run("true").await?;
+                        ensure!(code == 0, "`true` in the polled shell: $? = {code}");
+                    } else if arm == 0 {
                         let outcome = shells[k].run("true").await?;
                         ensure!(
                             outcome.exit_code == Some(0),
@@ -150,7 +209,7 @@ async fn measure(
                 let elapsed = began.elapsed().as_secs_f64() * 1000.0;
                 done.unwrap_or_else(|_| Err(anyhow!("not done within {ITERATION_TIMEOUT:?}")))
                     .with_context(|| {
-                        format!("{} {} iteration {}", targets[k].name, ARMS[arm], i + 1)
+                        format!("{} {} iteration {}", targets[k].name, arms[arm], i + 1)
                     })?;
                 if i >= args.warmup {
                     samples[k][arm].push(elapsed);
@@ -161,6 +220,9 @@ async fn measure(
     }
     for client in &clients {
         client.close().await;
+    }
+    for shell in polled.into_iter().flatten() {
+        shell.close().await;
     }
     Ok(samples)
 }

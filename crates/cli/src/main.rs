@@ -1,11 +1,13 @@
 //! The `rexec` binary: thin argument parsing over the library crates.
 //!
-//! Exit status: `cp` and `ls` leave with 0 on success; `run` and `shell` leave with the remote command's exit code (128+N when a
-//! signal killed it); when rexec itself fails (unreachable server, refused token, protocol
+//! Exit status: `cp`, `ls` and `shells` leave with 0 on success; `run` and `shell` leave
+//! with the remote command's exit code (128+N when a signal killed it; `run --shell`: 124
+//! when `--timeout` interrupted it, 125 when it waited for input stdin did not have); when rexec itself fails (unreachable server, refused token, protocol
 //! error) it prints `rexec: …` and exits 255, like ssh.
 
 mod connect;
 mod cp;
+mod duration;
 mod local_stdin;
 mod ls;
 mod remote_path;
@@ -13,6 +15,10 @@ mod run;
 mod serve;
 mod serve_auth;
 mod shell;
+mod shell_attach;
+mod shell_run;
+mod shells;
+mod stdin_lines;
 mod terminal;
 mod transfer;
 
@@ -35,8 +41,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run one command on a server; its output streams to ours, its exit code is ours.
     Run(run::RunArgs),
-    /// Open an interactive shell on a server.
+    /// Open an interactive shell on a server (or, with --attach, a named shell).
     Shell(shell::ShellArgs),
+    /// List the named shells (`rexec run --shell NAME`) on a server.
+    Shells(shells::ShellsArgs),
     /// Copy files or directories to or from a server (SOURCE DESTINATION, one remote).
     Cp(cp::CpArgs),
     /// List a remote directory.
@@ -95,6 +103,7 @@ fn main() {
             Command::Serve(args) => serve::run(args).await.map(|()| 0),
             Command::Run(args) => run::run(args).await,
             Command::Shell(args) => shell::run(args).await,
+            Command::Shells(args) => shells::run(args).await,
             Command::Cp(args) => cp::run(args).await,
             Command::Ls(args) => ls::run(args).await,
             Command::Bench(args) => rexec_bench::cli::run(args).await.map(|()| 0),

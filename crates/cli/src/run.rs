@@ -1,8 +1,11 @@
 //! `rexec run`: run one command on the server, stream its stdout and stderr to ours as they
-//! arrive, forward our stdin when it is not a terminal, and exit with its exit code.
+//! arrive, forward our stdin when it is not a terminal, and exit with its exit code. With
+//! `--shell NAME` the command line runs in a named shell instead (`shell_run`).
 
 use crate::connect::{ServerArgs, parse_env_pair};
+use crate::duration::parse_duration;
 use crate::local_stdin::LocalStdin;
+use crate::shell_run;
 use rexec_client::sandbox::{
     AccessMode, FileSystemEntry, FileSystemPath, FileSystemPermissions, PermissionProfile,
     SpecialPath,
@@ -13,6 +16,7 @@ use rexec_client::{
 };
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(clap::Args, Debug)]
@@ -41,6 +45,22 @@ pub struct RunArgs {
     /// Network access for the sandboxed command.
     #[arg(long, value_enum, default_value = "off", requires = "sandbox")]
     pub network: Network,
+    /// Run the command line in the named shell NAME on the server (started on first use,
+    /// kept between runs): `cd`, exports and functions persist. The words are joined with
+    /// spaces and the shell parses the line, as with ssh.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tty", "clean_env"])]
+    pub shell: Option<String>,
+    /// Which shell a new named shell runs.
+    #[arg(long, value_enum, requires = "shell")]
+    pub shell_kind: Option<shell_run::Kind>,
+    /// Interrupt the command after DURATION (10, 1.5s, 500ms, 2m) and exit 124; the named
+    /// shell survives.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "shell")]
+    pub timeout: Option<Duration>,
+    /// Silence this long means the command waits for input: type it the next line of our
+    /// stdin, or interrupt it and exit 125 when stdin has none left.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "shell")]
+    pub idle_timeout: Option<Duration>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -59,7 +79,7 @@ pub enum Network {
 }
 
 /// The policy for `--sandbox`: read everything; write what the mode allows.
-fn sandbox_policy(mode: SandboxMode, writable: &[PathBuf], network: Network) -> SandboxContext {
+pub fn sandbox_policy(mode: SandboxMode, writable: &[PathBuf], network: Network) -> SandboxContext {
     let network = match network {
         Network::Off => NetworkAccess::Restricted,
         Network::On => NetworkAccess::Enabled,
@@ -87,6 +107,9 @@ fn sandbox_policy(mode: SandboxMode, writable: &[PathBuf], network: Network) -> 
 
 /// Run the command; the exit code to leave with.
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    if let Some(name) = &args.shell {
+        return shell_run::run(&args, name).await;
+    }
     // The output is streamed by the first subscriber (lossless: held from the first byte),
     // not kept for the completion.
     let mut spec = ProcessSpec::new(args.command.clone())

@@ -1,5 +1,6 @@
 //! `rexec serve`: run the exec server on a WebSocket or on stdio.
 
+use crate::duration::parse_duration;
 use crate::serve_auth::AuthArgs;
 use anyhow::Context;
 use rexec_server::{
@@ -51,8 +52,8 @@ pub struct ServeArgs {
     /// fails ("timed out") and its thread is abandoned.
     #[arg(long, default_value_t = 30_000)]
     fs_timeout_ms: u64,
-    /// How long a named shell lives without use before it is closed: `500ms`, `90s`,
-    /// `30m`, `2h`.
+    /// How long a named shell lives without use before it is closed: `500ms`, `90`
+    /// (seconds), `30m`, `2h`.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     shell_idle_timeout: Duration,
     /// PEM certificate of a `wss://` listener, followed by any intermediates. Re-read with
@@ -188,41 +189,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-}
-
-/// A duration as a number and a unit (`ms`, `s`, `m`, `h`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit (ms, s, m, h)"))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a number"))?;
-    let seconds = match unit {
-        "ms" => return Ok(Duration::from_millis(number)),
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m, h)")),
-    };
-    Ok(Duration::from_secs(number.saturating_mul(seconds)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_take_a_unit() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("30").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("5d").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! `rexec shell`: an interactive login shell on the server in a PTY. The local terminal is
 //! raw while it runs (so Ctrl-C, Ctrl-D and friends reach the remote terminal as bytes) and is
-//! restored on every way out; window size changes follow SIGWINCH.
+//! restored on every way out; window size changes follow SIGWINCH. `--attach NAME` opens a
+//! named shell instead (`shell_attach`).
 
 use crate::connect::{ServerArgs, parse_env_pair};
 use crate::run::local_exit_code;
@@ -17,8 +18,12 @@ pub struct ShellArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// The shell to run (default: the server's login shell).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "attach")]
     pub shell: Option<String>,
+    /// Open the named shell NAME (the one `rexec run --shell NAME` uses) at a line prompt
+    /// instead: each line runs as one of its commands.
+    #[arg(long, value_name = "NAME")]
+    pub attach: Option<String>,
     /// Working directory on the server (default: the server's own).
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -28,6 +33,9 @@ pub struct ShellArgs {
 }
 
 pub async fn run(args: ShellArgs) -> anyhow::Result<i32> {
+    if let Some(name) = &args.attach {
+        return crate::shell_attach::run(&args, name).await;
+    }
     let client = args.server.connect("rexec-shell").await?;
     let shell = args
         .shell

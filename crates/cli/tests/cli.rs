@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result, ensure};
 use rexec_testkit::server;
+use rexec_testkit::tmux::Tmux;
 use server::{Server, ServerOptions, Target};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -20,24 +21,8 @@ fn rexec() -> Command {
 
 async fn run_cli(args: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
     let mut command = rexec();
-    command
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().context("starting rexec")?;
-    if let Some(bytes) = stdin {
-        let mut pipe = child.stdin.take().context("stdin")?;
-        pipe.write_all(bytes).await?;
-    }
-    tokio::time::timeout(DEADLINE, child.wait_with_output())
-        .await
-        .context("rexec did not finish in time")?
-        .context("waiting for rexec")
+    command.args(args);
+    rexec_testkit::harness::output_within(command, stdin, DEADLINE).await
 }
 
 /// A server of `target` (the codex tests are `codex_test!`s: ignored without a binary).
@@ -345,99 +330,17 @@ async fn run_fails_clearly_when_unreachable_or_refused() -> Result<()> {
     Ok(())
 }
 
-/// A tmux session running `rexec shell`, read through capture-pane.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    async fn tmux(&self, args: &[&str]) -> Result<String> {
-        let output = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .await?;
-        ensure!(
-            output.status.success(),
-            "tmux {args:?}: {}",
-            text(&output.stderr)
-        );
-        Ok(text(&output.stdout))
-    }
-
-    async fn type_line(&self, line: &str) -> Result<()> {
-        self.tmux(&["send-keys", "-t", "t", "-l", line]).await?;
-        self.tmux(&["send-keys", "-t", "t", "Enter"])
-            .await
-            .map(drop)
-    }
-
-    async fn wait_for(&self, needle: &str) -> Result<String> {
-        self.wait_for_any(&[needle]).await
-    }
-
-    async fn wait_for_any(&self, needles: &[&str]) -> Result<String> {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let screen = self.tmux(&["capture-pane", "-p", "-t", "t"]).await?;
-            if needles.iter().any(|needle| screen.contains(needle)) {
-                return Ok(screen);
-            }
-            ensure!(
-                tokio::time::Instant::now() < deadline,
-                "never saw {needles:?}; screen:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn shell_through_tmux_types_resizes_and_interrupts() -> Result<()> {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        ensure!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true requires tmux"
-        );
-        rexec_testkit::harness::say_skipped("SKIPPED shell_through_tmux: tmux is not installed");
-        return Ok(());
-    }
     let server = Server::spawn(Target::Rexec, &ServerOptions::default()).await?;
-    let tmux = Tmux {
-        socket: format!("rexec-test-{}", std::process::id()),
-    };
     let command = format!(
         "{} shell --server {} --shell /bin/sh",
         env!("CARGO_BIN_EXE_rexec"),
         server.url
     );
-    tmux.tmux(&[
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ])
-    .await?;
+    let Some(tmux) = Tmux::start("shell_through_tmux", &command, 100, 30).await? else {
+        return Ok(());
+    };
     tmux.tmux(&["set-option", "-t", "t", "status", "off"])
         .await?;
     // Like a person: wait for the remote prompt (`sh` prints `#` for root, `$` otherwise;
@@ -452,7 +355,7 @@ async fn shell_through_tmux_types_resizes_and_interrupts() -> Result<()> {
     tmux.wait_for("25 90").await?;
 
     tmux.type_line("sleep 30; echo slept-$((2+2))").await?;
-    tmux.tmux(&["send-keys", "-t", "t", "C-c"]).await?;
+    tmux.press("C-c").await?;
     tmux.type_line("echo after-$((1+1))-interrupt").await?;
     let screen = tmux.wait_for("after-2-interrupt").await?;
     ensure!(
@@ -461,13 +364,5 @@ async fn shell_through_tmux_types_resizes_and_interrupts() -> Result<()> {
     );
 
     tmux.type_line("exit").await?;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while tmux.tmux(&["has-session", "-t", "t"]).await.is_ok() {
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "rexec shell did not exit after `exit`"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    tmux.until_ended("`exit`").await
 }

@@ -33,7 +33,7 @@
 //! ordered log and repair, history and event streams, the completion's head and tail,
 //! held-output acknowledgements). On top: `client` (start, run, reattach, close), `connect`
 //! (`Client::new` / `connect`, the first start in the handshake's flight), `process` (the
-//! handle), `wait` (`Process::wait_for`: server-side waits), `shell` (named shells), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
+//! handle), `wait` (`Process::wait_for`: server-side waits), `shell` (named shells; `shell_output` streams their output), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
 
 #![warn(missing_docs)]
 
@@ -47,6 +47,7 @@ mod process;
 mod procs;
 mod rpc;
 mod shell;
+mod shell_output;
 mod spec;
 mod wait;
 
@@ -67,7 +68,7 @@ pub use rexec_protocol::extensions;
 pub use rexec_protocol::fs::{DirectoryEntry, Metadata, WalkEntry, WalkOptions, WalkResult};
 pub use rexec_protocol::process::{EnvInherit, EnvPolicy, OutputStream, WriteStatus};
 pub use rexec_protocol::sandbox::{DenialRule, NetworkAccess, SandboxContext, SandboxDenial};
-pub use rexec_protocol::shell::{RunningCommand, ShellEntry};
+pub use rexec_protocol::shell::{REPLAY_BYTES as SHELL_REPLAY_BYTES, RunningCommand, ShellEntry};
 pub use rexec_protocol::{ErrorCode, PathUri, RpcError};
 pub use shell::{Shell, ShellKind, ShellOutcome, ShellOutput, ShellRun, ShellWait};
 pub use spec::{DEFAULT_OUTPUT_BUDGET, ProcessSpec};

@@ -8,6 +8,7 @@
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::shell_output;
 use rexec_protocol::method;
 use rexec_protocol::sandbox::SandboxContext;
 use rexec_protocol::shell::{
@@ -127,6 +128,7 @@ impl Shell {
             command: command.into(),
             timeout: None,
             idle_timeout: None,
+            on_output: None,
         }
     }
 
@@ -137,6 +139,7 @@ impl Shell {
             command_id: command_id.to_owned(),
             timeout: None,
             idle_timeout: None,
+            on_output: None,
         }
     }
 
@@ -158,6 +161,31 @@ impl Shell {
 }
 
 impl Shell {
+    /// `shell/run` or `shell/wait` (of `command_id`), streaming the output to `on_output`
+    /// when given.
+    async fn call<P: serde::Serialize + Sync>(
+        &self,
+        method: &str,
+        params: &P,
+        command_id: Option<&str>,
+        on_output: Option<OnOutput<'_>>,
+    ) -> Result<ShellOutcome, ClientError> {
+        let rpc = &self.client.inner.rpc;
+        let Some(mut on_output) = on_output else {
+            let result: ShellCommandResult = rpc.call(method, params).await?;
+            let taps = &self.client.inner.shell_taps;
+            taps.answered(&result.command_id, result.seq, result.output.total_bytes);
+            return Ok(ShellOutcome::from(result));
+        };
+        let tap = self.client.inner.shell_taps.open(&self.name);
+        let call = rpc.call::<_, ShellCommandResult>(method, params);
+        let (result, missed) =
+            shell_output::with_output(call, tap, command_id, &mut *on_output).await;
+        let mut outcome = ShellOutcome::from(result?);
+        outcome.missed_output_bytes = missed;
+        Ok(outcome)
+    }
+
     fn sandbox_params(&self) -> Result<Option<serde_json::Value>, ClientError> {
         let Some(mut sandbox) = self.sandbox.clone() else {
             return Ok(None);
@@ -180,9 +208,13 @@ pub struct ShellRun<'a> {
     command: String,
     timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    on_output: Option<OnOutput<'a>>,
 }
 
-impl ShellRun<'_> {
+/// What [`ShellRun::on_output`] and [`ShellWait::on_output`] call.
+type OnOutput<'a> = Box<dyn FnMut(&[u8]) + Send + 'a>;
+
+impl<'a> ShellRun<'a> {
     /// Interrupt the command after `timeout` (SIGINT to its foreground job, SIGKILL after
     /// a grace); the outcome says `timed_out` and the shell runs the next command.
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -193,6 +225,15 @@ impl ShellRun<'_> {
     /// Return with `awaiting_input` once the command printed nothing for `idle`.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Hand the command's output to `on_output` as it arrives (markers removed), while
+    /// this call waits; the outcome still has its head and tail. It sees all output of
+    /// this shell that reaches this client during the call, so run one command of a
+    /// shell at a time per client when using it.
+    pub fn on_output(mut self, on_output: impl FnMut(&[u8]) + Send + 'a) -> Self {
+        self.on_output = Some(Box::new(on_output));
         self
     }
 }
@@ -215,13 +256,9 @@ impl<'a> IntoFuture for ShellRun<'a> {
                 env: shell.env.clone(),
                 sandbox: shell.sandbox_params()?,
             };
-            let result: ShellCommandResult = shell
-                .client
-                .inner
-                .rpc
-                .call(method::SHELL_RUN, &params)
-                .await?;
-            Ok(ShellOutcome::from(result))
+            shell
+                .call(method::SHELL_RUN, &params, None, self.on_output)
+                .await
         })
     }
 }
@@ -233,9 +270,10 @@ pub struct ShellWait<'a> {
     command_id: String,
     timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    on_output: Option<OnOutput<'a>>,
 }
 
-impl ShellWait<'_> {
+impl<'a> ShellWait<'a> {
     /// Interrupt the command if it has not finished `timeout` from now.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -245,6 +283,18 @@ impl ShellWait<'_> {
     /// Return with `awaiting_input` once the command printed nothing for `idle`.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Hand the command's output to `on_output` (markers removed): first what it printed
+    /// that this client has not seen (through an earlier `on_output` or in an earlier
+    /// outcome of it), then the rest as it arrives while this call waits. Each byte comes once, in order; the
+    /// server keeps the latest [`SHELL_REPLAY_BYTES`](crate::SHELL_REPLAY_BYTES) of a
+    /// command's output for this, and bytes it no longer kept are counted in
+    /// [`ShellOutcome::missed_output_bytes`]. The outcome
+    /// still has its head and tail.
+    pub fn on_output(mut self, on_output: impl FnMut(&[u8]) + Send + 'a) -> Self {
+        self.on_output = Some(Box::new(on_output));
         self
     }
 }
@@ -257,19 +307,26 @@ impl<'a> IntoFuture for ShellWait<'a> {
         Box::pin(async move {
             let shell = self.shell;
             shell.client.require_shells().await?;
+            // Streaming: the server first sends again what this client has not taken.
+            let after_seq = self
+                .on_output
+                .is_some()
+                .then(|| shell.client.inner.shell_taps.after_seq(&self.command_id));
             let params = ShellWaitParams {
                 name: shell.name.clone(),
                 command_id: self.command_id,
                 timeout_ms: self.timeout.map(millis),
                 idle_timeout_ms: self.idle_timeout.map(millis),
+                after_seq,
             };
-            let result: ShellCommandResult = shell
-                .client
-                .inner
-                .rpc
-                .call(method::SHELL_WAIT, &params)
-                .await?;
-            Ok(ShellOutcome::from(result))
+            shell
+                .call(
+                    method::SHELL_WAIT,
+                    &params,
+                    Some(&params.command_id),
+                    self.on_output,
+                )
+                .await
         })
     }
 }
@@ -294,6 +351,10 @@ pub struct ShellOutcome {
     pub awaiting_input: bool,
     /// The command ended the shell (`exit`, `exec`); the next command starts a new one.
     pub shell_exited: bool,
+    /// Output `on_output` never got because the server no longer kept it (it was printed
+    /// while no call streamed the command, past the server's replay window); 0 without
+    /// `on_output`.
+    pub missed_output_bytes: u64,
 }
 
 impl From<ShellCommandResult> for ShellOutcome {
@@ -312,6 +373,7 @@ impl From<ShellCommandResult> for ShellOutcome {
             timed_out: result.timed_out,
             awaiting_input: result.awaiting_input,
             shell_exited: result.shell_exited,
+            missed_output_bytes: 0,
         }
     }
 }

@@ -6,6 +6,18 @@
 //! the connection that waits on it gets `shell/output` notifications and, at its end, one
 //! `shell/finished`; both carry the command's own `seq`, one sequence, so output numbered
 //! below the finish record belongs to the command.
+//!
+//! A command's output chunks have consecutive seqs from 1, and each says its `offset` (the
+//! bytes of the command's output before it). Output printed while nobody waits (between an
+//! `awaitingInput` answer and the next `shell/wait`) may reach a connection that does not
+//! want it, so the server keeps each command's most recent output chunks
+//! ([`REPLAY_BYTES`], at least the newest chunk) and a `shell/wait` with `afterSeq` first
+//! sends again, as `shell/output`, every kept chunk numbered above it. When the chunk right
+//! after `afterSeq` is no longer kept, the first chunk sent says `afterGap`, and its
+//! `offset` tells how many bytes are missing. A caller streaming a command therefore takes
+//! a chunk when its seq follows the last one it took, or when it says `afterGap`; any other
+//! chunk arrived ahead of the replay that carries it again. An answer's `seq` is the last
+//! one it counts, for a caller that read the answer instead of streaming.
 
 use crate::ByteChunk;
 use serde::{Deserialize, Serialize};
@@ -52,6 +64,10 @@ pub struct ShellRunParams {
     pub sandbox: Option<serde_json::Value>,
 }
 
+/// How much of a command's latest output the server keeps to send again
+/// (`shell/wait.afterSeq`).
+pub const REPLAY_BYTES: usize = 256 * 1024;
+
 /// `shell/wait`: keep waiting for a command that answered `awaitingInput`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,6 +78,10 @@ pub struct ShellWaitParams {
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_ms: Option<u64>,
+    /// The caller has the command's output up to this seq (0: none of it): first send
+    /// again the kept chunks numbered above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
 }
 
 /// `shell/write`: bytes for the shell's terminal, as typed (a line for `read`, `\u0003`
@@ -116,6 +136,9 @@ pub struct ShellCommandResult {
     /// new one.
     pub shell_exited: bool,
     pub output: OutputSummary,
+    /// The command's last seq this answer counts (its output up to here is in `output`).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// `shell/output`: a chunk of the running command's terminal output, markers removed.
@@ -125,6 +148,12 @@ pub struct ShellOutputNotification {
     pub name: String,
     pub command_id: String,
     pub seq: u64,
+    /// Bytes of the command's output before this chunk.
+    #[serde(default)]
+    pub offset: u64,
+    /// A replayed chunk whose predecessors above `afterSeq` are no longer kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_gap: bool,
     pub chunk: ByteChunk,
 }
 

@@ -92,6 +92,52 @@ pub fn say_skipped(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// Whether `program` runs here (`program version_flag`); when not, `test` is skipped
+/// visibly, and under `CI=true`, which installs it, that is an error.
+pub fn installed_or_skipped(program: &str, version_flag: &str, test: &str) -> Result<bool> {
+    let runs = std::process::Command::new(program)
+        .arg(version_flag)
+        .output()
+        .is_ok();
+    if !runs {
+        ensure!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true requires {program}"
+        );
+        say_skipped(&format!("SKIPPED {test}: {program} is not installed"));
+    }
+    Ok(runs)
+}
+
+/// Run `command` to its end within `deadline`, `stdin` piped in (or /dev/null), its
+/// stdout and stderr captured.
+pub async fn output_within(
+    mut command: tokio::process::Command,
+    stdin: Option<&[u8]>,
+    deadline: Duration,
+) -> Result<std::process::Output> {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt as _;
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().context("starting the command")?;
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().context("stdin")?;
+        pipe.write_all(bytes).await?;
+    }
+    tokio::time::timeout(deadline, child.wait_with_output())
+        .await
+        .context("the command did not finish in time")?
+        .context("waiting for the command")
+}
+
 // ----- process/start params -----
 
 /// `process/start` params for `argv`: cwd /tmp, env {PATH}, no tty, no stdin pipe.

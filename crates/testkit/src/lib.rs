@@ -6,7 +6,8 @@
 //!   rule, a bare codex peer; [`scratch`]: directories under `$HOME`, removed on drop.
 //! - [`client`]: the raw JSON-RPC-over-WebSocket conformance client; [`harness`]: the
 //!   scenario runner and the process helpers on it.
-//! - [`proxy`]: the fault-injecting WebSocket proxy; [`rng`]: the seeded PRNG of the soaks.
+//! - [`proxy`]: the fault-injecting WebSocket proxy; [`rng`]: the seeded PRNG of the soaks;
+//!   [`tmux`]: a command on a terminal of its own, typed into and read as a person would.
 //! - [`conformance_test!`] and [`codex_test!`]: tests from scenarios, with visible skips.
 
 mod locate;
@@ -19,6 +20,7 @@ pub mod proxy;
 pub mod rng;
 pub mod scratch;
 pub mod server;
+pub mod tmux;
 
 #[doc(hidden)]
 pub use pastey;

@@ -49,6 +49,9 @@ impl Inbound for Processes {
     }
 
     fn on_notification(&self, connection: &Arc<Connection>, name: &str, params: Option<&RawValue>) {
+        if name == method::SHELL_OUTPUT {
+            return self.shell_taps.deliver(params);
+        }
         match decode_notification(name, params) {
             Some(Ok((process_id, event))) => self.deliver(connection, &process_id, event),
             Some(Err(err)) => {

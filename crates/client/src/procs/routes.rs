@@ -9,6 +9,7 @@ use super::shared::{ProcessShared, Step};
 use crate::error::ClientError;
 use crate::options::{ClientOptions, Endpoint};
 use crate::rpc::{Connection, Inbound, Opening, Rpc};
+use crate::shell_output::ShellTaps;
 use rexec_protocol::jsonrpc::notification_frame;
 use rexec_protocol::method;
 use rexec_protocol::process::{
@@ -25,6 +26,8 @@ pub(crate) struct Processes {
     /// Processes whose lossless subscribers the connection reader must wait for before it
     /// reads the next frame.
     pub(super) held_back: Mutex<Vec<Arc<ProcessShared>>>,
+    /// Calls that stream a named shell's output (`shell/output`).
+    pub(crate) shell_taps: Arc<ShellTaps>,
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -41,6 +44,7 @@ impl Processes {
                 this: this.clone(),
                 routes: Mutex::default(),
                 held_back: Mutex::default(),
+                shell_taps: Arc::default(),
             }
         })
     }

@@ -8,7 +8,7 @@
 use super::{Admitted, Deferred, Reply, RequestContext};
 use crate::process::env::child_env;
 use crate::sandbox::policy;
-use crate::shell::{Command, Creation, Integration, Limits, Queued};
+use crate::shell::{Command, Creation, Integration, Limits, Queued, Replay};
 use rexec_protocol::RpcError;
 use rexec_protocol::process::{EnvInherit, EnvPolicy};
 use rexec_protocol::shell::{
@@ -23,6 +23,7 @@ pub enum ShellTask {
         slot: Arc<crate::shell::Slot>,
         command: Arc<Command>,
         limits: Limits,
+        replay: Option<Replay>,
     },
     Write {
         slot: Arc<crate::shell::Slot>,
@@ -93,6 +94,7 @@ fn enqueue(ctx: &RequestContext, params: ShellRunParams) -> Result<ShellTask, Rp
         slot,
         command,
         limits: limits(params.timeout_ms, params.idle_timeout_ms),
+        replay: None,
     })
 }
 
@@ -105,10 +107,15 @@ pub fn admit_wait(ctx: &RequestContext, params: ShellWaitParams) -> Admitted {
         Ok((slot, command)) => {
             slot.touch();
             command.set_subscriber(Arc::clone(&ctx.session.route));
+            let replay = params.after_seq.map(|after_seq| Replay {
+                after_seq,
+                route: Arc::clone(&ctx.session.route),
+            });
             Admitted::Deferred(Deferred::Shell(ShellTask::Wait {
                 slot,
                 command,
                 limits: limits(params.timeout_ms, params.idle_timeout_ms),
+                replay,
             }))
         }
         Err(error) => Admitted::Done(Err(error)),
@@ -140,7 +147,8 @@ pub async fn run(task: ShellTask) -> Result<Reply, RpcError> {
             slot,
             command,
             limits,
-        } => Reply::new(&crate::shell::wait(&slot, &command, limits).await?),
+            replay,
+        } => Reply::new(&crate::shell::wait(&slot, &command, limits, replay).await?),
         ShellTask::Write { slot, data } => {
             let terminal = slot.terminal().ok_or_else(|| {
                 RpcError::invalid_request(format!("shell {:?} is not running", slot.name))

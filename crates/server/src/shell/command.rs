@@ -4,7 +4,11 @@
 //! The shell's runner is the only producer: it numbers each output chunk and the finish
 //! record from one counter and sends each notification before it reads on, so they leave
 //! in seq order. Callers (`shell/run`, `shell/wait`) watch `changes` and read a snapshot.
+//! `sending` orders a chunk's recording and sending against a replay (`shell::replay`) and
+//! an answer: a replay goes out whole between two live chunks, and an answer follows every
+//! chunk it counts.
 
+use super::replay::{ReplayWindow, Replayed};
 use crate::outbound::{NotificationRoute, OutboundFrame};
 use crate::sync::lock;
 use rexec_protocol::jsonrpc::notification_frame;
@@ -34,6 +38,7 @@ pub struct End {
 
 /// What a caller sees of a command at one moment.
 pub struct Snapshot {
+    pub seq: u64,
     pub finished: Option<CommandFinished>,
     pub timed_out: bool,
     pub shell_exited: bool,
@@ -58,6 +63,7 @@ struct Progress {
     failed: Option<RpcError>,
     /// The session whose connection gets the notifications (the last caller's).
     subscriber: Option<Arc<NotificationRoute>>,
+    replay: ReplayWindow,
 }
 
 pub struct Command {
@@ -66,6 +72,7 @@ pub struct Command {
     pub text: String,
     progress: Mutex<Progress>,
     changes: watch::Sender<()>,
+    sending: tokio::sync::Mutex<()>,
 }
 
 impl Command {
@@ -76,6 +83,7 @@ impl Command {
             text,
             progress: Mutex::new(Progress::default()),
             changes: watch::Sender::new(()),
+            sending: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -110,11 +118,15 @@ impl Command {
 
     /// Record and forward a chunk of output (backpressure: waits for the connection).
     pub async fn output(&self, bytes: Vec<u8>) {
-        let (seq, route) = {
+        let _sending = self.sending.lock().await;
+        let (seq, offset, route) = {
             let mut progress = lock(&self.progress);
             progress.seq += 1;
             progress.last_output = Some(Instant::now());
+            let offset = progress.total;
             progress.total += bytes.len() as u64;
+            let seq = progress.seq;
+            progress.replay.push(seq, offset, &bytes);
             let into_head = HEAD_BYTES
                 .saturating_sub(progress.head.len())
                 .min(bytes.len());
@@ -123,16 +135,47 @@ impl Command {
             progress.tail.extend(rest.iter().copied());
             let excess = progress.tail.len().saturating_sub(TAIL_BYTES);
             progress.tail.drain(..excess);
-            (progress.seq, progress.subscriber.clone())
+            (seq, offset, progress.subscriber.clone())
         };
         self.changes.send_replace(());
-        let notification = ShellOutputNotification {
+        let chunk = Replayed {
+            seq,
+            offset,
+            after_gap: false,
+            bytes,
+        };
+        send(route, method::SHELL_OUTPUT, &self.notification(chunk)).await;
+    }
+
+    /// Send `route` again the kept output above `after_seq`, before any later chunk.
+    pub async fn replay(&self, after_seq: u64, route: Arc<NotificationRoute>) {
+        let _sending = self.sending.lock().await;
+        let replayed = lock(&self.progress).replay.since(after_seq);
+        for chunk in replayed {
+            let notification = self.notification(chunk);
+            send(
+                Some(Arc::clone(&route)),
+                method::SHELL_OUTPUT,
+                &notification,
+            )
+            .await;
+        }
+    }
+
+    /// Free the kept output: nobody is expected to wait on this command any more.
+    pub fn release_replay(&self) {
+        lock(&self.progress).replay.release();
+    }
+
+    fn notification(&self, chunk: Replayed) -> ShellOutputNotification {
+        ShellOutputNotification {
             name: self.shell_name.clone(),
             command_id: self.id.clone(),
-            seq,
-            chunk: ByteChunk(bytes),
-        };
-        send(route, method::SHELL_OUTPUT, &notification).await;
+            seq: chunk.seq,
+            offset: chunk.offset,
+            after_gap: chunk.after_gap,
+            chunk: ByteChunk(chunk.bytes),
+        }
     }
 
     /// Record the end and send the finish record, next in the seq sequence.
@@ -174,11 +217,18 @@ impl Command {
         self.changes.send_replace(());
     }
 
+    /// A snapshot to answer with: every chunk it counts has been queued for sending.
+    pub async fn answer_snapshot(&self) -> Snapshot {
+        let _sending = self.sending.lock().await;
+        self.snapshot()
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let progress = lock(&self.progress);
         let tail: Vec<u8> = progress.tail.iter().copied().collect();
         let kept = (progress.head.len() + tail.len()) as u64;
         Snapshot {
+            seq: progress.seq,
             finished: progress.finished.clone(),
             timed_out: progress.timed_out,
             shell_exited: progress.shell_exited,

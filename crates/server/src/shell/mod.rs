@@ -5,7 +5,8 @@
 //! state), `runner` (the task that drives one shell), `terminal` (spawning the shell,
 //! writing to it, its modes, its foreground group), `integration` (the start-up script,
 //! the markers and how a command line is sent), `markers` (the parser that finds them in
-//! the output), `command` (one command's output summary, seq and end), `wait` (a caller
+//! the output), `command` (one command's output summary, seq and end), `replay` (its
+//! latest output, kept to send again to a later caller), `wait` (a caller
 //! waiting on a command, timeouts and the interrupt). The request handlers live in
 //! `handlers::shell`; this module never names a connection.
 
@@ -13,6 +14,7 @@ mod command;
 mod integration;
 mod markers;
 mod registry;
+mod replay;
 mod runner;
 mod slot;
 mod terminal;
@@ -23,4 +25,4 @@ pub use integration::Integration;
 pub use registry::ShellRegistry;
 pub use slot::{Queued, ShellSlot as Slot};
 pub use terminal::Creation;
-pub use wait::{Limits, wait};
+pub use wait::{Limits, Replay, wait};

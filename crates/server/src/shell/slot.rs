@@ -126,6 +126,12 @@ impl ShellSlot {
         let mut status = lock(&self.status);
         if command.is_none() {
             status.last_used = Instant::now();
+        } else {
+            // A new command starts: only the one that finished last may still be waited
+            // on for output nobody streamed, so a shell keeps at most two replay windows.
+            let mut finished = status.known.iter().rev().filter(|c| c.is_finished());
+            finished.next();
+            finished.for_each(|c| c.release_replay());
         }
         status.running = command;
     }

@@ -1,15 +1,17 @@
 //! Waiting on a command for a caller (`shell/run`, `shell/wait`): until it finishes, its
 //! idle timeout sees no output (`awaitingInput`), or its timeout fires and the interrupt
-//! ends it (`timedOut`).
+//! ends it (`timedOut`). A `shell/wait` that says which output it has first gets the
+//! rest of the kept output sent again.
 //!
 //! The interrupt runs in a task of its own, so it completes even when the caller's
 //! connection goes away: SIGINT to the terminal's foreground process group, SIGKILL to
 //! that group after a grace, and the shell itself killed after another one (a builtin
 //! loop that ignores SIGINT runs in the shell's own group).
 
-use super::command::Command;
+use super::command::{Command, Snapshot};
 use super::slot::ShellSlot;
 use super::terminal::TerminalControl;
+use crate::outbound::NotificationRoute;
 use rexec_protocol::RpcError;
 use rexec_protocol::shell::ShellCommandResult;
 use rustix::process::Signal;
@@ -25,12 +27,23 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
 }
 
+/// Send the caller the kept output above `after_seq` before waiting (`shell/wait.afterSeq`).
+pub struct Replay {
+    pub after_seq: u64,
+    pub route: Arc<NotificationRoute>,
+}
+
 pub async fn wait(
     slot: &Arc<ShellSlot>,
     command: &Arc<Command>,
     limits: Limits,
+    replay: Option<Replay>,
 ) -> Result<ShellCommandResult, RpcError> {
     let _waiter = slot.waiter();
+    if let Some(replay) = replay {
+        command.replay(replay.after_seq, replay.route).await;
+    }
+    let answer = || async { result(slot, command, command.answer_snapshot().await) };
     let called = Instant::now();
     let mut changes = command.subscribe();
     loop {
@@ -39,17 +52,8 @@ pub async fn wait(
         if let Some(error) = snapshot.failed {
             return Err(error);
         }
-        let awaiting_input = |snapshot: super::command::Snapshot| ShellCommandResult {
-            name: slot.name.clone(),
-            command_id: command.id.clone(),
-            awaiting_input: snapshot.finished.is_none(),
-            finished: snapshot.finished,
-            timed_out: snapshot.timed_out,
-            shell_exited: snapshot.shell_exited,
-            output: snapshot.output,
-        };
         if snapshot.finished.is_some() {
-            return Ok(awaiting_input(snapshot));
+            return Ok(answer().await);
         }
         let now = Instant::now();
         let mut deadline: Option<Instant> = None;
@@ -72,7 +76,7 @@ pub async fn wait(
             {
                 let at = snapshot.last_output.unwrap_or(since).max(since) + idle;
                 if at <= now {
-                    return Ok(awaiting_input(snapshot));
+                    return Ok(answer().await);
                 }
                 deadline = Some(deadline.map_or(at, |d| d.min(at)));
             }
@@ -85,6 +89,19 @@ pub async fn wait(
             }
             () = sleep_until(deadline) => {}
         }
+    }
+}
+
+fn result(slot: &ShellSlot, command: &Command, snapshot: Snapshot) -> ShellCommandResult {
+    ShellCommandResult {
+        name: slot.name.clone(),
+        command_id: command.id.clone(),
+        awaiting_input: snapshot.finished.is_none(),
+        finished: snapshot.finished,
+        timed_out: snapshot.timed_out,
+        shell_exited: snapshot.shell_exited,
+        output: snapshot.output,
+        seq: snapshot.seq,
     }
 }
 
