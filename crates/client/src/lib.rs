@@ -33,7 +33,7 @@
 //! ordered log and repair, history and event streams, the completion's head and tail,
 //! held-output acknowledgements). On top: `client` (start, run, reattach, close), `connect`
 //! (`Client::new` / `connect`, the first start in the handshake's flight), `process` (the
-//! handle), `wait` (`Process::wait_for`: server-side waits), `shell` (named shells; `shell_output` streams their output), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
+//! handle), `wait` (`Process::wait_for`: server-side waits), `shell` (named shells), `fs` (the `fs/*` methods and `RemoteFile`), `spec`, `event`, `options`, `error`.
 
 #![warn(missing_docs)]
 
@@ -47,7 +47,6 @@ mod process;
 mod procs;
 mod rpc;
 mod shell;
-mod shell_output;
 mod spec;
 mod wait;
 

@@ -8,7 +8,7 @@
 
 use crate::client::Client;
 use crate::error::ClientError;
-use crate::shell_output;
+use crate::procs::shell_output;
 use rexec_protocol::method;
 use rexec_protocol::sandbox::SandboxContext;
 use rexec_protocol::shell::{

@@ -2,7 +2,9 @@
 //! each process's ordered log (`ordered`), the replay history and the subscribers that walk
 //! it (`history`, `stream`), the one repair algorithm both use (`rebuild`) and the one bound
 //! on what they keep (`bounds`), the completion's head and tail (`output`), held-output
-//! acknowledgements (`acks`), and the one state a process's readers share (`shared`). `dispatch` is what the RPC layer calls on the reader task.
+//! acknowledgements (`acks`), the one state a process's readers share (`shared`), and the
+//! same routing for named-shell output (`shell_output`). `dispatch` is what the RPC layer
+//! calls on the reader task.
 
 mod acks;
 mod bounds;
@@ -13,6 +15,7 @@ mod output;
 mod rebuild;
 mod routes;
 mod shared;
+pub(crate) mod shell_output;
 mod stream;
 
 pub(crate) use routes::{HandleGuard, Processes};

@@ -6,10 +6,10 @@
 
 use super::ordered::{REORDER_GRACE, Repair};
 use super::shared::{ProcessShared, Step};
+use super::shell_output::ShellTaps;
 use crate::error::ClientError;
 use crate::options::{ClientOptions, Endpoint};
 use crate::rpc::{Connection, Inbound, Opening, Rpc};
-use crate::shell_output::ShellTaps;
 use rexec_protocol::jsonrpc::notification_frame;
 use rexec_protocol::method;
 use rexec_protocol::process::{
