@@ -491,10 +491,10 @@ impl World {
         assert_eq!(first, self.stream.covered + 1, "{event:?} out of order");
         assert!(first <= last);
         self.stream.covered = last;
+        self.stream.ledger += ledger_bytes(&event);
         self.stream.delivered.push(event.clone());
         match event {
             ProcessEvent::Output { seq, stream, bytes } => {
-                self.stream.ledger += bytes.len() as u64;
                 let expected = Logged::Output { stream, bytes };
                 assert_eq!(self.logged(seq), &expected, "output at seq {seq}");
                 self.stream.output_seqs.insert(seq);
@@ -528,7 +528,6 @@ impl World {
                     assert_eq!(bytes_lost, 0, "bytes lost without eviction counters");
                 }
                 self.stream.bytes_lost += bytes_lost;
-                self.stream.ledger += bytes_lost;
                 for seq in seqs {
                     match self.logged(seq) {
                         Logged::Output { .. } => {

@@ -288,11 +288,11 @@ impl<'a> ShellWait<'a> {
 
     /// Hand the command's output to `on_output` (markers removed): first what it printed
     /// that this client has not seen (through an earlier `on_output` or in an earlier
-    /// outcome of it), then the rest as it arrives while this call waits. Each byte comes once, in order; the
-    /// server keeps the latest [`SHELL_REPLAY_BYTES`](crate::SHELL_REPLAY_BYTES) of a
-    /// command's output for this, and bytes it no longer kept are counted in
-    /// [`ShellOutcome::missed_output_bytes`]. The outcome
-    /// still has its head and tail.
+    /// outcome of it), then the rest as it arrives while this call waits. Each byte comes
+    /// once, in order; the server keeps the latest
+    /// [`SHELL_REPLAY_BYTES`](crate::SHELL_REPLAY_BYTES) of a command's output for this,
+    /// and bytes it no longer kept are counted in [`ShellOutcome::missed_output_bytes`].
+    /// The outcome still has its head and tail.
     pub fn on_output(mut self, on_output: impl FnMut(&[u8]) + Send + 'a) -> Self {
         self.on_output = Some(Box::new(on_output));
         self

@@ -100,10 +100,7 @@ pub fn installed_or_skipped(program: &str, version_flag: &str, test: &str) -> Re
         .output()
         .is_ok();
     if !runs {
-        ensure!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true requires {program}"
-        );
+        ensure!(!crate::locate::in_ci(), "CI=true requires {program}");
         say_skipped(&format!("SKIPPED {test}: {program} is not installed"));
     }
     Ok(runs)

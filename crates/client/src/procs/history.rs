@@ -149,6 +149,16 @@ impl History {
 /// so all output in the window is reported lost, with exact byte counts; likewise when the
 /// read contradicts what this process delivered).
 pub fn fill_lag(window: &LagWindow, read: Option<ReadResult>) -> VecDeque<ProcessEvent> {
+    let events = rebuild(lag(window), read).or_else(|reason| {
+        tracing::debug!(%reason, "a lag repair read contradicts the delivered stream");
+        rebuild(lag(window), None)
+    });
+    events.unwrap_or_default().into()
+}
+
+/// The repair window of a lag: the delivered exits and gaps inside it, with their places
+/// on the ledger, and the ledger at both ends.
+fn lag(window: &LagWindow) -> Window {
     let known = window
         .marks
         .iter()
@@ -161,19 +171,14 @@ pub fn fill_lag(window: &LagWindow, read: Option<ReadResult>) -> VecDeque<Proces
             Some((seq, known))
         })
         .collect();
-    let window = Window {
+    Window {
         after_seq: window.after_seq,
         until_seq: window.until_seq,
         known,
         bytes_before: window.cum_start,
         bytes_after: Some(window.cum_end),
         exit_known: true,
-    };
-    let events = rebuild(window.clone(), read).or_else(|reason| {
-        tracing::debug!(%reason, "a lag repair read contradicts the delivered stream");
-        rebuild(window, None)
-    });
-    events.unwrap_or_default().into()
+    }
 }
 
 #[cfg(test)]

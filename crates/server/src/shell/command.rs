@@ -126,7 +126,6 @@ impl Command {
             let offset = progress.total;
             progress.total += bytes.len() as u64;
             let seq = progress.seq;
-            progress.replay.push(seq, offset, &bytes);
             let into_head = HEAD_BYTES
                 .saturating_sub(progress.head.len())
                 .min(bytes.len());
@@ -144,7 +143,11 @@ impl Command {
             after_gap: false,
             bytes,
         };
-        send(route, method::SHELL_OUTPUT, &self.notification(chunk)).await;
+        let notification = self.notification(chunk);
+        send(route, method::SHELL_OUTPUT, &notification).await;
+        // Kept after the send, which no replay or answer can come between (`sending`).
+        let bytes = notification.chunk.0;
+        lock(&self.progress).replay.push(seq, offset, bytes);
     }
 
     /// Send `route` again the kept output above `after_seq`, before any later chunk.

@@ -33,14 +33,10 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
-    pub fn push(&mut self, seq: u64, offset: u64, bytes: &[u8]) {
+    pub fn push(&mut self, seq: u64, offset: u64, bytes: Vec<u8>) {
         self.newest = Some((seq, offset + bytes.len() as u64));
         self.bytes += bytes.len();
-        self.chunks.push_back(Kept {
-            seq,
-            offset,
-            bytes: bytes.to_vec(),
-        });
+        self.chunks.push_back(Kept { seq, offset, bytes });
         while self.bytes > REPLAY_BYTES && self.chunks.len() > 1 {
             if let Some(old) = self.chunks.pop_front() {
                 self.bytes -= old.bytes.len();
@@ -94,7 +90,7 @@ mod tests {
         let mut window = ReplayWindow::default();
         let mut offset = 0;
         for (at, &len) in chunks.iter().enumerate() {
-            window.push(at as u64 + 1, offset, &vec![b'x'; len]);
+            window.push(at as u64 + 1, offset, vec![b'x'; len]);
             offset += len as u64;
         }
         window
